@@ -1,0 +1,285 @@
+"""The attach relay: the user's terminal <-> one session, byte for byte.
+
+Keystrokes go through the pure DetachFilter and out as INPUT; OUTPUT payloads go straight to fd 1.
+Nothing on this path decodes terminal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+from dataclasses import dataclass
+
+from tmuxish import protocol
+from tmuxish.client.connection import Connection
+from tmuxish.client.terminal import get_size, raw_mode, write_all
+from tmuxish.errors import ServerGone
+from tmuxish.keys import DetachFilter
+
+READ_SIZE = 65536
+SOCKET_READ = 262144
+#: Generic cleanup when the server could not tell us which modes the session turned on.
+SANE_MODES = b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?25h\x1b[0m"
+
+
+@dataclass
+class AttachResult:
+    """How an attachment ended: what to tell the user and the exit status."""
+
+    message: str
+    status: int
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    if os.environ.get("TMUXISH_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
+class Relay:
+    def __init__(
+        self,
+        conn: Connection,
+        session_id: int,
+        detach_filter: DetachFilter,
+        readonly: bool,
+        stdin_fd: int = 0,
+        stdout_fd: int = 1,
+    ) -> None:
+        self.conn = conn
+        self.sock = conn.sock
+        self.session_id = session_id
+        self.filter = detach_filter
+        self.readonly = readonly
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.reset = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future[AttachResult] | None = None
+        self._outbox = bytearray()
+        self._writing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._stdin_open = True
+
+    async def run(self) -> AttachResult:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._done = loop.create_future()
+        self.sock.setblocking(False)
+        # Messages that arrived together with the attach reply.
+        while self.conn.pending:
+            self._handle(self.conn.pending.popleft())
+        loop.add_reader(self.sock.fileno(), self._on_socket)
+        loop.add_reader(self.stdin_fd, self._on_stdin)
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(signal.SIGWINCH, self._on_winch)
+        try:
+            return await self._done
+        finally:
+            loop.remove_reader(self.sock.fileno())
+            if self._stdin_open:
+                loop.remove_reader(self.stdin_fd)
+            if self._writing:
+                loop.remove_writer(self.sock.fileno())
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGWINCH)
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _finish(self, message: str, status: int) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(AttachResult(message, status))
+
+    # -- socket -> terminal ----------------------------------------------------------------------
+
+    def _on_socket(self) -> None:
+        try:
+            data = self.sock.recv(SOCKET_READ)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            return
+        if not data:
+            self._finish("[server exited]", 1)
+            return
+        try:
+            messages = list(self.conn.decoder.feed(data))
+        except protocol.ProtocolError as exc:
+            self._finish(f"[the server sent garbage: {exc}]", 1)
+            return
+        out: list[bytes] = []
+        for message in messages:
+            if message[0] == protocol.OUTPUT:
+                out.append(message[1])
+                continue
+            if out:
+                self._write_out(b"".join(out))
+                out = []
+            self._handle(message)
+        if out:
+            self._write_out(b"".join(out) if len(out) > 1 else out[0])
+
+    def _write_out(self, data: bytes) -> None:
+        try:
+            write_all(self.stdout_fd, data)
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EPIPE, errno.EBADF):
+                self._send(protocol.encode([protocol.DETACH]))
+                self._finish("[terminal gone]", 1)
+                return
+            raise
+
+    def _handle(self, message: protocol.Message) -> None:
+        kind = message[0]
+        if kind == protocol.OUTPUT:
+            self._write_out(message[1])
+        elif kind == protocol.EXITED:
+            code = message[1]
+            self._finish(f"[session {self.session_id} exited with code {code}]", code)
+        elif kind == protocol.DETACHED:
+            reason = message[1]
+            if reason == "detached":
+                self._finish(f"[detached from session {self.session_id}]", 0)
+            else:
+                self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
+        elif kind == protocol.EVENT:
+            if message[1] == "reset" and isinstance(message[2], dict):
+                data = message[2].get("data")
+                if isinstance(data, bytes):
+                    self.reset = data
+        elif kind == protocol.ERROR:
+            self._finish(f"[server error: {message[3]}]", 1)
+
+    # -- terminal -> socket ----------------------------------------------------------------------
+
+    def _on_stdin(self) -> None:
+        try:
+            data = os.read(self.stdin_fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        assert self._loop is not None
+        if not data:
+            # The terminal went away (hangup): leave the session running.
+            self._loop.remove_reader(self.stdin_fd)
+            self._stdin_open = False
+            self._detach()
+            return
+        passthrough, detached = self.filter.feed(data, self._loop.time())
+        if passthrough and not self.readonly:
+            self._send(protocol.input_frame(passthrough))
+        if detached:
+            self._detach()
+            return
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.filter.deadline()
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        held = self.filter.expire(self._loop.time())
+        if held and not self.readonly:
+            self._send(protocol.input_frame(held))
+        self._arm_timer()
+
+    def _detach(self) -> None:
+        self._send(protocol.encode([protocol.DETACH]))
+        assert self._loop is not None
+        # The server confirms with DETACHED; do not hang if it is gone.
+        self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
+
+    def _on_winch(self) -> None:
+        cols, rows = get_size(self.stdout_fd)
+        if cols and rows:
+            self._send(protocol.resize(cols, rows))
+
+    def _send(self, frame: bytes) -> None:
+        if self._outbox:
+            self._outbox += frame
+            return
+        try:
+            n = self.sock.send(frame)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            return
+        if n < len(frame):
+            self._outbox += frame[n:]
+            assert self._loop is not None
+            self._loop.add_writer(self.sock.fileno(), self._on_writable)
+            self._writing = True
+
+    def _on_writable(self) -> None:
+        try:
+            n = self.sock.send(self._outbox)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            return
+        del self._outbox[:n]
+        if not self._outbox and self._loop is not None:
+            self._loop.remove_writer(self.sock.fileno())
+            self._writing = False
+
+
+def attach(
+    conn: Connection,
+    target: str | None,
+    *,
+    detach_keys: bytes,
+    detach_timeout: float,
+    readonly: bool = False,
+    history: int = -1,
+    inside: int | None = None,
+) -> AttachResult:
+    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss."""
+    cols, rows = get_size(1)
+    if not cols:
+        cols, rows = get_size(0)
+    if history < 0:
+        history = rows or 24
+    with raw_mode(0):
+        info = conn.request(
+            "attach",
+            target=target,
+            cols=cols,
+            rows=rows,
+            readonly=readonly,
+            history=history,
+            inside=inside,
+        )
+        session_id = int(info["id"])
+        write_all(1, info.get("initial") or b"")
+        relay = Relay(conn, session_id, DetachFilter(detach_keys, detach_timeout), readonly)
+        relay.reset = info.get("reset") or b""
+        loop = new_event_loop()
+        try:
+            result = loop.run_until_complete(relay.run())
+        except ServerGone as exc:
+            result = AttachResult(f"[{exc}]", 1)
+        finally:
+            loop.close()
+        with contextlib.suppress(OSError):
+            # Leave the user's terminal sane: undo modes the program turned on.
+            write_all(1, (relay.reset or SANE_MODES) + b"\r\n")
+    return result

@@ -1,0 +1,69 @@
+"""Finding the server, and starting one when none answers (like tmux and shpool do)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tmuxish.client.connection import Connection
+from tmuxish.errors import ServerNotRunning
+from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
+
+START_TIMEOUT = 10.0
+
+
+def connect(socket_path: Path, start: bool = False) -> Connection:
+    """Connect to the server on ``socket_path``; with ``start``, launch one if none answers."""
+    if is_default_dir(socket_path.parent):
+        ensure_private_dir(socket_path.parent)
+    try:
+        return Connection.open(socket_path)
+    except ServerNotRunning:
+        if not start:
+            raise
+    spawn_server(socket_path)
+    return wait_for_server(socket_path)
+
+
+def spawn_server(socket_path: Path) -> None:
+    socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # -P: never import a source checkout from the working directory instead of the install.
+    argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
+    with open(log_path(socket_path), "ab") as log:
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+
+
+def wait_for_server(socket_path: Path, timeout: float = START_TIMEOUT) -> Connection:
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            return Connection.open(socket_path)
+        except ServerNotRunning:
+            if time.monotonic() > deadline:
+                raise ServerNotRunning(
+                    f"the server did not start on {socket_path}{_last_log_line(socket_path)}"
+                ) from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _last_log_line(socket_path: Path) -> str:
+    try:
+        with open(log_path(socket_path), "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f" (log: {lines[-1]})" if lines else ""

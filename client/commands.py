@@ -1,0 +1,276 @@
+"""What each CLI command does, on top of the blocking client connection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tmuxish import config
+from tmuxish.client.autostart import connect
+from tmuxish.client.connection import Connection
+from tmuxish.errors import ServerNotRunning, UsageError
+from tmuxish.paths import resolve_socket
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    return resolve_socket(args.socket_path, args.socket_name)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _inside(socket_path: Path) -> int | None:
+    """The session id we run inside, if it belongs to this server (TMUXISH=socket,id)."""
+    value = os.environ.get("TMUXISH", "")
+    path, _, sid = value.rpartition(",")
+    if sid.isdigit() and path and os.path.abspath(path) == str(socket_path):
+        return int(sid)
+    return None
+
+
+def _target(value: str | None) -> str | int | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def default_command(settings: config.Settings) -> list[str]:
+    configured = settings["default_command"]
+    if configured:
+        return list(configured)
+    return [os.environ.get("SHELL") or "/bin/sh"]
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
+    argv = list(args.command_argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        argv = default_command(settings)
+    env: dict[str, str] = dict(os.environ)
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-e needs KEY=VALUE, got {item!r}")
+        env[key] = value
+    env.pop("TMUXISH", None)
+    cols, rows = settings["default_size"]
+    if not args.detached:
+        from tmuxish.client.terminal import get_size
+
+        tcols, trows = get_size(1)
+        if tcols and trows:
+            cols, rows = tcols, trows
+    cols = args.cols or cols
+    rows = args.rows or rows
+    if cols <= 0 or rows <= 0:
+        raise UsageError("-x and -y must be positive")
+    socket_path = _socket(args)
+    conn = connect(socket_path, start=True)
+    with conn:
+        info = conn.request(
+            "new",
+            command=argv,
+            name=args.name,
+            cwd=os.path.abspath(args.cwd) if args.cwd else os.getcwd(),
+            cols=cols,
+            rows=rows,
+            env=env,
+            replace_env=True,
+            window_size=settings["window_size"],
+        )
+        if args.detached:
+            _out(f"{info['id']}\n")
+            return 0
+        return _attach(conn, str(info["id"]), settings, False, None, socket_path)
+
+
+def _attach(
+    conn: Connection,
+    target: str | None,
+    settings: config.Settings,
+    readonly: bool,
+    history: int | None,
+    socket_path: Path,
+) -> int:
+    from tmuxish.client.attach import attach
+    from tmuxish.keys import parse_detach_keys
+
+    if not os.isatty(0):
+        raise UsageError("attach needs a terminal on standard input")
+    result = attach(
+        conn,
+        target,
+        detach_keys=parse_detach_keys(settings["detach_keys"]),
+        detach_timeout=settings["detach_timeout"],
+        readonly=readonly,
+        history=history if history is not None else settings["history_lines"],
+        inside=_inside(socket_path),
+    )
+    _out(result.message + "\n")
+    return result.status
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    settings = config.load({"detach_keys": args.detach_keys})
+    socket_path = _socket(args)
+    conn = connect(socket_path, start=False)
+    with conn:
+        return _attach(conn, args.target, settings, args.readonly, args.history, socket_path)
+
+
+def _age(created: str) -> str:
+    try:
+        seconds = int((datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds())
+    except ValueError:
+        return "?"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def format_table(sessions: list[dict[str, Any]]) -> str:
+    rows = [("ID", "NAME", "COMMAND", "STATUS", "CLIENTS", "SIZE", "AGE")]
+    for s in sessions:
+        status = s["status"] if s["status"] == "running" else f"exited ({s['exit_code']})"
+        command = " ".join(s["command"])
+        if len(command) > 40:
+            command = command[:39] + "…"
+        rows.append(
+            (
+                str(s["id"]),
+                s["name"] or "-",
+                command,
+                status,
+                str(s["clients"]),
+                f"{s['cols']}x{s['rows']}",
+                _age(s["created"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n"
+        for r in rows
+    )
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    try:
+        conn = connect(_socket(args), start=False)
+    except ServerNotRunning:
+        sessions: list[dict[str, Any]] = []
+    else:
+        with conn:
+            sessions = conn.request("ls")
+    if args.json:
+        _out(json.dumps(sessions) + "\n")
+    elif sessions:
+        _out(format_table(sessions))
+    return 0
+
+
+def _simple(args: argparse.Namespace, command: str, **kwargs: Any) -> Any:
+    with connect(_socket(args), start=False) as conn:
+        return conn.request(command, **kwargs)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    _simple(args, "kill", target=_target(args.target), signal=args.signal)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    _simple(args, "rm", target=_target(args.target), force=args.force)
+    return 0
+
+
+def cmd_kill_server(args: argparse.Namespace) -> int:
+    socket_path = _socket(args)
+    with connect(socket_path, start=False) as conn:
+        conn.request("kill-server")
+        # Wait until the server has closed, so a following command starts a fresh one.
+        try:
+            while True:
+                conn.recv()
+        except Exception:
+            pass
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from tmuxish.paths import ensure_private_dir, is_default_dir
+    from tmuxish.server.daemon import run
+
+    socket_path = _socket(args)
+    if is_default_dir(socket_path.parent):
+        ensure_private_dir(socket_path.parent)
+    return run(socket_path, foreground=sys.stderr.isatty())
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    text = _simple(
+        args, "capture", target=_target(args.target), escapes=args.escapes, history=args.history
+    )
+    _out(text if text.endswith("\n") or not text else text + "\n")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from tmuxish.keynames import keys_to_bytes
+
+    data = keys_to_bytes(args.keys, literal=args.literal)
+    _simple(args, "send", target=_target(args.target), data=data)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    with connect(_socket(args), start=False) as conn:
+        conn.sock.settimeout(None)
+        return int(conn.request("wait", target=_target(args.target)))
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    _simple(args, "rename", target=_target(args.target), name=args.name)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = config.load()
+    _out(f"# {config.config_path()}\n")
+    for key, value in settings.values.items():
+        _out(f"{key} = {json.dumps(value)}  # {settings.sources[key]}\n")
+    return 0
+
+
+COMMANDS = {
+    "new": cmd_new,
+    "attach": cmd_attach,
+    "a": cmd_attach,
+    "ls": cmd_ls,
+    "list": cmd_ls,
+    "kill": cmd_kill,
+    "rm": cmd_rm,
+    "kill-server": cmd_kill_server,
+    "server": cmd_server,
+    "capture": cmd_capture,
+    "send": cmd_send,
+    "wait": cmd_wait,
+    "rename": cmd_rename,
+    "config": cmd_config,
+}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args)

@@ -1,0 +1,48 @@
+"""The user's terminal: raw mode that is always restored, size, and complete writes."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import struct
+import termios
+import tty
+from collections.abc import Iterator
+
+
+def get_size(fd: int) -> tuple[int, int]:
+    """(cols, rows) of the terminal on ``fd``, or (0, 0) if it is not a terminal."""
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return 0, 0
+    return cols, rows
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Raw mode with output post-processing off too, so every byte reaches the screen as sent."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd, termios.TCSANOW)
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write everything, also to a descriptor someone else made non-blocking."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[n:]

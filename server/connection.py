@@ -1,0 +1,265 @@
+"""One client connection to the server: handshake, request dispatch, and the attached stream.
+
+Every byte a client sends enters through ``data_received`` and every failure leaves through
+``_fail``: one exception chokepoint and one disconnect path, so no client can take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, cast
+
+from tmuxish import protocol
+from tmuxish.errors import BadRequest, TmuxishError
+from tmuxish.server.policy import ClientSize
+
+if TYPE_CHECKING:
+    from tmuxish.server.daemon import Server
+    from tmuxish.server.session import Session
+
+log = logging.getLogger(__name__)
+
+#: Transport write buffer water marks per client: above HIGH the client is "behind".
+WRITE_HIGH = 1024 * 1024
+WRITE_LOW = 256 * 1024
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.decoder = protocol.Decoder()
+        self.greeted = False
+        self.closed = False
+        self.peer_pid = 0
+        # Attachment state (see session.Attachment).
+        self.session: Session | None = None
+        self.readonly = False
+        self.behind = False
+        self.attached_in_alt = False
+        self.size = ClientSize(0, 0, 0.0)
+        self._behind_since: float | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
+        self.server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        try:
+            pid, uid, _ = peer_credentials(sock)
+        except OSError:
+            pid, uid = 0, -1
+        self.peer_pid = pid
+        if uid not in (os.getuid(), 0):
+            log.warning("refused connection from uid %d (pid %d)", uid, pid)
+            transport.write(
+                protocol.error(
+                    None,
+                    "permission-denied",
+                    f"this tmuxish server belongs to uid {os.getuid()}; uid {uid} may not use it",
+                )
+            )
+            self._close()
+            return
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        transport.write(
+            protocol.hello({"pid": os.getpid(), "software": f"tmuxish {self.server.version}"})
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            for message in self.decoder.feed(data):
+                self._dispatch(message)
+                if self.closed:
+                    return
+        except protocol.ProtocolError as exc:
+            self._fail("bad-request", f"protocol error: {exc}")
+        except Exception:
+            log.exception("connection from pid %d: internal error", self.peer_pid)
+            self._fail("error", "internal server error (see the server log)")
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._leave_session()
+        for task in self._tasks:
+            task.cancel()
+        self.server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self.behind = True
+        self._behind_since = time.monotonic()
+        if self.session is not None:
+            self.session.client_behind_changed()
+            stall = self.server.stall_timeout
+            if stall > 0 and self._stall_timer is None:
+                self._stall_timer = asyncio.get_running_loop().call_later(stall, self._stalled)
+
+    def resume_writing(self) -> None:
+        self.behind = False
+        self._behind_since = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if self.session is not None:
+            self.session.client_behind_changed()
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _dispatch(self, message: protocol.Message) -> None:
+        kind = message[0]
+        if not self.greeted:
+            if kind != protocol.HELLO:
+                raise protocol.ProtocolError("expected HELLO first")
+            version = message[1]
+            if version != protocol.PROTOCOL_VERSION:
+                text = protocol.version_mismatch_text(protocol.PROTOCOL_VERSION, version, "server")
+                self._fail("version-mismatch", text)
+                return
+            self.greeted = True
+            return
+        if kind == protocol.REQUEST:
+            self._request(message[1], message[2], message[3])
+        elif kind == protocol.INPUT:
+            if self.session is None:
+                raise protocol.ProtocolError("INPUT while not attached")
+            if not self.readonly:
+                self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
+                self.session.write_input(message[1])
+        elif kind == protocol.RESIZE:
+            if self.session is None:
+                raise protocol.ProtocolError("RESIZE while not attached")
+            self.size = ClientSize(message[1], message[2], time.monotonic(), self.readonly)
+            self.session.apply_size()
+        elif kind == protocol.DETACH:
+            if self.session is None:
+                raise protocol.ProtocolError("DETACH while not attached")
+            self._leave_session()
+            self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
+        else:
+            raise protocol.ProtocolError(f"unexpected message type {kind} from a client")
+
+    def _request(self, req_id: int, command: str, args: dict[str, Any]) -> None:
+        handler = self.server.handlers.get(command)
+        if handler is None:
+            self._reply_error(req_id, BadRequest(f"unknown command {command!r}"))
+            return
+        try:
+            result = handler(self, args)
+        except TmuxishError as exc:
+            self._reply_error(req_id, exc)
+            return
+        except (KeyError, TypeError, ValueError) as exc:
+            self._reply_error(req_id, BadRequest(f"bad arguments for {command}: {exc}"))
+            return
+        if isinstance(result, Awaitable):
+            task = asyncio.ensure_future(self._await_reply(req_id, result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.send_frame(protocol.reply(req_id, result))
+
+    async def _await_reply(self, req_id: int, pending: Awaitable[Any]) -> None:
+        try:
+            result = await pending
+        except TmuxishError as exc:
+            self._reply_error(req_id, exc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request %d failed", req_id)
+            self._reply_error(req_id, TmuxishError("internal server error (see the server log)"))
+            return
+        self.send_frame(protocol.reply(req_id, result))
+
+    def _reply_error(self, req_id: int | None, exc: TmuxishError) -> None:
+        self.send_frame(protocol.error(req_id, exc.code, str(exc)))
+
+    # -- attachment ------------------------------------------------------------------------------
+
+    def attach_to(self, session: Session, cols: int, rows: int, readonly: bool, history: int) -> bytes:
+        if self.session is not None:
+            raise BadRequest("this connection is already attached")
+        self.readonly = readonly
+        self.size = ClientSize(cols, rows, time.monotonic(), readonly)
+        self.session = session
+        try:
+            return session.attach(self, history)
+        except BaseException:
+            self.session = None
+            raise
+
+    def _leave_session(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        session, self.session = self.session, None
+        if session is not None:
+            session.detach(self)
+
+    def send_output(self, header: bytes, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.writelines((header, data))
+        if transport.get_write_buffer_size() > self.server.max_behind_bytes:
+            self.drop("client too slow: output backlog limit reached")
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(frame)
+
+    def session_exited(self, code: int) -> None:
+        self.session = None
+        self.send_frame(protocol.encode([protocol.EXITED, code]))
+        self._close()
+
+    def drop(self, reason: str) -> None:
+        """Detach a client that cannot keep up; the others go on at full speed."""
+        log.warning("dropping client pid %d: %s", self.peer_pid, reason)
+        self._leave_session()
+        self.send_frame(protocol.encode([protocol.DETACHED, reason]))
+        self._close(grace=self.server.drop_grace)
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        if self.behind and self.session is not None:
+            self.drop(f"client stopped reading for {self.server.stall_timeout:g}s")
+
+    def _fail(self, code: str, text: str) -> None:
+        log.info("closing connection from pid %d: %s", self.peer_pid, text)
+        self.send_frame(protocol.error(None, code, text))
+        self._close()
+
+    def _close(self, grace: float = 5.0) -> None:
+        if self.closed or self.transport is None:
+            return
+        self.closed = True
+        self._leave_session()
+        transport = self.transport
+        transport.close()
+        # close() flushes first; a peer that never reads would pin the buffer forever.
+        asyncio.get_running_loop().call_later(grace, transport.abort)

@@ -1,0 +1,193 @@
+"""The server process: socket, event loop, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tmuxish import __version__
+from tmuxish.errors import PermissionDenied, TmuxishError
+from tmuxish.paths import check_private_dir, is_default_dir, log_path
+from tmuxish.server.connection import Connection
+from tmuxish.server.reaper import Reaper
+from tmuxish.server.registry import Registry
+from tmuxish.server.session import Session
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection, dict[str, Any]], Any]
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class Server:
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.version = __version__
+        self.registry = Registry()
+        self.reaper = Reaper()
+        self.connections: set[Connection] = set()
+        self.handlers: dict[str, Handler] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopped: asyncio.Event | None = None
+        self.listen_sock: socket.socket | None = None
+        self._aio_server: asyncio.AbstractServer | None = None
+        # A client that stops reading is dropped after this long (seconds) or this much backlog.
+        self.stall_timeout = _env_float("TMUXISH_STALL_TIMEOUT", 10.0)
+        self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
+        self.drop_grace = 30.0
+        self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
+        from tmuxish.server import handlers
+
+        handlers.install(self)
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def session_exited(self, session: Session) -> None:
+        log.info("session %d exited with code %s", session.id, session.exit_code)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def bind(self) -> socket.socket:
+        """Bind the listening socket, replacing a stale one left by a crashed server."""
+        path = self.socket_path
+        if is_default_dir(path.parent):
+            check_private_dir(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        sock.listen(128)
+        sock.setblocking(False)
+        self.listen_sock = sock
+        return sock
+
+    async def serve(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.stopped = asyncio.Event()
+        self.reaper.start(loop)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        self._aio_server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
+        log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
+        self._warm_up()
+        await self.stopped.wait()
+        await self._shutdown()
+
+    def _warm_up(self) -> None:
+        try:
+            from tmuxish.server import screen
+        except Exception as exc:
+            log.warning("screen model unavailable: %s", exc)
+            return
+        try:
+            screen.warm_up()
+        except Exception as exc:
+            log.warning("screen model warm-up failed: %s", exc)
+
+    def request_stop(self) -> None:
+        if self.stopped is not None:
+            self.stopped.set()
+
+    async def _shutdown(self) -> None:
+        log.info("server shutting down")
+        if self._aio_server is not None:
+            self._aio_server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        for session in list(self.registry):
+            if session.running:
+                with contextlib.suppress(TmuxishError, OSError):
+                    session.kill(signal.SIGHUP)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for session in list(self.registry):
+            session.close()
+        self.reaper.stop()
+        self.reaper.sweep()
+        await asyncio.sleep(0)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when importable (and not disabled), plain asyncio otherwise."""
+    if os.environ.get("TMUXISH_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
+def _lock(socket_path: Path) -> int:
+    """One server per socket: a second one started by a racing client exits quietly."""
+    fd = os.open(str(socket_path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _setup_logging(socket_path: Path, foreground: bool) -> None:
+    handler: logging.Handler
+    if foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(log_path(socket_path))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(os.environ.get("TMUXISH_LOG_LEVEL", "INFO").upper())
+
+
+def run(socket_path: Path, foreground: bool = False) -> int:
+    """Run a server on ``socket_path`` until told to stop. Returns the process exit status."""
+    try:
+        if is_default_dir(socket_path.parent):
+            check_private_dir(socket_path.parent)
+    except PermissionDenied as exc:
+        sys.stderr.write(f"tmuxish: {exc}\n")
+        return 1
+    try:
+        lock_fd = _lock(socket_path)
+    except BlockingIOError:
+        sys.stderr.write(f"tmuxish: a server is already running on {socket_path}\n")
+        return 1
+    _setup_logging(socket_path, foreground)
+    server = Server(socket_path)
+    try:
+        sock = server.bind()
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", socket_path, exc)
+        return 1
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(server.serve(sock))
+    finally:
+        loop.close()
+        os.close(lock_fd)
+    log.info("server exited")
+    return 0

@@ -1,0 +1,243 @@
+"""Request handlers: one function per protocol command, each taking the connection and its args.
+
+A handler returns the reply value (or an awaitable of it) and raises TmuxishError for the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
+from tmuxish.server import pty
+from tmuxish.server.policy import validate_policy
+from tmuxish.server.session import ScreenModel, Session
+
+if TYPE_CHECKING:
+    from tmuxish.server.connection import Connection
+    from tmuxish.server.daemon import Server
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+
+
+def _int(args: dict[str, Any], key: str, default: int, low: int = 0, high: int = 10000) -> int:
+    value = args.get(key)
+    if value is None:
+        return default
+    if type(value) is not int or not low <= value <= high:
+        raise BadRequest(f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _str_or_none(args: dict[str, Any], key: str) -> str | None:
+    value = args.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
+    try:
+        from tmuxish.server.screen import Screen
+    except Exception as exc:
+        log.warning("screen model unavailable: %s", exc)
+        return None
+    try:
+        return Screen(cols, rows, history_bytes=server.history_bytes)
+    except Exception as exc:
+        log.warning("screen model unavailable: %s", exc)
+        return None
+
+
+def _signal_number(value: Any) -> int:
+    if value is None:
+        return int(signal.SIGHUP)
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        name = value.upper()
+        if name.isdigit():
+            return int(name)
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            pass
+    raise BadRequest(f"unknown signal {value!r}")
+
+
+class Handlers:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def new(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        server = self.server
+        command = args.get("command")
+        if not isinstance(command, list) or not command or not all(
+            isinstance(a, str) for a in command
+        ):
+            raise BadRequest("command must be a non-empty list of strings")
+        name = _str_or_none(args, "name")
+        server.registry.check_name(name)
+        cwd = _str_or_none(args, "cwd")
+        cols = _int(args, "cols", DEFAULT_COLS, 1) or DEFAULT_COLS
+        rows = _int(args, "rows", DEFAULT_ROWS, 1) or DEFAULT_ROWS
+        policy = validate_policy(_str_or_none(args, "window_size") or "latest")
+        env_arg = args.get("env") or {}
+        if not isinstance(env_arg, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_arg.items()
+        ):
+            raise BadRequest("env must map strings to strings")
+        env = dict(env_arg) if args.get("replace_env") else {**os.environ, **env_arg}
+        sid = server.registry.next_id
+        env["TMUXISH"] = f"{server.socket_path},{sid}"
+        pid, fd = pty.spawn(command, cwd, env, cols, rows)
+        server.registry.allocate_id()
+        session = Session(
+            sid,
+            name,
+            command,
+            pid,
+            fd,
+            cols,
+            rows,
+            loop=conn_loop(server),
+            reaper=server.reaper,
+            policy=policy,
+            screen=make_screen(server, cols, rows),
+            on_exit=server.session_exited,
+        )
+        server.registry.add(session)
+        session.start()
+        log.info("session %d started: pid %d, %r", sid, pid, command)
+        return session.info()
+
+    def attach(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.server.registry.get(args.get("target"))
+        inside = args.get("inside")
+        if inside is not None and inside == session.id:
+            raise BadRequest(
+                f"refusing to attach to session {session.id} from inside itself "
+                "(its output would feed back into it)"
+            )
+        if not session.running:
+            raise TmuxishError(
+                f"session {session.id} has exited with code {session.exit_code}; "
+                f"'tmuxish rm {session.id}' removes it"
+            )
+        cols = _int(args, "cols", 0)
+        rows = _int(args, "rows", 0)
+        history = _int(args, "history", 0, 0, 1_000_000)
+        initial = conn.attach_to(session, cols, rows, bool(args.get("readonly")), history)
+        info = session.info()
+        info["initial"] = initial
+        reset = b""
+        if session.screen is not None:
+            try:
+                reset = session.screen.reset_modes()
+            except Exception:
+                reset = b""
+        info["reset"] = reset
+        return info
+
+    def ls(self, conn: Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+        return [s.info() for s in self.server.registry]
+
+    def get(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        return self.server.registry.get(args.get("target")).info()
+
+    def kill(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.server.registry.get(args.get("target"))
+        session.kill(_signal_number(args.get("signal")))
+        return session.info()
+
+    def rm(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.server.registry.get(args.get("target"))
+        if session.running and not args.get("force"):
+            raise SessionRunning(
+                f"session {session.id} is still running; 'tmuxish kill {session.id}' ends it"
+            )
+        if session.running:
+            session.kill(signal.SIGHUP)
+        session.close()
+        self.server.registry.remove(session)
+        return session.info()
+
+    def rename(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.server.registry.get(args.get("target"))
+        name = _str_or_none(args, "name")
+        if not name:
+            raise BadRequest("a new name is required")
+        self.server.registry.rename(session, name)
+        return session.info()
+
+    def kill_server(self, conn: Connection, args: dict[str, Any]) -> bool:
+        conn_loop(self.server).call_soon(self.server.request_stop)
+        return True
+
+    def send(self, conn: Connection, args: dict[str, Any]) -> int:
+        session = self.server.registry.get(args.get("target"))
+        data = args.get("data")
+        if not isinstance(data, bytes):
+            raise BadRequest("data must be bytes")
+        if not session.running:
+            raise TmuxishError(f"session {session.id} has exited")
+        session.write_input(data)
+        return len(data)
+
+    def resize(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self.server.registry.get(args.get("target"))
+        session.resize(_int(args, "cols", session.cols, 1), _int(args, "rows", session.rows, 1))
+        return session.info()
+
+    async def wait(self, conn: Connection, args: dict[str, Any]) -> int:
+        session = self.server.registry.get(args.get("target"))
+        return await session.wait()
+
+    def capture(self, conn: Connection, args: dict[str, Any]) -> str:
+        session = self.server.registry.get(args.get("target"))
+        if session.screen is None:
+            raise TmuxishError(
+                f"session {session.id} has no screen model ({session.screen_error}); "
+                "capture is not available"
+            )
+        escapes = bool(args.get("escapes"))
+        if args.get("history"):
+            return session.screen.history_text(escapes=escapes)
+        return session.screen.screen_text(escapes=escapes)
+
+    def hello(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": self.server.version, "sessions": len(self.server.registry)}
+
+
+def conn_loop(server: Server) -> asyncio.AbstractEventLoop:
+    if server.loop is None:
+        raise SessionNotFound("server not running")
+    return server.loop
+
+
+def install(server: Server) -> None:
+    h = Handlers(server)
+    server.handlers.update(
+        {
+            "new": h.new,
+            "attach": h.attach,
+            "ls": h.ls,
+            "get": h.get,
+            "kill": h.kill,
+            "rm": h.rm,
+            "rename": h.rename,
+            "kill-server": h.kill_server,
+            "send": h.send,
+            "resize": h.resize,
+            "wait": h.wait,
+            "capture": h.capture,
+            "info": h.hello,
+        }
+    )

@@ -1,0 +1,94 @@
+"""The server's sessions: ids, names, and how a user's target string finds one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from tmuxish.errors import BadRequest, NameInUse, SessionNotFound
+from tmuxish.server.session import Session
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@+-]{0,63}$")
+
+
+def validate_name(name: str) -> str:
+    """Names may not look like ids, so a target is never ambiguous."""
+    if not _NAME_RE.match(name):
+        raise BadRequest(
+            f"invalid session name {name!r}: use letters, digits, '_', '.', '-', '@' or '+', "
+            "starting with a letter or '_' (at most 64)"
+        )
+    return name
+
+
+class Registry:
+    def __init__(self, next_id: int = 1) -> None:
+        self._sessions: dict[int, Session] = {}
+        self._by_name: dict[str, Session] = {}
+        self.next_id = next_id
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(sorted(self._sessions.values(), key=lambda s: s.id))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def allocate_id(self) -> int:
+        sid = self.next_id
+        self.next_id += 1
+        return sid
+
+    def check_name(self, name: str | None) -> None:
+        if name is None:
+            return
+        validate_name(name)
+        if name in self._by_name:
+            raise NameInUse(f"a session named {name!r} already exists")
+
+    def unique_name(self, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``... whichever is free (console-socket sessions)."""
+        if base not in self._by_name:
+            return base
+        n = 2
+        while f"{base}-{n}" in self._by_name:
+            n += 1
+        return f"{base}-{n}"
+
+    def add(self, session: Session) -> None:
+        self.check_name(session.name)
+        self._sessions[session.id] = session
+        if session.name is not None:
+            self._by_name[session.name] = session
+
+    def remove(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        if session.name is not None and self._by_name.get(session.name) is session:
+            del self._by_name[session.name]
+
+    def rename(self, session: Session, name: str) -> None:
+        if session.name == name:
+            return
+        self.check_name(name)
+        if session.name is not None:
+            self._by_name.pop(session.name, None)
+        session.name = name
+        self._by_name[name] = session
+
+    def get(self, target: str | int | None) -> Session:
+        if target is None or target == "":
+            return self.most_recent()
+        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+            session = self._sessions.get(int(target))
+            if session is None:
+                raise SessionNotFound(f"no session {target}")
+            return session
+        session = self._by_name.get(target)
+        if session is None:
+            raise SessionNotFound(f"no session named {target!r}")
+        return session
+
+    def most_recent(self) -> Session:
+        """The most recently used session, preferring running ones."""
+        if not self._sessions:
+            raise SessionNotFound("no sessions")
+        return max(self._sessions.values(), key=lambda s: (s.running, s.last_used, s.id))

@@ -1,0 +1,397 @@
+"""A session: one program on one PTY master, its screen model, and the clients attached to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tmuxish import protocol
+from tmuxish.errors import SessionExited
+from tmuxish.server import pty
+from tmuxish.server.policy import ClientSize, choose_size
+from tmuxish.server.reaper import Reaper
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+#: Input typed or pasted faster than the program reads is queued up to this bound.
+MAX_INPUT_QUEUE = 4 * 1024 * 1024
+#: After the program exits, how long to wait for the PTY to report EOF (output still in flight).
+EXIT_GRACE = 0.5
+
+
+class Attachment(Protocol):
+    """What a session needs from an attached client (a server connection)."""
+
+    readonly: bool
+    behind: bool
+    size: ClientSize
+    attached_in_alt: bool
+
+    def send_output(self, header: bytes, data: bytes) -> None: ...
+    def send_frame(self, frame: bytes) -> None: ...
+    def session_exited(self, code: int) -> None: ...
+
+
+class ScreenModel(Protocol):
+    def feed(self, data: bytes) -> None: ...
+    def resize(self, cols: int, rows: int) -> None: ...
+    def repaint(self) -> bytes: ...
+    def history(self, lines: int) -> bytes: ...
+    def screen_text(self, escapes: bool = False) -> str: ...
+    def history_text(self, escapes: bool = False) -> str: ...
+    def reset_modes(self) -> bytes: ...
+    def take_responses(self) -> bytes: ...
+    @property
+    def is_alt(self) -> bool: ...
+
+
+class Session:
+    def __init__(
+        self,
+        sid: int,
+        name: str | None,
+        command: list[str],
+        pid: int | None,
+        fd: int,
+        cols: int,
+        rows: int,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        reaper: Reaper,
+        policy: str = "latest",
+        screen: ScreenModel | None = None,
+        on_exit: Callable[[Session], None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = sid
+        self.name = name
+        self.command = command
+        self.pid = pid
+        self.fd: int | None = fd
+        self.cols = cols
+        self.rows = rows
+        self.policy = policy
+        self.screen = screen
+        self.screen_error: str | None = None if screen is not None else "unavailable"
+        self.extra = extra or {}
+        self.created = datetime.now(UTC)
+        self.last_used = time.monotonic()
+        self.exit_code: int | None = None
+        self.clients: list[Attachment] = []
+        self.log_sink: Callable[[bytes], None] | None = None
+        self._loop = loop
+        self._reaper = reaper
+        self._on_exit = on_exit
+        self._reading = False
+        self._pty_eof = False
+        self._child_done = pid is None
+        self._exit_timer: asyncio.TimerHandle | None = None
+        self._input = bytearray()
+        self._writing = False
+        self._waiters: list[asyncio.Future[int]] = []
+        #: The next attach must make the program redraw (the screen model was lost).
+        self.needs_redraw = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._resume_reading()
+        if self.pid is not None:
+            self._reaper.watch(self.pid, self._child_exited)
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+    @property
+    def status(self) -> str:
+        return "running" if self.running else "exited"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "command": self.command,
+            "pid": self.pid,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "clients": len(self.clients),
+            "cols": self.cols,
+            "rows": self.rows,
+            "created": self.created.isoformat(timespec="seconds"),
+            "screen": self.screen is not None,
+            "policy": self.policy,
+            **self.extra,
+        }
+
+    def _child_exited(self, pid: int, code: int | None) -> None:
+        self._child_done = True
+        self.exit_code = code if code is not None else 0
+        if self._pty_eof or self.fd is None:
+            self._finish()
+        else:
+            # Output written just before exit may still be in flight inside the PTY layer; give it
+            # a moment to arrive (EOF ends the wait early).
+            self._exit_timer = self._loop.call_later(EXIT_GRACE, self._finish)
+
+    def _finish(self) -> None:
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()
+            self._exit_timer = None
+        if self.fd is not None:
+            self._drain_now()
+            self._close_fd()
+        code = self.exit_code if self.exit_code is not None else 0
+        self.exit_code = code
+        for client in list(self.clients):
+            client.session_exited(code)
+        self.clients.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        self._waiters.clear()
+        if self._on_exit is not None:
+            self._on_exit(self)
+
+    def _close_fd(self) -> None:
+        if self.fd is None:
+            return
+        self._pause_reading()
+        if self._writing:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
+        os.close(self.fd)
+        self.fd = None
+
+    def close(self) -> None:
+        """Release the PTY (server shutdown or rm); the program, if any, gets SIGHUP from the tty."""
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()
+        self._close_fd()
+        if self.pid is not None and not self._child_done:
+            self._reaper.unwatch(self.pid)
+
+    def wait(self) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = self._loop.create_future()
+        if self.exit_code is not None and self.fd is None:
+            fut.set_result(self.exit_code)
+        else:
+            self._waiters.append(fut)
+        return fut
+
+    def kill(self, sig: int = signal.SIGHUP) -> None:
+        if not self.running:
+            raise SessionExited(f"session {self.id} has already exited")
+        if self.pid is None:
+            # A console-socket session without a known pid: hang up the terminal instead.
+            self._close_fd()
+            return
+        try:
+            os.killpg(os.getpgid(self.pid), sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self.fd is not None and not self._pty_eof:
+            self._loop.add_reader(self.fd, self._on_readable)
+            self._reading = True
+
+    def _pause_reading(self) -> None:
+        if self._reading and self.fd is not None:
+            self._loop.remove_reader(self.fd)
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        assert self.fd is not None
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                log.warning("session %d: read error: %s", self.id, exc)
+            data = b""
+        if not data:
+            self._on_pty_eof()
+            return
+        self._relay(data)
+
+    def _drain_now(self) -> None:
+        while self.fd is not None and not self._pty_eof:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except OSError:
+                return
+            if not data:
+                return
+            self._relay(data)
+
+    def _on_pty_eof(self) -> None:
+        self._pty_eof = True
+        self._pause_reading()
+        if self._child_done:
+            self._finish()
+
+    def _relay(self, data: bytes) -> None:
+        if self.clients:
+            header = protocol.output_header(len(data))
+            for client in self.clients:
+                client.send_output(header, data)
+        if self.log_sink is not None:
+            self.log_sink(data)
+        screen = self.screen
+        if screen is None:
+            return
+        was_alt = screen.is_alt
+        try:
+            screen.feed(data)
+            responses = screen.take_responses()
+        except Exception as exc:
+            self._drop_screen(f"feed failed: {exc}")
+            return
+        if responses and not self.clients and self.running:
+            # Nobody's terminal will answer the program's query; the emulator does.
+            self.write_input(responses)
+        if was_alt and not screen.is_alt:
+            self._repaint_after_alt()
+
+    def _repaint_after_alt(self) -> None:
+        """Clients that attached during the alternate screen never saw the primary one."""
+        stale = [c for c in self.clients if c.attached_in_alt]
+        if not stale or self.screen is None:
+            return
+        frame = protocol.output(self.screen.repaint())
+        for client in stale:
+            client.attached_in_alt = False
+            client.send_frame(frame)
+
+    def _drop_screen(self, reason: str) -> None:
+        log.warning("session %d: screen model off: %s", self.id, reason)
+        self.screen = None
+        self.screen_error = reason
+        self.needs_redraw = True
+
+    def client_behind_changed(self) -> None:
+        """Flow control: stop reading the PTY only while every attached client is behind."""
+        if self.clients and all(c.behind for c in self.clients):
+            self._pause_reading()
+        else:
+            self._resume_reading()
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def write_input(self, data: bytes) -> None:
+        if self.fd is None or not data:
+            return
+        if self._input:
+            if len(self._input) + len(data) > MAX_INPUT_QUEUE:
+                log.warning("session %d: input queue full, dropping %d bytes", self.id, len(data))
+                return
+            self._input += data
+            return
+        try:
+            n = os.write(self.fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            log.info("session %d: write failed: %s", self.id, exc)
+            return
+        if n < len(data):
+            self._input += data[n:]
+            self._loop.add_writer(self.fd, self._on_writable)
+            self._writing = True
+
+    def _on_writable(self) -> None:
+        assert self.fd is not None
+        try:
+            n = os.write(self.fd, self._input)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = len(self._input)
+        del self._input[:n]
+        if not self._input:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
+
+    # -- clients and size ------------------------------------------------------------------------
+
+    def attach(self, client: Attachment, history_lines: int) -> bytes:
+        """Register ``client`` and return what it must see first.
+
+        Called with no await between taking the repaint and registering the client, so live output
+        continues exactly where the repaint ends.
+        """
+        if self.fd is None:
+            raise SessionExited(f"session {self.id} has exited (code {self.exit_code})")
+        self.last_used = time.monotonic()
+        self.clients.append(client)
+        self.apply_size()
+        initial = b""
+        if self.screen is not None:
+            try:
+                client.attached_in_alt = self.screen.is_alt
+                history = self.screen.history(history_lines) if history_lines > 0 else b""
+                initial = history + self.screen.repaint()
+            except Exception as exc:
+                self._drop_screen(f"repaint failed: {exc}")
+                initial = b""
+        if self.screen is None and self.needs_redraw:
+            self.needs_redraw = False
+            self._force_redraw()
+        self.client_behind_changed()
+        return initial
+
+    def detach(self, client: Attachment) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+            self.last_used = time.monotonic()
+            self.apply_size()
+            self.client_behind_changed()
+
+    def apply_size(self) -> None:
+        size = choose_size([c.size for c in self.clients], self.policy)
+        if size is not None:
+            self.resize(*size)
+
+    def resize(self, cols: int, rows: int) -> None:
+        cols, rows = max(1, min(cols, 10000)), max(1, min(rows, 10000))
+        if (cols, rows) == (self.cols, self.rows) or self.fd is None:
+            return
+        self.cols, self.rows = cols, rows
+        if self.screen is not None:
+            try:
+                self.screen.resize(cols, rows)
+            except Exception as exc:
+                self._drop_screen(f"resize failed: {exc}")
+        with contextlib.suppress(OSError):
+            pty.set_size(self.fd, cols, rows)
+
+    def _force_redraw(self) -> None:
+        """Make a full-screen program repaint itself by changing the size one row and back."""
+        if self.fd is None or self.rows < 2:
+            return
+        fd, cols, rows = self.fd, self.cols, self.rows
+        with contextlib.suppress(OSError):
+            pty.set_size(fd, cols, rows - 1)
+
+        def restore() -> None:
+            if self.fd == fd:
+                with contextlib.suppress(OSError):
+                    pty.set_size(fd, self.cols, self.rows)
+
+        self._loop.call_later(0.05, restore)

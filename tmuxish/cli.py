@@ -1,0 +1,138 @@
+"""The `tmuxish` command line: argument parsing and a thin dispatch to the client commands.
+
+Kept light on imports: `ls`, `kill`, `send` and `capture` must start about as fast as Python itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tmuxish import __version__
+from tmuxish.errors import TmuxishError
+
+EPILOG = """\
+examples:
+  tmuxish new -- sh            start a shell in a new session and attach to it
+  tmuxish new -d -s web -- top start a detached session named web
+  tmuxish ls                   list sessions
+  tmuxish attach web           attach to it again (Ctrl-P Ctrl-Q detaches)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line and exit status 2, like every other tmuxish error.
+        sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tmuxish",
+        description="A terminal multiplexer: detachable sessions for programs and containers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-S", dest="socket_path", metavar="PATH", help="server socket path")
+    p.add_argument("-L", dest="socket_name", metavar="NAME", help="socket name in the default dir")
+    p.add_argument("--version", action="version", version=f"tmuxish {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, help: str, example: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            aliases=list(aliases),
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    n = cmd("new", "create a session and attach to it", "tmuxish new -d -s build -- make -j8")
+    n.add_argument("-d", dest="detached", action="store_true", help="do not attach; print the id")
+    n.add_argument("-s", dest="name", help="session name")
+    n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
+    n.add_argument("-x", dest="cols", type=int, help="width (columns)")
+    n.add_argument("-y", dest="rows", type=int, help="height (rows)")
+    n.add_argument("-e", dest="env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable (repeatable)")
+    n.add_argument("--window-size", dest="window_size", choices=("latest", "smallest", "largest"),
+                   help="size policy when several clients attach")
+    n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
+    n.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="program and arguments (default: $SHELL)")
+
+    a = cmd("attach", "attach to a session", "tmuxish attach 3", aliases=("a",))
+    a.add_argument("-r", dest="readonly", action="store_true", help="read-only: input ignored")
+    a.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC",
+                   help="detach sequence, docker format (default ctrl-p,ctrl-q; '' disables)")
+    a.add_argument("--history", dest="history", type=int, metavar="N",
+                   help="lines of history to write before the screen (default: a screenful)")
+    a.add_argument("target", nargs="?", help="session id or name (default: most recent)")
+
+    ls = cmd("ls", "list sessions", "tmuxish ls --json", aliases=("list",))
+    ls.add_argument("--json", action="store_true", help="print a JSON array")
+
+    k = cmd("kill", "send a signal to a session's program", "tmuxish kill -s TERM 3")
+    k.add_argument("-s", dest="signal", default="HUP", help="signal name or number (default HUP)")
+    k.add_argument("target")
+
+    r = cmd("rm", "forget an exited session", "tmuxish rm 3")
+    r.add_argument("-f", dest="force", action="store_true", help="also kill a running session")
+    r.add_argument("target")
+
+    cmd("kill-server", "end the server and every session", "tmuxish kill-server")
+
+    s = cmd("server", "run the server in the foreground (normally started on demand)",
+            "tmuxish server")
+    s.add_argument("action", nargs="?", choices=("run",), default="run")
+
+    c = cmd("capture", "print a session's screen as text", "tmuxish capture -e 3")
+    c.add_argument("-e", dest="escapes", action="store_true", help="keep colours")
+    c.add_argument("--history", action="store_true", help="include the scrollback")
+    c.add_argument("target", nargs="?")
+
+    sk = cmd("send", "send keys to a session", "tmuxish send 3 'make test' Enter")
+    sk.add_argument("-l", dest="literal", action="store_true", help="send arguments as text")
+    sk.add_argument("target")
+    sk.add_argument("keys", nargs="+", metavar="KEY")
+
+    w = cmd("wait", "wait for a session's program to exit; exit with its code", "tmuxish wait 3")
+    w.add_argument("target")
+
+    rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
+    rn.add_argument("target")
+    rn.add_argument("name")
+
+    cf = cmd("config", "show the effective settings", "tmuxish config --show")
+    cf.add_argument("--show", action="store_true", help="print settings and their sources")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 0
+    from tmuxish.client import commands
+
+    try:
+        return commands.dispatch(args)
+    except TmuxishError as exc:
+        sys.stderr.write(f"tmuxish: {exc}\n")
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        if os.environ.get("TMUXISH_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"tmuxish: internal error: {type(exc).__name__}: {exc} "
+            "(set TMUXISH_DEBUG=1 for a traceback)\n"
+        )
+        return 1

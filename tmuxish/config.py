@@ -1,0 +1,152 @@
+"""Settings from flags, environment and the TOML config file, in one precedence order.
+
+flag > environment > config file > built-in default, for every command. Each effective value
+remembers where it came from, for `tmuxish config --show`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmuxish.errors import ConfigError
+from tmuxish.keys import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+
+def _parse_size(value: Any) -> tuple[int, int]:
+    if isinstance(value, str) and "x" in value:
+        cols, _, rows = value.partition("x")
+        if cols.isdigit() and rows.isdigit() and int(cols) > 0 and int(rows) > 0:
+            return int(cols), int(rows)
+    raise ValueError("must look like COLSxROWS, e.g. 80x24")
+
+
+def _parse_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a number")
+    return float(value)
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError("must be an integer")
+
+
+def _parse_keys(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string like 'ctrl-p,ctrl-q'")
+    parse_detach_keys(value)
+    return value
+
+
+def _parse_command(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("must be a string or a list of strings")
+
+
+def _parse_policy(value: Any) -> str:
+    from tmuxish.server.policy import POLICIES
+
+    if value not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    env: str | None
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("detach_keys", "TMUXISH_DETACH_KEYS", DEFAULT_DETACH_KEYS, _parse_keys,
+           "key sequence that detaches, docker format; empty disables"),
+    Option("detach_timeout", "TMUXISH_DETACH_TIMEOUT", 0.5, _parse_float,
+           "seconds before a partly typed detach sequence is sent to the program"),
+    Option("default_command", None, None, _parse_command,
+           "program for `new` without a command (default: $SHELL, else /bin/sh)"),
+    Option("default_size", None, "80x24", _parse_size,
+           "size of a detached new session, COLSxROWS"),
+    Option("window_size", None, "latest", _parse_policy,
+           "size policy with several clients: latest, smallest or largest"),
+    Option("history_lines", None, -1, _parse_int,
+           "lines of history written before the repaint on attach (-1: one screenful)"),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("TMUXISH_CONFIG"):
+        return Path(env["TMUXISH_CONFIG"])
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
+    return Path(os.path.expanduser(base)) / "tmuxish" / "config.toml"
+
+
+@dataclass
+class Settings:
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+
+def load(
+    flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Effective settings. ``flags`` maps option keys to values given on the command line (or None)."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    file_values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                file_values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        for key in file_values:
+            if key not in _BY_KEY:
+                raise ConfigError(f"{path}: unknown key {key!r}")
+    settings = Settings()
+    for option in OPTIONS:
+        flag = (flags or {}).get(option.key)
+        if flag is not None:
+            raw, source = flag, "flag"
+        elif option.env and option.env in env:
+            raw, source = env[option.env], f"env {option.env}"
+        elif option.key in file_values:
+            raw, source = file_values[option.key], str(path)
+        else:
+            default = option.default
+            settings.values[option.key] = (
+                option.parse(default) if isinstance(default, str) and default else default
+            )
+            settings.sources[option.key] = "default"
+            continue
+        try:
+            settings.values[option.key] = option.parse(raw)
+        except (ValueError, ConfigError) as exc:
+            where = path if source == str(path) else source
+            raise ConfigError(f"{where}: {option.key} {exc}") from exc
+        except Exception as exc:  # a UsageError from the key parser
+            raise ConfigError(f"{source}: {option.key}: {exc}") from exc
+        settings.sources[option.key] = source
+    return settings

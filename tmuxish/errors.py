@@ -1,0 +1,88 @@
+"""Errors users can see, each with a stable code that travels over the wire in ERROR messages."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TmuxishError(Exception):
+    """Base for every error meant for the user: one line, no traceback."""
+
+    code: ClassVar[str] = "error"
+    exit_status: ClassVar[int] = 1
+
+
+class SessionNotFound(TmuxishError):
+    code = "session-not-found"
+
+
+class NameInUse(TmuxishError):
+    code = "name-in-use"
+
+
+class BadRequest(TmuxishError):
+    code = "bad-request"
+
+
+class ProgramNotFound(TmuxishError):
+    code = "program-not-found"
+    exit_status = 127
+
+
+class ServerNotRunning(TmuxishError):
+    code = "server-not-running"
+
+
+class ServerGone(TmuxishError):
+    code = "server-gone"
+
+
+class PermissionDenied(TmuxishError):
+    code = "permission-denied"
+
+
+class VersionMismatch(TmuxishError):
+    code = "version-mismatch"
+
+
+class SessionExited(TmuxishError):
+    code = "session-exited"
+
+
+class SessionRunning(TmuxishError):
+    code = "session-running"
+
+
+class ConfigError(TmuxishError):
+    code = "config-error"
+    exit_status = 2
+
+
+class UsageError(TmuxishError):
+    code = "usage"
+    exit_status = 2
+
+
+_BY_CODE: dict[str, type[TmuxishError]] = {
+    cls.code: cls
+    for cls in (
+        TmuxishError,
+        SessionNotFound,
+        NameInUse,
+        BadRequest,
+        ProgramNotFound,
+        ServerNotRunning,
+        ServerGone,
+        PermissionDenied,
+        VersionMismatch,
+        SessionExited,
+        SessionRunning,
+        ConfigError,
+        UsageError,
+    )
+}
+
+
+def from_code(code: str, text: str) -> TmuxishError:
+    """Rebuild the error a server sent, so the client raises the same class."""
+    return _BY_CODE.get(code, TmuxishError)(text)

@@ -1,0 +1,205 @@
+"""The tmuxish wire protocol, version 1. Every byte between client and server passes through here.
+
+Transport: a Unix stream socket carrying a plain msgpack stream. Every message is a msgpack array
+whose first element is an integer message type. Terminal data is always msgpack ``bin``; text is
+``str``; maps that may grow use string keys.
+
+Handshake: both sides send ``[HELLO, version, info]`` first (``info`` is a map, e.g.
+``{"pid": 123, "software": "tmuxish 0.1.0"}``). A side that sees a different version replies
+``[ERROR, None, "version-mismatch", text]`` naming both versions and closes. The server may also
+refuse the connection with ``[ERROR, None, "permission-denied", text]`` before HELLO.
+
+Control (request/response, client to server)::
+
+    [REQUEST, id, command, args]      command: str, args: map with str keys
+    [REPLY,   id, result]             result: any msgpack value
+    [ERROR,   id | None, code, text]  code: a stable string, see tmuxish.errors
+
+Stream (one-way, after a successful ``attach`` request)::
+
+    client -> server  [INPUT, data]           bytes typed by the user, unchanged
+    client -> server  [RESIZE, cols, rows]    the client's terminal size
+    client -> server  [DETACH]                the user pressed the detach keys
+    server -> client  [OUTPUT, data]          bytes the program wrote, unchanged
+    server -> client  [EXITED, code]          the program exited; code is 128+N for signal N
+    server -> client  [DETACHED, reason]      the server ended the attachment (reason: str)
+    server -> client  [EVENT, name, data]     out-of-band notices (map), e.g. a resize
+
+Message numbers are grouped (0-9 handshake/control, 10-29 stream) and a retired number is never
+reused. Limits: a single frame may not exceed ``MAX_FRAME`` bytes; a peer that sends more, or
+anything that is not a well-formed message, gets an ERROR and is disconnected.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, Final
+
+import msgpack
+
+PROTOCOL_VERSION: Final = 1
+
+HELLO: Final = 0
+REQUEST: Final = 1
+REPLY: Final = 2
+ERROR: Final = 3
+
+INPUT: Final = 10
+OUTPUT: Final = 11
+RESIZE: Final = 12
+DETACH: Final = 13
+EXITED: Final = 14
+DETACHED: Final = 15
+EVENT: Final = 16
+
+KNOWN_TYPES: Final = frozenset(
+    {HELLO, REQUEST, REPLY, ERROR, INPUT, OUTPUT, RESIZE, DETACH, EXITED, DETACHED, EVENT}
+)
+
+#: The largest single frame either side accepts. Output chunks are at most 64 KiB and a repaint of
+#: a large screen a few hundred KiB; captures with history can reach the history budget.
+MAX_FRAME: Final = 64 * 1024 * 1024
+MAX_ARRAY: Final = 4096
+MAX_MAP: Final = 1024
+
+Message = list[Any]
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid tmuxish message."""
+
+
+def encode(message: Message) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def hello(info: dict[str, Any]) -> bytes:
+    return encode([HELLO, PROTOCOL_VERSION, info])
+
+
+def request(req_id: int, command: str, args: dict[str, Any]) -> bytes:
+    return encode([REQUEST, req_id, command, args])
+
+
+def reply(req_id: int, result: Any) -> bytes:
+    return encode([REPLY, req_id, result])
+
+
+def error(req_id: int | None, code: str, text: str) -> bytes:
+    return encode([ERROR, req_id, code, text])
+
+
+def output_header(length: int) -> bytes:
+    """The bytes that precede ``length`` bytes of payload in an ``[OUTPUT, data]`` frame.
+
+    ``output_header(len(d)) + d == encode([OUTPUT, d])``: the relay builds the header once per chunk
+    and writes the same two objects to every client, so fan-out never copies or re-encodes output.
+    """
+    if length < 0x100:
+        return b"\x92\x0b\xc4" + bytes((length,))
+    if length < 0x10000:
+        return b"\x92\x0b\xc5" + struct.pack(">H", length)
+    return b"\x92\x0b\xc6" + struct.pack(">I", length)
+
+
+def output(data: bytes) -> bytes:
+    return output_header(len(data)) + data
+
+
+def input_frame(data: bytes) -> bytes:
+    return encode([INPUT, data])
+
+
+def resize(cols: int, rows: int) -> bytes:
+    return encode([RESIZE, cols, rows])
+
+
+class Decoder:
+    """Incremental decoder: ``feed`` bytes as they arrive, then iterate complete messages.
+
+    Memory is bounded by ``max_frame``: msgpack's own ``max_bin_len`` is only checked once the data
+    has arrived, so the real bound is the unpacker's buffer size (it raises BufferFull early).
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_buffer_size=max_frame,
+            max_bin_len=max_frame,
+            max_str_len=max_frame,
+            max_array_len=MAX_ARRAY,
+            max_map_len=MAX_MAP,
+            max_ext_len=0,
+        )
+
+    def feed(self, data: bytes) -> Iterator[Message]:
+        """Feed ``data`` and yield every message it completes. Raises ProtocolError on garbage."""
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull as exc:
+            raise ProtocolError("frame too large") from exc
+        while True:
+            try:
+                obj = next(self._unpacker)
+            except StopIteration:
+                return
+            except RecursionError as exc:
+                raise ProtocolError("message nested too deeply") from exc
+            except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                raise ProtocolError(f"malformed message: {exc}") from exc
+            yield validate(obj)
+
+
+def validate(obj: Any) -> Message:
+    """Check the envelope and the shape of stream messages; control payloads are checked by users."""
+    if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
+        raise ProtocolError("a message must be an array starting with an integer type")
+    kind = obj[0]
+    n = len(obj)
+    if kind in (INPUT, OUTPUT):
+        if n != 2 or not isinstance(obj[1], bytes):
+            raise ProtocolError("INPUT/OUTPUT carry one bin")
+    elif kind == RESIZE:
+        if n != 3 or not all(type(v) is int and 0 <= v <= 10000 for v in obj[1:]):
+            raise ProtocolError("RESIZE carries cols and rows")
+    elif kind == REQUEST:
+        if n != 4 or type(obj[1]) is not int or not isinstance(obj[2], str):
+            raise ProtocolError("REQUEST is [type, id, command, args]")
+        if not isinstance(obj[3], dict):
+            raise ProtocolError("REQUEST args must be a map")
+    elif kind == REPLY:
+        if n != 3 or type(obj[1]) is not int:
+            raise ProtocolError("REPLY is [type, id, result]")
+    elif kind == ERROR:
+        if n != 4 or not isinstance(obj[2], str) or not isinstance(obj[3], str):
+            raise ProtocolError("ERROR is [type, id, code, text]")
+    elif kind == HELLO:
+        if n != 3 or type(obj[1]) is not int or not isinstance(obj[2], dict):
+            raise ProtocolError("HELLO is [type, version, info]")
+    elif kind == EXITED:
+        if n != 2 or type(obj[1]) is not int:
+            raise ProtocolError("EXITED carries the exit code")
+    elif kind == DETACHED:
+        if n != 2 or not isinstance(obj[1], str):
+            raise ProtocolError("DETACHED carries a reason")
+    elif kind == DETACH:
+        if n != 1:
+            raise ProtocolError("DETACH has no arguments")
+    elif kind == EVENT:
+        if n != 3 or not isinstance(obj[1], str):
+            raise ProtocolError("EVENT is [type, name, data]")
+    else:
+        raise ProtocolError(f"unknown message type {kind}")
+    return obj
+
+
+def version_mismatch_text(ours: int, theirs: int, side: str) -> str:
+    """The one message users see when client and server disagree, with the way out."""
+    return (
+        f"protocol version mismatch: this {side} speaks version {ours}, the other side speaks "
+        f"version {theirs}; run 'tmuxish server upgrade' to move the running server and its "
+        f"sessions to the installed version, or use the tmuxish that started the server"
+    )
