@@ -22,7 +22,9 @@ from tmuxish.keys import DetachFilter
 READ_SIZE = 65536
 SOCKET_READ = 262144
 #: Generic cleanup when the server could not tell us which modes the session turned on.
-SANE_MODES = b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?25h\x1b[0m"
+SANE_MODES = (
+    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?25h\x1b[0m"
+)
 
 
 @dataclass
@@ -40,7 +42,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         except ImportError:
             pass
         else:
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

@@ -105,6 +105,7 @@ def _attach(
     from tmuxish.keys import parse_detach_keys
 
     if not os.isatty(0):
+        conn.request("get", target=_target(target))  # a wrong target is the better error
         raise UsageError("attach needs a terminal on standard input")
     result = attach(
         conn,

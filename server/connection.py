@@ -200,7 +200,9 @@ class Connection(asyncio.Protocol):
 
     # -- attachment ------------------------------------------------------------------------------
 
-    def attach_to(self, session: Session, cols: int, rows: int, readonly: bool, history: int) -> bytes:
+    def attach_to(
+        self, session: Session, cols: int, rows: int, readonly: bool, history: int
+    ) -> bytes:
         if self.session is not None:
             raise BadRequest("this connection is already attached")
         self.readonly = readonly

@@ -79,8 +79,10 @@ class Handlers:
     def new(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         server = self.server
         command = args.get("command")
-        if not isinstance(command, list) or not command or not all(
-            isinstance(a, str) for a in command
+        if (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(a, str) for a in command)
         ):
             raise BadRequest("command must be a non-empty list of strings")
         name = _str_or_none(args, "name")
@@ -213,7 +215,11 @@ class Handlers:
         return session.screen.screen_text(escapes=escapes)
 
     def hello(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": self.server.version, "sessions": len(self.server.registry)}
+        return {
+            "pid": os.getpid(),
+            "version": self.server.version,
+            "sessions": len(self.server.registry),
+        }
 
 
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:

@@ -1,4 +1,4 @@
-"""Pure policies: which size a session takes when several clients with different terminals attach."""
+"""Pure policies: which size a session takes when clients with different terminals attach."""
 
 from __future__ import annotations
 

@@ -22,9 +22,13 @@ def get_size(fd: int) -> tuple[int, int]:
     return cols, rows
 
 
+#: Linux's "get pty number" ioctl; it succeeds only on a PTY master. Missing from termios' stubs.
+TIOCGPTN: int = getattr(termios, "TIOCGPTN", 0x80045430)
+
+
 def is_pty_master(fd: int) -> bool:
     try:
-        fcntl.ioctl(fd, termios.TIOCGPTN, b"\0" * 4)
+        fcntl.ioctl(fd, TIOCGPTN, b"\0" * 4)
     except OSError:
         return False
     return True

@@ -173,7 +173,7 @@ class Session:
         self.fd = None
 
     def close(self) -> None:
-        """Release the PTY (server shutdown or rm); the program, if any, gets SIGHUP from the tty."""
+        """Release the PTY (shutdown or rm); a program still running gets SIGHUP from the tty."""
         if self._exit_timer is not None:
             self._exit_timer.cancel()
         self._close_fd()

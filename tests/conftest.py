@@ -1,21 +1,17 @@
-"""Shared fixtures: private sockets, a CLI runner, pexpect clients, and teardown that always cleans up."""
+"""Fixtures: a private socket per test and a CLI whose server is always stopped afterwards."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Cli, stop_server
 
 try:
     import uvloop
@@ -31,102 +27,6 @@ def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callab
     return factories
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
-TMUXISH = [sys.executable, "-P", "-m", "tmuxish"]
-
-
-class Cli:
-    """Runs the real `tmuxish` CLI against one private server."""
-
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
-        self.env = dict(os.environ)
-        self.env.pop("TMUXISH", None)
-        self.env.pop("TMUXISH_SOCKET", None)
-        self.env.update({"TERM": "xterm-256color", "TMUXISH_CONFIG": "/nonexistent"})
-
-    def argv(self, *args: str) -> list[str]:
-        return [*TMUXISH, "-S", str(self.socket_path), *args]
-
-    def run(self, *args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"tmuxish {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
-            )
-        return proc
-
-    def new(self, *command: str, name: str | None = None, size: tuple[int, int] = (80, 24)) -> int:
-        extra = ["-s", name] if name else []
-        out = self.run("new", "-d", "-x", str(size[0]), "-y", str(size[1]), *extra, "--", *command)
-        return int(out.stdout.strip())
-
-    def sessions(self) -> list[dict[str, Any]]:
-        import json
-
-        result: list[dict[str, Any]] = json.loads(self.run("ls", "--json").stdout)
-        return result
-
-    def session(self, sid: int) -> dict[str, Any]:
-        return next(s for s in self.sessions() if s["id"] == sid)
-
-    def server_pid(self) -> int | None:
-        from tmuxish.client.connection import Connection
-        from tmuxish.errors import TmuxishError
-
-        try:
-            with Connection.open(self.socket_path, timeout=5) as conn:
-                return int(conn.server_info["pid"])
-        except TmuxishError:
-            return None
-
-    def spawn(self, *args: str, rows: int = 24, cols: int = 80, **kw: Any) -> Any:
-        import pexpect
-
-        child = pexpect.spawn(
-            TMUXISH[0],
-            [*TMUXISH[1:], "-S", str(self.socket_path), *args],
-            env=self.env,
-            dimensions=(rows, cols),
-            timeout=10,
-            **kw,
-        )
-        child.delaybeforesend = None
-        self.children.append(child)
-        return child
-
-    children: list[Any]
-
-
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(dir="/tmp", prefix="tx"))
@@ -134,18 +34,6 @@ def sock_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def stop_server(cli: Cli) -> None:
-    pid = cli.server_pid()
-    with contextlib.suppress(Exception):
-        cli.run("kill-server", check=False, timeout=10)
-    if pid is not None:
-        try:
-            wait_for(lambda: not pid_alive(pid), 5, "server exit")
-        except AssertionError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tmuxish {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def cmd(name: str, help: str, example: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+    def cmd(
+        name: str, help: str, example: str, aliases: Sequence[str] = ()
+    ) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             help=help,
@@ -57,20 +59,43 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
     n.add_argument("-x", dest="cols", type=int, help="width (columns)")
     n.add_argument("-y", dest="rows", type=int, help="height (rows)")
-    n.add_argument("-e", dest="env", action="append", default=[], metavar="KEY=VALUE",
-                   help="set an environment variable (repeatable)")
-    n.add_argument("--window-size", dest="window_size", choices=("latest", "smallest", "largest"),
-                   help="size policy when several clients attach")
+    n.add_argument(
+        "-e",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an environment variable (repeatable)",
+    )
+    n.add_argument(
+        "--window-size",
+        dest="window_size",
+        choices=("latest", "smallest", "largest"),
+        help="size policy when several clients attach",
+    )
     n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
-    n.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="COMMAND",
-                   help="program and arguments (default: $SHELL)")
+    n.add_argument(
+        "command_argv",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="program and arguments (default: $SHELL)",
+    )
 
     a = cmd("attach", "attach to a session", "tmuxish attach 3", aliases=("a",))
     a.add_argument("-r", dest="readonly", action="store_true", help="read-only: input ignored")
-    a.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC",
-                   help="detach sequence, docker format (default ctrl-p,ctrl-q; '' disables)")
-    a.add_argument("--history", dest="history", type=int, metavar="N",
-                   help="lines of history to write before the screen (default: a screenful)")
+    a.add_argument(
+        "--detach-keys",
+        dest="detach_keys",
+        metavar="SPEC",
+        help="detach sequence, docker format (default ctrl-p,ctrl-q; '' disables)",
+    )
+    a.add_argument(
+        "--history",
+        dest="history",
+        type=int,
+        metavar="N",
+        help="lines of history to write before the screen (default: a screenful)",
+    )
     a.add_argument("target", nargs="?", help="session id or name (default: most recent)")
 
     ls = cmd("ls", "list sessions", "tmuxish ls --json", aliases=("list",))
@@ -86,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd("kill-server", "end the server and every session", "tmuxish kill-server")
 
-    s = cmd("server", "run the server in the foreground (normally started on demand)",
-            "tmuxish server")
+    s = cmd(
+        "server", "run the server in the foreground (normally started on demand)", "tmuxish server"
+    )
     s.add_argument("action", nargs="?", choices=("run",), default="run")
 
     c = cmd("capture", "print a session's screen as text", "tmuxish capture -e 3")

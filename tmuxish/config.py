@@ -74,18 +74,42 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("detach_keys", "TMUXISH_DETACH_KEYS", DEFAULT_DETACH_KEYS, _parse_keys,
-           "key sequence that detaches, docker format; empty disables"),
-    Option("detach_timeout", "TMUXISH_DETACH_TIMEOUT", 0.5, _parse_float,
-           "seconds before a partly typed detach sequence is sent to the program"),
-    Option("default_command", None, None, _parse_command,
-           "program for `new` without a command (default: $SHELL, else /bin/sh)"),
-    Option("default_size", None, "80x24", _parse_size,
-           "size of a detached new session, COLSxROWS"),
-    Option("window_size", None, "latest", _parse_policy,
-           "size policy with several clients: latest, smallest or largest"),
-    Option("history_lines", None, -1, _parse_int,
-           "lines of history written before the repaint on attach (-1: one screenful)"),
+    Option(
+        "detach_keys",
+        "TMUXISH_DETACH_KEYS",
+        DEFAULT_DETACH_KEYS,
+        _parse_keys,
+        "key sequence that detaches, docker format; empty disables",
+    ),
+    Option(
+        "detach_timeout",
+        "TMUXISH_DETACH_TIMEOUT",
+        0.5,
+        _parse_float,
+        "seconds before a partly typed detach sequence is sent to the program",
+    ),
+    Option(
+        "default_command",
+        None,
+        None,
+        _parse_command,
+        "program for `new` without a command (default: $SHELL, else /bin/sh)",
+    ),
+    Option("default_size", None, "80x24", _parse_size, "size of a detached new session, COLSxROWS"),
+    Option(
+        "window_size",
+        None,
+        "latest",
+        _parse_policy,
+        "size policy with several clients: latest, smallest or largest",
+    ),
+    Option(
+        "history_lines",
+        None,
+        -1,
+        _parse_int,
+        "lines of history written before the repaint on attach (-1: one screenful)",
+    ),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -107,10 +131,8 @@ class Settings:
         return self.values[key]
 
 
-def load(
-    flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Effective settings. ``flags`` maps option keys to values given on the command line (or None)."""
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Effective settings; ``flags`` maps option keys to command-line values (None: not given)."""
     env = os.environ if env is None else env
     path = config_path(env)
     file_values: dict[str, Any] = {}

@@ -154,7 +154,7 @@ class Decoder:
 
 
 def validate(obj: Any) -> Message:
-    """Check the envelope and the shape of stream messages; control payloads are checked by users."""
+    """Check the envelope and stream message shapes; handlers check control payloads."""
     if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
         raise ProtocolError("a message must be an array starting with an integer type")
     kind = obj[0]
