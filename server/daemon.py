@@ -110,6 +110,9 @@ class Server:
 
     async def _shutdown(self) -> None:
         log.info("server shutting down")
+        if self.loop is not None:
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                self.loop.remove_signal_handler(sig)
         if self._aio_server is not None:
             self._aio_server.close()
         with contextlib.suppress(FileNotFoundError):
