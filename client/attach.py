@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tmuxish import protocol
 from tmuxish.client.connection import Connection
 from tmuxish.client.terminal import get_size, raw_mode, write_all
-from tmuxish.errors import ServerGone
+from tmuxish.errors import ServerGone, TmuxishError
 from tmuxish.keys import DetachFilter
 
 READ_SIZE = 65536
@@ -33,6 +33,8 @@ class AttachResult:
 
     message: str
     status: int
+    #: The server is re-executing itself (upgrade): reconnect and attach again.
+    reconnect: bool = False
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -70,6 +72,7 @@ class Relay:
         self._writing = False
         self._timer: asyncio.TimerHandle | None = None
         self._stdin_open = True
+        self._upgrading = False
 
     async def run(self) -> AttachResult:
         loop = asyncio.get_running_loop()
@@ -111,6 +114,10 @@ class Relay:
             self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
             return
         if not data:
+            if self._upgrading:
+                if self._done is not None and not self._done.done():
+                    self._done.set_result(AttachResult("", 0, reconnect=True))
+                return
             self._finish("[server exited]", 1)
             return
         try:
@@ -154,7 +161,9 @@ class Relay:
             else:
                 self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
         elif kind == protocol.EVENT:
-            if message[1] == "reset" and isinstance(message[2], dict):
+            if message[1] == "upgrade":
+                self._upgrading = True
+            elif message[1] == "reset" and isinstance(message[2], dict):
                 data = message[2].get("data")
                 if isinstance(data, bytes):
                     self.reset = data
@@ -244,6 +253,14 @@ class Relay:
             self._writing = False
 
 
+def reconnect(path: str) -> Connection:
+    from pathlib import Path
+
+    from tmuxish.client.autostart import wait_for_server
+
+    return wait_for_server(Path(path), timeout=15.0)
+
+
 def attach(
     conn: Connection,
     target: str | None,
@@ -255,32 +272,46 @@ def attach(
     inside: int | None = None,
 ) -> AttachResult:
     """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss."""
+    conn_path = conn.sock.getpeername()
     cols, rows = get_size(1)
     if not cols:
         cols, rows = get_size(0)
     if history < 0:
         history = rows or 24
+    detach_filter = DetachFilter(detach_keys, detach_timeout)
     with raw_mode(0):
-        info = conn.request(
-            "attach",
-            target=target,
-            cols=cols,
-            rows=rows,
-            readonly=readonly,
-            history=history,
-            inside=inside,
-        )
-        session_id = int(info["id"])
-        write_all(1, info.get("initial") or b"")
-        relay = Relay(conn, session_id, DetachFilter(detach_keys, detach_timeout), readonly)
-        relay.reset = info.get("reset") or b""
-        loop = new_event_loop()
-        try:
-            result = loop.run_until_complete(relay.run())
-        except ServerGone as exc:
-            result = AttachResult(f"[{exc}]", 1)
-        finally:
-            loop.close()
+        while True:
+            info = conn.request(
+                "attach",
+                target=target,
+                cols=cols,
+                rows=rows,
+                readonly=readonly,
+                history=history,
+                inside=inside,
+            )
+            session_id = int(info["id"])
+            write_all(1, info.get("initial") or b"")
+            relay = Relay(conn, session_id, detach_filter, readonly)
+            relay.reset = info.get("reset") or b""
+            loop = new_event_loop()
+            try:
+                result = loop.run_until_complete(relay.run())
+            except ServerGone as exc:
+                result = AttachResult(f"[{exc}]", 1)
+            finally:
+                loop.close()
+            if not result.reconnect:
+                break
+            conn.close()
+            try:
+                conn = reconnect(conn_path)
+            except TmuxishError as exc:
+                result = AttachResult(f"[lost the server during its upgrade: {exc}]", 1)
+                break
+            # Same session, fresh repaint; history is already in the terminal's scrollback.
+            target, history = str(session_id), 0
+            cols, rows = get_size(1) if get_size(1)[0] else get_size(0)
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
             write_all(1, (relay.reset or SANE_MODES) + b"\r\n")

@@ -86,6 +86,8 @@ def cmd_new(args: argparse.Namespace) -> int:
             env=env,
             replace_env=True,
             window_size=settings["window_size"],
+            log=os.path.abspath(args.log) if args.log else None,
+            log_max=args.log_max,
         )
         if args.detached:
             _out(f"{info['id']}\n")
@@ -215,9 +217,32 @@ def cmd_server(args: argparse.Namespace) -> int:
     from tmuxish.server.daemon import run
 
     socket_path = _socket(args)
+    if args.action == "upgrade":
+        return server_upgrade(socket_path)
     if is_default_dir(socket_path.parent):
         ensure_private_dir(socket_path.parent)
-    return run(socket_path, foreground=sys.stderr.isatty())
+    return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
+
+
+def server_upgrade(socket_path: Path) -> int:
+    from tmuxish.client.autostart import wait_for_server
+    from tmuxish.errors import ServerGone
+
+    with connect(socket_path, start=False) as conn:
+        before = conn.request("upgrade")
+        try:
+            while True:
+                conn.recv()
+        except ServerGone:
+            pass
+    with wait_for_server(socket_path) as conn:
+        after = conn.request("info")
+    _out(
+        f"server upgraded: tmuxish {before['version']} -> {after['version']} "
+        f"(pid {after['pid']}, {after['sessions']} sessions kept, "
+        f"generation {after.get('generation', '?')})\n"
+    )
+    return 0
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

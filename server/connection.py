@@ -140,6 +140,8 @@ class Connection(asyncio.Protocol):
                 return
             self.greeted = True
             return
+        if self.server.upgrading:
+            return  # the next server process answers; this one is only flushing
         if kind == protocol.REQUEST:
             self._request(message[1], message[2], message[3])
         elif kind == protocol.INPUT:
@@ -156,6 +158,7 @@ class Connection(asyncio.Protocol):
         elif kind == protocol.DETACH:
             if self.session is None:
                 raise protocol.ProtocolError("DETACH while not attached")
+            self._send_reset(self.session)
             self._leave_session()
             self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
         else:
@@ -234,10 +237,28 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(frame)
 
+    def _send_reset(self, session: Session) -> None:
+        """Tell the client how to undo the modes the program turned on in its terminal."""
+        if session.screen is None:
+            return
+        try:
+            data = session.screen.reset_modes()
+        except Exception:
+            return
+        self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
+
     def session_exited(self, code: int) -> None:
+        if self.session is not None:
+            self._send_reset(self.session)
         self.session = None
         self.send_frame(protocol.encode([protocol.EXITED, code]))
         self._close()
+
+    def upgrade_notice(self) -> None:
+        """The server is re-executing: attached clients reconnect by themselves afterwards."""
+        self._leave_session()
+        self.send_frame(protocol.encode([protocol.EVENT, "upgrade", {}]))
+        self._close(grace=1.0)
 
     def drop(self, reason: str) -> None:
         """Detach a client that cannot keep up; the others go on at full speed."""

@@ -51,6 +51,11 @@ class Server:
         self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
         self.drop_grace = 30.0
         self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
+        #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
+        self.upgrading = False
+        self.upgrade_listen_fd = -1
+        #: How many times this server has re-executed itself (shown by `info`).
+        self.generation = 0
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -80,18 +85,25 @@ class Server:
         self.listen_sock = sock
         return sock
 
-    async def serve(self, sock: socket.socket) -> None:
+    async def serve(self, sock: socket.socket, resume: dict[str, Any] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.stopped = asyncio.Event()
         self.reaper.start(loop)
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        self._warm_up()
+        if resume is not None:
+            from tmuxish.server import upgrade
+
+            upgrade.restore(self, resume)
         self._aio_server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
         log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
-        self._warm_up()
         await self.stopped.wait()
-        await self._shutdown()
+        if self.upgrading:
+            await self._prepare_upgrade()
+        else:
+            await self._shutdown()
 
     def _warm_up(self) -> None:
         try:
@@ -107,6 +119,27 @@ class Server:
     def request_stop(self) -> None:
         if self.stopped is not None:
             self.stopped.set()
+
+    async def _prepare_upgrade(self) -> None:
+        """Quiesce everything but keep sessions, the socket and the lock for the next process."""
+        log.info("server re-executing for upgrade")
+        assert self.loop is not None and self.listen_sock is not None
+        # Stop accepting first: the dup keeps the socket (and its backlog) alive for the next
+        # process, so clients that connect meanwhile simply wait for it.
+        self.upgrade_listen_fd = os.dup(self.listen_sock.fileno())
+        if self._aio_server is not None:
+            self._aio_server.close()
+            self._aio_server = None
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            self.loop.remove_signal_handler(sig)
+        for session in list(self.registry):
+            session.suspend()
+        for conn in list(self.connections):
+            conn.upgrade_notice()
+        deadline = self.loop.time() + 2.0
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        self.reaper.stop()
 
     async def _shutdown(self) -> None:
         log.info("server shutting down")
@@ -166,8 +199,10 @@ def _setup_logging(socket_path: Path, foreground: bool) -> None:
     root.setLevel(os.environ.get("TMUXISH_LOG_LEVEL", "INFO").upper())
 
 
-def run(socket_path: Path, foreground: bool = False) -> int:
+def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = None) -> int:
     """Run a server on ``socket_path`` until told to stop. Returns the process exit status."""
+    if resume_fd is not None:
+        return _resume(socket_path, foreground, resume_fd)
     try:
         if is_default_dir(socket_path.parent):
             check_private_dir(socket_path.parent)
@@ -186,11 +221,38 @@ def run(socket_path: Path, foreground: bool = False) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", socket_path, exc)
         return 1
+    return _serve(server, sock, lock_fd, None)
+
+
+def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, Any] | None) -> int:
     loop = new_event_loop()
     try:
-        loop.run_until_complete(server.serve(sock))
+        loop.run_until_complete(server.serve(sock, resume))
     finally:
         loop.close()
-        os.close(lock_fd)
+    if server.upgrading:
+        from tmuxish.server import upgrade
+
+        memfd = upgrade.snapshot(server, server.upgrade_listen_fd, lock_fd)
+        upgrade.exec_server(str(server.socket_path), memfd)
+    os.close(lock_fd)
     log.info("server exited")
     return 0
+
+
+def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:
+    """The second half of an upgrade: this process was exec'd by the previous server."""
+    from tmuxish.server import upgrade
+
+    _setup_logging(socket_path, foreground)
+    state = upgrade.load_state(resume_fd)
+    lock_fd = state["lock_fd"]
+    os.set_inheritable(lock_fd, False)
+    sock = socket.socket(fileno=state["listen_fd"])
+    sock.set_inheritable(False)
+    sock.setblocking(False)
+    server = Server(socket_path)
+    server.listen_sock = sock
+    server.generation = int(state.get("generation", 0)) + 1
+    log.info("server %d resuming after upgrade", os.getpid())
+    return _serve(server, sock, lock_fd, state)

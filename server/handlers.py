@@ -115,6 +115,19 @@ class Handlers:
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
         )
+        log_path = _str_or_none(args, "log")
+        if log_path:
+            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
+
+            try:
+                output_log = OutputLog(log_path, _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40))
+            except OSError as exc:
+                session.kill(signal.SIGHUP)
+                session.close()
+                raise BadRequest(f"cannot open log file {log_path}: {exc.strerror}") from exc
+            session.log_sink = output_log.write
+            session.cleanup.append(output_log.close)
+            session.extra["log"] = log_path
         server.registry.add(session)
         session.start()
         log.info("session %d started: pid %d, %r", sid, pid, command)
@@ -214,11 +227,18 @@ class Handlers:
             return session.screen.history_text(escapes=escapes)
         return session.screen.screen_text(escapes=escapes)
 
+    def upgrade(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        server = self.server
+        server.upgrading = True
+        conn_loop(server).call_soon(server.request_stop)
+        return {"pid": os.getpid(), "version": server.version, "sessions": len(server.registry)}
+
     def hello(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "version": self.server.version,
             "sessions": len(self.server.registry),
+            "generation": self.server.generation,
         }
 
 
@@ -245,5 +265,6 @@ def install(server: Server) -> None:
             "wait": h.wait,
             "capture": h.capture,
             "info": h.hello,
+            "upgrade": h.upgrade,
         }
     )

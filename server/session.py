@@ -88,12 +88,14 @@ class Session:
         self.exit_code: int | None = None
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
+        #: Called once when the PTY is released (log files, container clean-up).
+        self.cleanup: list[Callable[[], None]] = []
         self._loop = loop
         self._reaper = reaper
         self._on_exit = on_exit
         self._reading = False
         self._pty_eof = False
-        self._child_done = pid is None
+        self.child_done = pid is None
         self._exit_timer: asyncio.TimerHandle | None = None
         self._input = bytearray()
         self._writing = False
@@ -103,10 +105,10 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, watch: bool = True) -> None:
         self._resume_reading()
-        if self.pid is not None:
-            self._reaper.watch(self.pid, self._child_exited)
+        if self.pid is not None and watch:
+            self._reaper.watch(self.pid, self.child_exited)
 
     @property
     def running(self) -> bool:
@@ -133,8 +135,8 @@ class Session:
             **self.extra,
         }
 
-    def _child_exited(self, pid: int, code: int | None) -> None:
-        self._child_done = True
+    def child_exited(self, pid: int, code: int | None) -> None:
+        self.child_done = True
         self.exit_code = code if code is not None else 0
         if self._pty_eof or self.fd is None:
             self._finish()
@@ -171,13 +173,19 @@ class Session:
             self._writing = False
         os.close(self.fd)
         self.fd = None
+        for func in self.cleanup:
+            try:
+                func()
+            except Exception:
+                log.exception("session %d: clean-up failed", self.id)
+        self.cleanup.clear()
 
     def close(self) -> None:
         """Release the PTY (shutdown or rm); a program still running gets SIGHUP from the tty."""
         if self._exit_timer is not None:
             self._exit_timer.cancel()
         self._close_fd()
-        if self.pid is not None and not self._child_done:
+        if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
 
     def wait(self) -> asyncio.Future[int]:
@@ -243,7 +251,7 @@ class Session:
     def _on_pty_eof(self) -> None:
         self._pty_eof = True
         self._pause_reading()
-        if self._child_done:
+        if self.child_done:
             self._finish()
 
     def _relay(self, data: bytes) -> None:
@@ -284,6 +292,16 @@ class Session:
         self.screen = None
         self.screen_error = reason
         self.needs_redraw = True
+
+    def suspend(self) -> None:
+        """Stop all I/O on the PTY without closing it (the server is about to re-execute)."""
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()
+            self._exit_timer = None
+        self._pause_reading()
+        if self._writing and self.fd is not None:
+            self._loop.remove_writer(self.fd)
+            self._writing = False
 
     def client_behind_changed(self) -> None:
         """Flow control: stop reading the PTY only while every attached client is behind."""

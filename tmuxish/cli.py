@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="size policy when several clients attach",
     )
     n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
+    n.add_argument("--log", dest="log", metavar="FILE",
+                   help="append the session's raw output to FILE (capped, one rotation)")
+    n.add_argument("--log-max", dest="log_max", metavar="BYTES", type=int,
+                   help="rotate the log past this size (default 64 MiB)")
     n.add_argument(
         "command_argv",
         nargs=argparse.REMAINDER,
@@ -114,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd(
         "server", "run the server in the foreground (normally started on demand)", "tmuxish server"
     )
-    s.add_argument("action", nargs="?", choices=("run",), default="run")
+    s.add_argument("action", nargs="?", choices=("run", "upgrade"), default="run",
+                   help="run (default) or upgrade: move the running server and every session "
+                   "to the installed version without stopping any program")
+    s.add_argument("--resume", dest="resume_fd", type=int, help=argparse.SUPPRESS)
 
     c = cmd("capture", "print a session's screen as text", "tmuxish capture -e 3")
     c.add_argument("-e", dest="escapes", action="store_true", help="keep colours")

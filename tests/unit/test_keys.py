@@ -378,7 +378,7 @@ def test_pending_combines_prefix_and_cut_off_escape() -> None:
 
 #: Atoms a terminal may send, classed as the first key, the second, neutral, or other.
 _PLAIN = st.binary(min_size=1, max_size=8).map(
-    lambda b: bytes(c for c in b if c not in b"\x10\x1b")
+    lambda b: bytes(c for c in b if c not in b"\x10\x11\x1b")
 )
 ATOMS = st.one_of(
     st.tuples(st.sampled_from(P_FORMS), st.just("P")),
