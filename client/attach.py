@@ -57,6 +57,7 @@ class Relay:
         readonly: bool,
         stdin_fd: int = 0,
         stdout_fd: int = 1,
+        read_stdin: bool = True,
     ) -> None:
         self.conn = conn
         self.sock = conn.sock
@@ -66,12 +67,14 @@ class Relay:
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.reset = b""
+        self.attached_size = (0, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[AttachResult] | None = None
         self._outbox = bytearray()
         self._writing = False
         self._timer: asyncio.TimerHandle | None = None
-        self._stdin_open = True
+        #: False in direct mode: the server reads the terminal itself.
+        self._stdin_open = read_stdin
         self._upgrading = False
 
     async def run(self) -> AttachResult:
@@ -83,9 +86,14 @@ class Relay:
         while self.conn.pending:
             self._handle(self.conn.pending.popleft())
         loop.add_reader(self.sock.fileno(), self._on_socket)
-        loop.add_reader(self.stdin_fd, self._on_stdin)
+        if self._stdin_open:
+            loop.add_reader(self.stdin_fd, self._on_stdin)
         with contextlib.suppress(ValueError, RuntimeError):
             loop.add_signal_handler(signal.SIGWINCH, self._on_winch)
+        # A resize between measuring the terminal for the attach request and installing the
+        # handler would otherwise be lost (in direct mode output is already on screen by then).
+        if get_size(self.stdout_fd) != self.attached_size:
+            self._on_winch()
         try:
             return await self._done
         finally:
@@ -253,12 +261,34 @@ class Relay:
             self._writing = False
 
 
-def reconnect(path: str) -> Connection:
+def terminal_for_server() -> int | None:
+    """A fresh descriptor of our terminal for the server to drive, or None to relay.
+
+    Opened anew (not a dup) so the server's O_NONBLOCK does not leak into our fd 0/1.
+    """
+    if os.environ.get("TMUXISH_ATTACH_MODE", "") == "relay":
+        return None
+    try:
+        if not (os.isatty(0) and os.isatty(1)):
+            return None
+        if os.fstat(0).st_rdev != os.fstat(1).st_rdev:
+            return None
+        return os.open(os.ttyname(0), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def reconnect(path: str, direct: bool) -> Connection:
     from pathlib import Path
 
     from tmuxish.client.autostart import wait_for_server
 
-    return wait_for_server(Path(path), timeout=15.0)
+    fd = terminal_for_server() if direct else None
+    try:
+        return wait_for_server(Path(path), timeout=15.0, pass_fds=(fd,) if fd is not None else ())
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def attach(
@@ -281,6 +311,7 @@ def attach(
     detach_filter = DetachFilter(detach_keys, detach_timeout)
     with raw_mode(0):
         while True:
+            direct = conn.passed_terminal
             info = conn.request(
                 "attach",
                 target=target,
@@ -289,11 +320,13 @@ def attach(
                 readonly=readonly,
                 history=history,
                 inside=inside,
+                direct={"keys": detach_keys, "timeout": detach_timeout} if direct else None,
             )
             session_id = int(info["id"])
             write_all(1, info.get("initial") or b"")
-            relay = Relay(conn, session_id, detach_filter, readonly)
+            relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
+            relay.attached_size = (cols, rows)
             loop = new_event_loop()
             try:
                 result = loop.run_until_complete(relay.run())
@@ -305,7 +338,7 @@ def attach(
                 break
             conn.close()
             try:
-                conn = reconnect(conn_path)
+                conn = reconnect(conn_path, direct)
             except TmuxishError as exc:
                 result = AttachResult(f"[lost the server during its upgrade: {exc}]", 1)
                 break

@@ -15,17 +15,19 @@ from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
 START_TIMEOUT = 10.0
 
 
-def connect(socket_path: Path, start: bool = False) -> Connection:
+def connect(
+    socket_path: Path, start: bool = False, pass_fds: tuple[int, ...] = ()
+) -> Connection:
     """Connect to the server on ``socket_path``; with ``start``, launch one if none answers."""
     if is_default_dir(socket_path.parent):
         ensure_private_dir(socket_path.parent)
     try:
-        return Connection.open(socket_path)
+        return Connection.open(socket_path, pass_fds=pass_fds)
     except ServerNotRunning:
         if not start:
             raise
     spawn_server(socket_path)
-    return wait_for_server(socket_path)
+    return wait_for_server(socket_path, pass_fds=pass_fds)
 
 
 def spawn_server(socket_path: Path) -> None:
@@ -44,12 +46,14 @@ def spawn_server(socket_path: Path) -> None:
         )
 
 
-def wait_for_server(socket_path: Path, timeout: float = START_TIMEOUT) -> Connection:
+def wait_for_server(
+    socket_path: Path, timeout: float = START_TIMEOUT, pass_fds: tuple[int, ...] = ()
+) -> Connection:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
         try:
-            return Connection.open(socket_path)
+            return Connection.open(socket_path, pass_fds=pass_fds)
         except ServerNotRunning:
             if time.monotonic() > deadline:
                 raise ServerNotRunning(

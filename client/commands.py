@@ -49,6 +49,8 @@ def default_command(settings: config.Settings) -> list[str]:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    if args.runtime is not None or args.bundle is not None:
+        return _new_container(args)
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
     argv = list(args.command_argv)
     if argv and argv[0] == "--":
@@ -74,7 +76,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     if cols <= 0 or rows <= 0:
         raise UsageError("-x and -y must be positive")
     socket_path = _socket(args)
-    conn = connect(socket_path, start=True)
+    conn = (
+        connect(socket_path, start=True)
+        if args.detached
+        else _connect_with_terminal(socket_path, start=True)
+    )
     with conn:
         info = conn.request(
             "new",
@@ -125,9 +131,22 @@ def _attach(
 def cmd_attach(args: argparse.Namespace) -> int:
     settings = config.load({"detach_keys": args.detach_keys})
     socket_path = _socket(args)
-    conn = connect(socket_path, start=False)
+    conn = _connect_with_terminal(socket_path, start=False)
     with conn:
         return _attach(conn, args.target, settings, args.readonly, args.history, socket_path)
+
+
+def _connect_with_terminal(socket_path: Path, start: bool) -> Connection:
+    """Connect, handing the server our terminal when we can (local direct attach)."""
+    from tmuxish.client.attach import terminal_for_server
+
+    fd = terminal_for_server()
+    if fd is None:
+        return connect(socket_path, start=start)
+    try:
+        return connect(socket_path, start=start, pass_fds=(fd,))
+    finally:
+        os.close(fd)
 
 
 def _age(created: str) -> str:
@@ -280,8 +299,75 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Seconds `new --runtime` waits for the server to start the container.
+CONTAINER_START_TIMEOUT = 120.0
+
+
+def _new_container(args: argparse.Namespace) -> int:
+    """`new --runtime RUNTIME --bundle DIR [CONTAINER_ID]`: the server runs the container."""
+    if not args.runtime or not args.bundle:
+        raise UsageError("--runtime and --bundle go together")
+    if args.cwd or args.env or getattr(args, "log", None):
+        raise UsageError("-c, -e and --log do not apply to --runtime (use the bundle's config)")
+    ids = list(args.command_argv)
+    if ids and ids[0] == "--":
+        ids = ids[1:]
+    if len(ids) > 1:
+        raise UsageError("--runtime takes at most one CONTAINER_ID, not a command")
+    settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
+    cols, rows = settings["default_size"]
+    if not args.detached:
+        from tmuxish.client.terminal import get_size
+
+        tcols, trows = get_size(1)
+        if tcols and trows:
+            cols, rows = tcols, trows
+    cols = args.cols or cols
+    rows = args.rows or rows
+    if cols <= 0 or rows <= 0:
+        raise UsageError("-x and -y must be positive")
+    runtime = args.runtime
+    if "/" in runtime:
+        runtime = os.path.abspath(runtime)
+    socket_path = _socket(args)
+    with connect(socket_path, start=True) as conn:
+        conn.sock.settimeout(CONTAINER_START_TIMEOUT)
+        info = conn.request(
+            "new-container",
+            runtime=runtime,
+            bundle=os.path.abspath(args.bundle),
+            container_id=ids[0] if ids else None,
+            name=args.name,
+            cols=cols,
+            rows=rows,
+            window_size=settings["window_size"],
+        )
+        if args.detached:
+            _out(f"{info['id']}\n")
+            return 0
+        conn.sock.settimeout(10.0)
+        return _attach(conn, str(info["id"]), settings, False, None, socket_path)
+
+
+def cmd_console_socket(args: argparse.Namespace) -> int:
+    settings = config.load()
+    cols, rows = settings["default_size"]
+    with connect(_socket(args), start=True) as conn:
+        info = conn.request(
+            "console-socket",
+            name=args.name,
+            persist=args.persist,
+            cols=cols,
+            rows=rows,
+            window_size=settings["window_size"],
+        )
+    _out(f"{info['path']}\n")
+    return 0
+
+
 COMMANDS = {
     "new": cmd_new,
+    "console-socket": cmd_console_socket,
     "attach": cmd_attach,
     "a": cmd_attach,
     "ls": cmd_ls,

@@ -31,9 +31,14 @@ class Connection:
         self.pending: deque[protocol.Message] = deque()
         self.server_info: dict[str, Any] = {}
         self._next_id = 1
+        #: The server holds our terminal (direct attach) rather than relaying through us.
+        self.passed_terminal = False
 
     @classmethod
-    def open(cls, path: Path, timeout: float | None = 10.0) -> Connection:
+    def open(
+        cls, path: Path, timeout: float | None = 10.0, pass_fds: tuple[int, ...] = ()
+    ) -> Connection:
+        """Connect and greet; ``pass_fds`` (a terminal for direct attach) ride on the HELLO."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
@@ -49,7 +54,7 @@ class Connection:
             raise ServerNotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from exc
         conn = cls(sock)
         try:
-            conn.handshake()
+            conn.handshake(pass_fds)
         except BaseException:
             conn.close()
             raise
@@ -62,8 +67,16 @@ class Connection:
         conn.handshake()
         return conn
 
-    def handshake(self) -> None:
-        self.send(protocol.hello({"pid": os.getpid(), "software": f"tmuxish {__version__}"}))
+    def handshake(self, pass_fds: tuple[int, ...] = ()) -> None:
+        hello = protocol.hello({"pid": os.getpid(), "software": f"tmuxish {__version__}"})
+        if pass_fds:
+            try:
+                socket.send_fds(self.sock, [hello], list(pass_fds))
+            except OSError as exc:
+                raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
+            self.passed_terminal = True
+        else:
+            self.send(hello)
         message = self.recv()
         if message[0] == protocol.ERROR:
             raise from_code(message[2], message[3])

@@ -7,6 +7,7 @@ Every byte a client sends enters through ``data_received`` and every failure lea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tmuxish import protocol
 from tmuxish.errors import BadRequest, TmuxishError
+from tmuxish.keys import DetachFilter
 from tmuxish.server.policy import ClientSize
+from tmuxish.server.terminal import DirectTerminal
 
 if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
+#: Generic terminal clean-up when the session has no screen model to say what it turned on.
+SANE_MODES = (
+    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l"
+    b"\x1b[?25h\x1b[0m"
+)
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 
@@ -38,8 +46,14 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
+    def __init__(
+        self, server: Server, fds: list[int] | None = None, initial: bytes = b""
+    ) -> None:
         self.server = server
+        self._initial = initial
+        #: Descriptors the client passed with its first message (its terminal, for direct attach).
+        self.passed_fds = fds or []
+        self.terminal: DirectTerminal | None = None
         self.transport: asyncio.Transport | None = None
         self.decoder = protocol.Decoder()
         self.greeted = False
@@ -83,6 +97,9 @@ class Connection(asyncio.Protocol):
         transport.write(
             protocol.hello({"pid": os.getpid(), "software": f"tmuxish {self.server.version}"})
         )
+        if self._initial:
+            initial, self._initial = self._initial, b""
+            self.data_received(initial)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -104,6 +121,10 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._leave_session()
+        for fd in self.passed_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.passed_fds = []
         for task in self._tasks:
             task.cancel()
         self.server.connections.discard(self)
@@ -158,9 +179,7 @@ class Connection(asyncio.Protocol):
         elif kind == protocol.DETACH:
             if self.session is None:
                 raise protocol.ProtocolError("DETACH while not attached")
-            self._send_reset(self.session)
-            self._leave_session()
-            self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
+            self._detach_now()
         else:
             raise protocol.ProtocolError(f"unexpected message type {kind} from a client")
 
@@ -204,18 +223,70 @@ class Connection(asyncio.Protocol):
     # -- attachment ------------------------------------------------------------------------------
 
     def attach_to(
-        self, session: Session, cols: int, rows: int, readonly: bool, history: int
+        self,
+        session: Session,
+        cols: int,
+        rows: int,
+        readonly: bool,
+        history: int,
+        direct: DetachFilter | None = None,
     ) -> bytes:
+        """Attach; with ``direct`` the server drives the terminal the client passed itself."""
         if self.session is not None:
             raise BadRequest("this connection is already attached")
+        if direct is not None and not self.passed_fds:
+            raise BadRequest("direct attach needs the terminal passed with HELLO")
         self.readonly = readonly
         self.size = ClientSize(cols, rows, time.monotonic(), readonly)
         self.session = session
         try:
-            return session.attach(self, history)
+            initial = session.attach(self, history)
         except BaseException:
             self.session = None
             raise
+        if direct is None:
+            return initial
+        loop = asyncio.get_running_loop()
+        self.terminal = DirectTerminal(
+            self.passed_fds.pop(0),
+            loop,
+            direct,
+            on_input=self._terminal_input,
+            on_detach=self._detach_now,
+            on_gone=self._terminal_gone,
+            on_behind=self._terminal_behind,
+        )
+        self.terminal.write(initial)
+        return b""
+
+    def _terminal_input(self, data: bytes) -> None:
+        if self.session is not None and not self.readonly:
+            self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
+            self.session.write_input(data)
+
+    def _terminal_behind(self, behind: bool) -> None:
+        if behind:
+            self.pause_writing()
+        else:
+            self.resume_writing()
+
+    def _terminal_gone(self) -> None:
+        if self.session is not None:
+            self._leave_session()
+            self.send_frame(protocol.encode([protocol.DETACHED, "terminal gone"]))
+        self._end_terminal()
+
+    def _detach_now(self) -> None:
+        if self.session is None:
+            return
+        self._send_reset(self.session)
+        self._leave_session()
+        self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
+
+    def _end_terminal(self, last: bytes = b"") -> None:
+        terminal, self.terminal = self.terminal, None
+        if terminal is not None:
+            terminal.finish(last)
 
     def _leave_session(self) -> None:
         if self._stall_timer is not None:
@@ -224,8 +295,14 @@ class Connection(asyncio.Protocol):
         session, self.session = self.session, None
         if session is not None:
             session.detach(self)
+        self._end_terminal()
 
     def send_output(self, header: bytes, data: bytes) -> None:
+        if self.terminal is not None:
+            self.terminal.write(data)
+            if self.terminal is not None and self.terminal.buffered > self.server.max_behind_bytes:
+                self.drop("client too slow: output backlog limit reached")
+            return
         transport = self.transport
         if transport is None or self.closed:
             return
@@ -239,13 +316,18 @@ class Connection(asyncio.Protocol):
 
     def _send_reset(self, session: Session) -> None:
         """Tell the client how to undo the modes the program turned on in its terminal."""
-        if session.screen is None:
-            return
-        try:
-            data = session.screen.reset_modes()
-        except Exception:
-            return
-        self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
+        data = b""
+        if session.screen is not None:
+            try:
+                data = session.screen.reset_modes()
+            except Exception:
+                data = b""
+        if self.terminal is not None:
+            # We write to the terminal ourselves; the client must not reset it after us.
+            self._end_terminal(data or SANE_MODES)
+            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": b""}]))
+        elif data:
+            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
 
     def session_exited(self, code: int) -> None:
         if self.session is not None:

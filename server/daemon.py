@@ -18,6 +18,8 @@ from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
+from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
 from tmuxish.server.session import Session
@@ -45,7 +47,7 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopped: asyncio.Event | None = None
         self.listen_sock: socket.socket | None = None
-        self._aio_server: asyncio.AbstractServer | None = None
+        self._listener: Listener | None = None
         # A client that stops reading is dropped after this long (seconds) or this much backlog.
         self.stall_timeout = _env_float("TMUXISH_STALL_TIMEOUT", 10.0)
         self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
@@ -56,6 +58,9 @@ class Server:
         self.upgrade_listen_fd = -1
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
+        #: Console sockets made by `console-socket` requests (their fds can pass through exec).
+        self.console_listeners: list[ConsoleSocket] = []
+        self.containers = ContainerManager(self)
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -97,7 +102,8 @@ class Server:
             from tmuxish.server import upgrade
 
             upgrade.restore(self, resume)
-        self._aio_server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
+        self._listener = Listener(sock, lambda fds, data: Connection(self, fds, data))
+        self._listener.start(loop)
         log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
         await self.stopped.wait()
         if self.upgrading:
@@ -127,9 +133,8 @@ class Server:
         # Stop accepting first: the dup keeps the socket (and its backlog) alive for the next
         # process, so clients that connect meanwhile simply wait for it.
         self.upgrade_listen_fd = os.dup(self.listen_sock.fileno())
-        if self._aio_server is not None:
-            self._aio_server.close()
-            self._aio_server = None
+        if self._listener is not None:
+            self._listener.pause()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             self.loop.remove_signal_handler(sig)
         for session in list(self.registry):
@@ -146,8 +151,8 @@ class Server:
         if self.loop is not None:
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
-        if self._aio_server is not None:
-            self._aio_server.close()
+        if self._listener is not None:
+            self._listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         for session in list(self.registry):
@@ -159,6 +164,8 @@ class Server:
                 conn.transport.close()
         for session in list(self.registry):
             session.close()
+        # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
+        await self.containers.shutdown()
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)
@@ -225,6 +232,8 @@ def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = Non
 
 
 def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, Any] | None) -> int:
+    # Container inits started by `new --runtime` are re-parented to us: exit codes, no zombies.
+    set_child_subreaper()
     loop = new_event_loop()
     try:
         loop.run_until_complete(server.serve(sock, resume))

@@ -12,6 +12,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
+from tmuxish.keys import DetachFilter
 from tmuxish.server import pty
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session
@@ -120,7 +121,8 @@ class Handlers:
             from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 
             try:
-                output_log = OutputLog(log_path, _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40))
+                log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+                output_log = OutputLog(log_path, log_max)
             except OSError as exc:
                 session.kill(signal.SIGHUP)
                 session.close()
@@ -149,7 +151,18 @@ class Handlers:
         cols = _int(args, "cols", 0)
         rows = _int(args, "rows", 0)
         history = _int(args, "history", 0, 0, 1_000_000)
-        initial = conn.attach_to(session, cols, rows, bool(args.get("readonly")), history)
+        direct = args.get("direct")
+        detach_filter = None
+        if direct is not None:
+            if not isinstance(direct, dict) or not isinstance(direct.get("keys"), bytes):
+                raise BadRequest("direct must be a map with the detach keys")
+            timeout = direct.get("timeout", 0.5)
+            if not isinstance(timeout, (int, float)):
+                raise BadRequest("direct.timeout must be a number")
+            detach_filter = DetachFilter(direct["keys"], float(timeout))
+        initial = conn.attach_to(
+            session, cols, rows, bool(args.get("readonly")), history, detach_filter
+        )
         info = session.info()
         info["initial"] = initial
         reset = b""
@@ -268,3 +281,6 @@ def install(server: Server) -> None:
             "upgrade": h.upgrade,
         }
     )
+    from tmuxish.server import containers
+
+    containers.install(server)  # console-socket, new-container

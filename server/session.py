@@ -282,10 +282,11 @@ class Session:
         stale = [c for c in self.clients if c.attached_in_alt]
         if not stale or self.screen is None:
             return
-        frame = protocol.output(self.screen.repaint())
+        data = self.screen.repaint()
+        header = protocol.output_header(len(data))
         for client in stale:
             client.attached_in_alt = False
-            client.send_frame(frame)
+            client.send_output(header, data)
 
     def _drop_screen(self, reason: str) -> None:
         log.warning("session %d: screen model off: %s", self.id, reason)

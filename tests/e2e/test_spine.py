@@ -243,3 +243,21 @@ def test_both_loops_end_to_end(cli: Cli, loop: str) -> None:
     child.expect_exact("61 01 62 ff 63")
     child.send("\x10\x11")
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("mode", ["relay", "direct"])
+def test_attach_modes(cli: Cli, mode: str) -> None:
+    """Direct: the server drives the passed terminal; relay: bytes go through the client."""
+    cli.env["TMUXISH_ATTACH_MODE"] = mode
+    child = cli.spawn("new", "--", *shell(cli))
+    child.expect_exact(PROMPT)
+    child.send("printf 'x\\001y\\377z' | od -An -tx1\r")
+    child.expect_exact("78 01 79 ff 7a")
+    child.setwinsize(33, 91)
+    wait_for(lambda: cli.session(1)["cols"] == 91, what="resize")
+    child.send("stty size\r")
+    child.expect_exact("33 91")
+    child.sendcontrol("p")
+    child.sendcontrol("q")
+    child.expect_exact("[detached from session 1]")
+    child.expect(pexpect.EOF)
