@@ -18,6 +18,7 @@ from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
+from tmuxish.server.feeder import Feeder
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
@@ -58,6 +59,9 @@ class Server:
         self.upgrade_listen_fd = -1
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
+        self.feeder = Feeder()
+        #: Feed screen models on the worker thread (default) or inline on the loop.
+        self.threaded_screens = os.environ.get("TMUXISH_SCREEN_THREAD", "1") != "0"
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
@@ -144,6 +148,10 @@ class Server:
         deadline = self.loop.time() + 2.0
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
+        # Let every screen model catch up so the carried-over state is complete.
+        while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        self.feeder.stop()
         self.reaper.stop()
 
     async def _shutdown(self) -> None:
@@ -166,6 +174,7 @@ class Server:
             session.close()
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
+        self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)

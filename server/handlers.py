@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
@@ -115,6 +116,7 @@ class Handlers:
             policy=policy,
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
+            feeder=server.feeder if server.threaded_screens else None,
         )
         log_path = _str_or_none(args, "log")
         if log_path:
@@ -135,8 +137,26 @@ class Handlers:
         log.info("session %d started: pid %d, %r", sid, pid, command)
         return session.info()
 
-    def attach(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+    def attach(
+        self, conn: Connection, args: dict[str, Any]
+    ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
+        if not session.screen_settled:
+            # The screen model is still catching up on output clients already have: hold the
+            # PTY, let it catch up, then repaint and register in one step.
+            return self._attach_settled(conn, session, args)
+        return self._attach(conn, session, args)
+
+    async def _attach_settled(
+        self, conn: Connection, session: Session, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        await session.quiesce()
+        try:
+            return self._attach(conn, session, args)
+        finally:
+            session.release()
+
+    def _attach(self, conn: Connection, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         inside = args.get("inside")
         if inside is not None and inside == session.id:
             raise BadRequest(
@@ -228,8 +248,20 @@ class Handlers:
         session = self.server.registry.get(args.get("target"))
         return await session.wait()
 
-    def capture(self, conn: Connection, args: dict[str, Any]) -> str:
+    def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))
+        if not session.screen_settled and session.running:
+            return self._capture_settled(session, args)
+        return self._capture(session, args)
+
+    async def _capture_settled(self, session: Session, args: dict[str, Any]) -> str:
+        await session.quiesce()
+        try:
+            return self._capture(session, args)
+        finally:
+            session.release()
+
+    def _capture(self, session: Session, args: dict[str, Any]) -> str:
         if session.screen is None:
             raise TmuxishError(
                 f"session {session.id} has no screen model ({session.screen_error}); "

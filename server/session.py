@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from tmuxish import protocol
 from tmuxish.errors import SessionExited
 from tmuxish.server import pty
+from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
 
@@ -71,6 +72,7 @@ class Session:
         screen: ScreenModel | None = None,
         on_exit: Callable[[Session], None] | None = None,
         extra: dict[str, Any] | None = None,
+        feeder: Feeder | None = None,
     ) -> None:
         self.id = sid
         self.name = name
@@ -81,6 +83,12 @@ class Session:
         self.rows = rows
         self.policy = policy
         self.screen = screen
+        if screen is not None and feeder is not None:
+            self.screen = ThreadedScreen(screen, feeder, loop, self._screen_event)
+        #: Reasons not to read the PTY besides slow clients: quiesce holds, a full feed queue.
+        self._holds = 0
+        self._feed_full = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self.screen_error: str | None = None if screen is not None else "unavailable"
         self.extra = extra or {}
         self.created = datetime.now(UTC)
@@ -264,6 +272,12 @@ class Session:
         screen = self.screen
         if screen is None:
             return
+        if isinstance(screen, ThreadedScreen):
+            screen.feed(data)
+            if screen.backlog > FEED_HIGH and not self._feed_full and not screen.ask_low():
+                self._feed_full = True
+                self._update_reading()
+            return
         was_alt = screen.is_alt
         try:
             screen.feed(data)
@@ -296,6 +310,7 @@ class Session:
 
     def suspend(self) -> None:
         """Stop all I/O on the PTY without closing it (the server is about to re-execute)."""
+        self._holds += 1  # nothing may resume reading before the exec
         if self._exit_timer is not None:
             self._exit_timer.cancel()
             self._exit_timer = None
@@ -305,11 +320,84 @@ class Session:
             self._writing = False
 
     def client_behind_changed(self) -> None:
-        """Flow control: stop reading the PTY only while every attached client is behind."""
-        if self.clients and all(c.behind for c in self.clients):
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Flow control: stop reading the PTY while every attached client is behind, while
+        the screen model's queue is full, or while a consistent snapshot is being taken."""
+        if (
+            self._holds
+            or self._feed_full
+            or (self.clients and all(c.behind for c in self.clients))
+        ):
             self._pause_reading()
         else:
             self._resume_reading()
+
+    # -- threaded screen model -------------------------------------------------------------------
+
+    def _screen_event(
+        self, responses: bytes, left_alt: bool, drained: bool, error: str | None
+    ) -> None:
+        """Runs on the loop: what the feeder thread noticed."""
+        if error is not None and self.screen is not None:
+            self._drop_screen(f"feed failed: {error}")
+        if responses and not self.clients and self.running:
+            # Nobody's terminal will answer the program's query; the emulator does.
+            self.write_input(responses)
+        screen = self.screen
+        if drained and isinstance(screen, ThreadedScreen):
+            if self._feed_full and screen.backlog < FEED_LOW:
+                self._feed_full = False
+                self._update_reading()
+            elif self._feed_full:
+                screen.ask_low()
+            if self._drain_waiters:
+                if screen.ask_drained():
+                    waiters, self._drain_waiters = self._drain_waiters, []
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        if left_alt and any(c.attached_in_alt for c in self.clients):
+            task = self._loop.create_task(self._repaint_after_alt_async())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    @property
+    def screen_settled(self) -> bool:
+        """The screen model has seen every byte relayed so far."""
+        screen = self.screen
+        return not isinstance(screen, ThreadedScreen) or screen.idle
+
+    async def quiesce(self) -> None:
+        """Stop reading the PTY and wait until the screen model has caught up.
+
+        Pair with ``release()``. Until then, the screen matches exactly what clients were sent.
+        """
+        self._holds += 1
+        self._update_reading()
+        try:
+            while True:
+                screen = self.screen
+                if not isinstance(screen, ThreadedScreen) or screen.ask_drained():
+                    return
+                waiter: asyncio.Future[None] = self._loop.create_future()
+                self._drain_waiters.append(waiter)
+                await asyncio.wait_for(waiter, 10.0)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        self._holds -= 1
+        self._update_reading()
+
+    async def _repaint_after_alt_async(self) -> None:
+        await self.quiesce()
+        try:
+            if self.screen is not None and not self.screen.is_alt:
+                self._repaint_after_alt()
+        finally:
+            self.release()
 
     # -- input -----------------------------------------------------------------------------------
 
