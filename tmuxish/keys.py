@@ -25,6 +25,7 @@ Rules, chosen to beat docker's known faults:
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from tmuxish.errors import UsageError
@@ -126,16 +127,21 @@ def _mods_values(bits: int) -> tuple[int, ...]:
     return tuple(1 + bits + lock for lock in (0, 64, 128, 192))
 
 
-#: For each key byte, the (codepoint, modifier bits) pairs that encode it; drives early rejection.
-_ENCODINGS: Final[dict[int, tuple[tuple[int, int], ...]]] = {
-    key: tuple(
+@functools.cache
+def _encodings(key: int) -> tuple[tuple[int, int], ...]:
+    """The (codepoint, modifier bits) pairs that encode ``key``; drives early rejection.
+
+    Computed on first use, per key: building the whole table at import cost ~20 ms, which
+    `tmuxish ls` would pay without ever attaching.
+    """
+    if not 0 <= key < 0x80:
+        return ()
+    return tuple(
         (cp, bits)
         for cp in range(0x80)
         for bits in (0, _SHIFT, _CTRL)
         if _key_of(cp, 1 + bits) == key
     )
-    for key in range(0x80)
-}
 
 
 def _number(text: bytes, default: int | None = None) -> int | None:
@@ -257,8 +263,7 @@ class DetachFilter:
         #: Encodings worth waiting for, by number of keys matched so far: the next key, and
         #: after the first also the first again (the doubled-prefix rule).
         self._encodings = [
-            _ENCODINGS.get(keys[i], ()) + (_ENCODINGS.get(keys[0], ()) if i else ())
-            for i in range(len(keys))
+            _encodings(keys[i]) + (_encodings(keys[0]) if i else ()) for i in range(len(keys))
         ]
         #: Tokens held as a possible prefix: (original bytes, key value). _matched counts the keys
         #: among them; the rest are neutral events.
