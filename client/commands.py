@@ -8,13 +8,16 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmuxish import config
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
-from tmuxish.errors import ServerNotRunning, UsageError
+from tmuxish.errors import UsageError
 from tmuxish.paths import resolve_socket
+
+if TYPE_CHECKING:
+    from tmuxish.client.api import SyncClient
 
 
 def _socket(args: argparse.Namespace) -> Path:
@@ -129,11 +132,21 @@ def _attach(
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
+    if args.target is None and os.isatty(0) and os.isatty(1):
+        # Several sessions: let the user pick one (client/chooser.py).
+        return cmd_choose(args, from_attach=True)
     settings = config.load({"detach_keys": args.detach_keys})
     socket_path = _socket(args)
     conn = _connect_with_terminal(socket_path, start=False)
     with conn:
         return _attach(conn, args.target, settings, args.readonly, args.history, socket_path)
+
+
+def cmd_choose(args: argparse.Namespace, from_attach: bool = False) -> int:
+    """`tmuxish` alone: the interactive chooser, or a direct attach/new when there is no choice."""
+    from tmuxish.client import chooser
+
+    return chooser.main(args, from_attach=from_attach)
 
 
 def _connect_with_terminal(socket_path: Path, start: bool) -> Connection:
@@ -188,14 +201,17 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
     )
 
 
+def _client(args: argparse.Namespace) -> SyncClient:
+    """The Python API client the everyday commands go through (one code path with the API)."""
+    from tmuxish.client.api import SyncClient
+
+    socket_path = _socket(args)
+    return SyncClient(connector=lambda start: connect(socket_path, start=start))
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    try:
-        conn = connect(_socket(args), start=False)
-    except ServerNotRunning:
-        sessions: list[dict[str, Any]] = []
-    else:
-        with conn:
-            sessions = conn.request("ls")
+    with _client(args) as client:
+        sessions = [s.to_dict() for s in client.sessions()]
     if args.json:
         _out(json.dumps(sessions) + "\n")
     elif sessions:
@@ -204,17 +220,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _simple(args: argparse.Namespace, command: str, **kwargs: Any) -> Any:
-    with connect(_socket(args), start=False) as conn:
-        return conn.request(command, **kwargs)
+    with _client(args) as client:
+        return client.request(command, **kwargs)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    _simple(args, "kill", target=_target(args.target), signal=args.signal)
+    with _client(args) as client:
+        client.kill(args.target, args.signal)
     return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    _simple(args, "rm", target=_target(args.target), force=args.force)
+    with _client(args) as client:
+        client.rm(args.target, force=args.force)
     return 0
 
 
@@ -265,30 +283,33 @@ def server_upgrade(socket_path: Path) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    text = _simple(
-        args, "capture", target=_target(args.target), escapes=args.escapes, history=args.history
-    )
+    with _client(args) as client:
+        text = client.capture(_target(args.target), history=args.history, escapes=args.escapes)
     _out(text if text.endswith("\n") or not text else text + "\n")
     return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from tmuxish.keynames import keys_to_bytes
-
-    data = keys_to_bytes(args.keys, literal=args.literal)
-    _simple(args, "send", target=_target(args.target), data=data)
+    with _client(args) as client:
+        client.send(args.target, list(args.keys), literal=args.literal)
     return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    with connect(_socket(args), start=False) as conn:
-        conn.sock.settimeout(None)
-        return int(conn.request("wait", target=_target(args.target)))
+    with _client(args) as client:
+        return client.wait(args.target)
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    _simple(args, "rename", target=_target(args.target), name=args.name)
+    with _client(args) as client:
+        client.rename(args.target, args.name)
     return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from tmuxish.client import completion
+
+    return completion.run(args)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -366,6 +387,7 @@ def cmd_console_socket(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "choose": cmd_choose,
     "new": cmd_new,
     "console-socket": cmd_console_socket,
     "attach": cmd_attach,
@@ -381,6 +403,8 @@ COMMANDS = {
     "wait": cmd_wait,
     "rename": cmd_rename,
     "config": cmd_config,
+    "completion": cmd_completion,
+    "_complete-targets": cmd_completion,
 }
 
 

@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--log-max", dest="log_max", metavar="BYTES", type=int,
                    help="rotate the log past this size (default 64 MiB)")
     n.add_argument(
+        "--runtime",
+        dest="runtime",
+        metavar="RUNTIME",
+        help="run an OCI container with RUNTIME (runc, crun, or a path); COMMAND is then the "
+        "container id (default: the session name, else tmuxish-<id>)",
+    )
+    n.add_argument(
+        "--bundle", dest="bundle", metavar="DIR", help="OCI bundle for --runtime (config.json)"
+    )
+    n.add_argument(
         "command_argv",
         nargs=argparse.REMAINDER,
         metavar="COMMAND",
@@ -140,16 +150,40 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("target")
     rn.add_argument("name")
 
+    cs = cmd(
+        "console-socket",
+        "listen for PTY masters from OCI runtimes (--console-socket); print the socket path",
+        'runc run -d --console-socket "$(tmuxish console-socket --name web)" -b DIR web',
+    )
+    cs.add_argument("--name", dest="name", help="name of the session made (default: console)")
+    cs.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep listening after the first master (sessions NAME, NAME-2, ...)",
+    )
+
     cf = cmd("config", "show the effective settings", "tmuxish config --show")
     cf.add_argument("--show", action="store_true", help="print settings and their sources")
+
+    co = cmd(
+        "completion",
+        "print a shell completion script (subcommands, options, session ids and names)",
+        'eval "$(tmuxish completion bash)"    # in ~/.bashrc (zsh: after compinit)',
+    )
+    co.add_argument("shell", choices=("bash", "zsh"))
+    # Hidden: what the completion scripts call for session ids and names.
+    sub.add_parser("_complete-targets")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
-        return 0
+        if not (os.isatty(0) and os.isatty(1)):
+            build_parser().print_help()
+            return 0
+        # `tmuxish` alone, like `tmux` alone: attach, start a session, or choose one.
+        args.command = "choose"
     from tmuxish.client import commands
 
     try:

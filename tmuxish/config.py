@@ -26,19 +26,29 @@ def _parse_size(value: Any) -> tuple[int, int]:
 
 
 def _parse_float(value: Any) -> float:
+    """A non-negative number of seconds (TOML number, or a string from the environment)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("must be a number")
-    return float(value)
+        raise ValueError("must be a number of seconds, e.g. 0.5")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds, e.g. 0.5") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be a number of seconds from 0 up, e.g. 0.5")
+    return number
 
 
 def _parse_int(value: Any) -> int:
+    """An integer from -1 up (-1: the option's automatic value)."""
     if isinstance(value, bool):
         raise ValueError("must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if value < -1:
+        raise ValueError("must be -1 or more")
+    return value
 
 
 def _parse_keys(value: Any) -> str:
@@ -49,11 +59,17 @@ def _parse_keys(value: Any) -> str:
 
 
 def _parse_command(value: Any) -> list[str]:
+    """A list of strings, or one string split like a shell would (``"bash -l"``)."""
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        import shlex
+
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into words: {exc}") from None
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
         return list(value)
-    raise ValueError("must be a string or a list of strings")
+    raise ValueError('must be a non-empty string or list of strings, e.g. ["bash", "-l"]')
 
 
 def _parse_policy(value: Any) -> str:
@@ -90,28 +106,42 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "default_command",
-        None,
+        "TMUXISH_DEFAULT_COMMAND",
         None,
         _parse_command,
         "program for `new` without a command (default: $SHELL, else /bin/sh)",
     ),
-    Option("default_size", None, "80x24", _parse_size, "size of a detached new session, COLSxROWS"),
+    Option(
+        "default_size",
+        "TMUXISH_DEFAULT_SIZE",
+        "80x24",
+        _parse_size,
+        "size of a detached new session, COLSxROWS",
+    ),
     Option(
         "window_size",
-        None,
+        "TMUXISH_WINDOW_SIZE",
         "latest",
         _parse_policy,
         "size policy with several clients: latest, smallest or largest",
     ),
     Option(
         "history_lines",
-        None,
+        "TMUXISH_HISTORY_LINES",
         -1,
         _parse_int,
         "lines of history written before the repaint on attach (-1: one screenful)",
     ),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def _unknown_key(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}known keys: {', '.join(_BY_KEY)})"
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -141,12 +171,13 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
             with open(path, "rb") as f:
                 file_values = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+            problem = " ".join(str(exc).split())
+            raise ConfigError(f"{path}: invalid TOML: {problem}") from exc
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         for key in file_values:
             if key not in _BY_KEY:
-                raise ConfigError(f"{path}: unknown key {key!r}")
+                raise ConfigError(f"{path}: {key}: {_unknown_key(key)}")
     settings = Settings()
     for option in OPTIONS:
         flag = (flags or {}).get(option.key)
@@ -165,10 +196,9 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
             continue
         try:
             settings.values[option.key] = option.parse(raw)
-        except (ValueError, ConfigError) as exc:
-            where = path if source == str(path) else source
-            raise ConfigError(f"{where}: {option.key} {exc}") from exc
-        except Exception as exc:  # a UsageError from the key parser
-            raise ConfigError(f"{source}: {option.key}: {exc}") from exc
+        except Exception as exc:  # ValueError, or a UsageError from the key parser
+            where = "command line" if source == "flag" else source
+            problem = " ".join(str(exc).split())
+            raise ConfigError(f"{where}: {option.key} = {raw!r}: {problem}") from exc
         settings.sources[option.key] = source
     return settings
