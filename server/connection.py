@@ -55,7 +55,7 @@ class Connection(asyncio.Protocol):
         self.passed_fds = fds or []
         self.terminal: DirectTerminal | None = None
         self.transport: asyncio.Transport | None = None
-        self.decoder = protocol.Decoder()
+        self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME)
         self.greeted = False
         self.closed = False
         self.peer_pid = 0
@@ -236,6 +236,8 @@ class Connection(asyncio.Protocol):
             raise BadRequest("this connection is already attached")
         if direct is not None and not self.passed_fds:
             raise BadRequest("direct attach needs the terminal passed with HELLO")
+        if direct is not None and not os.isatty(self.passed_fds[0]):
+            raise BadRequest("direct attach needs a terminal; the descriptor passed is not one")
         self.readonly = readonly
         self.size = ClientSize(cols, rows, time.monotonic(), readonly)
         self.session = session
@@ -247,15 +249,22 @@ class Connection(asyncio.Protocol):
         if direct is None:
             return initial
         loop = asyncio.get_running_loop()
-        self.terminal = DirectTerminal(
-            self.passed_fds.pop(0),
-            loop,
-            direct,
-            on_input=self._terminal_input,
-            on_detach=self._detach_now,
-            on_gone=self._terminal_gone,
-            on_behind=self._terminal_behind,
-        )
+        fd = self.passed_fds.pop(0)
+        try:
+            self.terminal = DirectTerminal(
+                fd,
+                loop,
+                direct,
+                on_input=self._terminal_input,
+                on_detach=self._detach_now,
+                on_gone=self._terminal_gone,
+                on_behind=self._terminal_behind,
+            )
+        except BaseException:
+            # Popped from passed_fds, so connection_lost would not close it: do it here.
+            os.close(fd)
+            self._leave_session()
+            raise
         self.terminal.write(initial)
         return b""
 

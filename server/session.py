@@ -27,6 +27,10 @@ READ_SIZE = 65536
 MAX_INPUT_QUEUE = 4 * 1024 * 1024
 #: After the program exits, how long to wait for the PTY to report EOF (output still in flight).
 EXIT_GRACE = 0.5
+#: The largest window a client can give a session, in cells. The screen model costs ~8 bytes a
+#: cell once rows are touched (a repaint at 10000x10000 took 800 MiB and 2.5 s); 1M cells is
+#: far beyond any real terminal (an 8K monitor with a tiny font is under 500k).
+MAX_CELLS = 1_000_000
 
 
 class Attachment(Protocol):
@@ -477,6 +481,8 @@ class Session:
 
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = max(1, min(cols, 10000)), max(1, min(rows, 10000))
+        if cols * rows > MAX_CELLS:
+            rows = max(1, MAX_CELLS // cols)
         if (cols, rows) == (self.cols, self.rows) or self.fd is None:
             return
         self.cols, self.rows = cols, rows

@@ -26,8 +26,9 @@ Stream (one-way, after a successful ``attach`` request)::
     server -> client  [EVENT, name, data]     out-of-band notices (map), e.g. a resize
 
 Message numbers are grouped (0-9 handshake/control, 10-29 stream) and a retired number is never
-reused. Limits: a single frame may not exceed ``MAX_FRAME`` bytes; a peer that sends more, or
-anything that is not a well-formed message, gets an ERROR and is disconnected.
+reused. Limits: a single frame may not exceed ``MAX_FRAME`` bytes (``MAX_CLIENT_FRAME`` from a
+client to the server); a peer that sends more, or anything that is not a well-formed message,
+gets an ERROR and is disconnected.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ KNOWN_TYPES: Final = frozenset(
 #: The largest single frame either side accepts. Output chunks are at most 64 KiB and a repaint of
 #: a large screen a few hundred KiB; captures with history can reach the history budget.
 MAX_FRAME: Final = 64 * 1024 * 1024
+#: The largest frame the server accepts from a client. Clients send keystrokes, pastes and small
+#: requests; a peer announcing a gigabyte costs the server at most this much before it is cut off.
+MAX_CLIENT_FRAME: Final = 8 * 1024 * 1024
 MAX_ARRAY: Final = 4096
 MAX_MAP: Final = 1024
 
