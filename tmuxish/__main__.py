@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
+from tmuxish.cli import entry
 
-from tmuxish.cli import main
-
-sys.exit(main())
+entry()

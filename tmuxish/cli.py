@@ -203,3 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(set TMUXISH_DEBUG=1 for a traceback)\n"
         )
         return 1
+
+
+def entry() -> None:
+    """Console-script entry: exit without interpreter teardown once output is flushed.
+
+    Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
+    which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
