@@ -302,13 +302,47 @@ def attach(
     inside: int | None = None,
 ) -> AttachResult:
     """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss."""
-    conn_path = conn.sock.getpeername()
     cols, rows = get_size(1)
     if not cols:
         cols, rows = get_size(0)
     if history < 0:
         history = rows or 24
     detach_filter = DetachFilter(detach_keys, detach_timeout)
+    # The event loop may make fd 0/1 non-blocking; that flag lives on the terminal's open file
+    # description, shared with the user's shell, so put it back however the relay ends.
+    blocking = {fd: os.get_blocking(fd) for fd in (0, 1)}
+    try:
+        return _attach_loop(
+            conn,
+            target,
+            detach_filter,
+            cols,
+            rows,
+            readonly,
+            history,
+            inside,
+            detach_keys,
+            detach_timeout,
+        )
+    finally:
+        for fd, was in blocking.items():
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, was)
+
+
+def _attach_loop(
+    conn: Connection,
+    target: str | None,
+    detach_filter: DetachFilter,
+    cols: int,
+    rows: int,
+    readonly: bool,
+    history: int,
+    inside: int | None,
+    detach_keys: bytes,
+    detach_timeout: float,
+) -> AttachResult:
+    conn_path = conn.sock.getpeername()
     with raw_mode(0):
         while True:
             direct = conn.passed_terminal
