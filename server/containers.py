@@ -130,22 +130,57 @@ class ConsoleSocket:
 # -- container init processes ----------------------------------------------------------------------
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` (also of a zombie), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_descendant(pid: int, limit: int = 16) -> bool:
+    """Whether ``pid`` is a descendant of this process (within ``limit`` generations)."""
+    me = os.getpid()
+    for _ in range(limit):
+        parent = _parent_of(pid)
+        if parent is None or parent <= 1:
+            return False
+        if parent == me:
+            return True
+        pid = parent
+    return False
+
+
 class InitWatch:
-    """Watches a container's init from the moment its pid is known.
+    """Watches a container's init from the moment its pid is known, until its exit status.
 
     It must start watching synchronously when the runtime exits: the reaper's sweep reaps any
     unwatched child, and an init that already exited would otherwise lose its status.
+
+    The init is not always our child yet when it exits: crun's ``run -d`` leaves an intermediate
+    process as its parent for a moment, so ``waitpid`` fails (ECHILD) although the exit status will
+    come to us once that parent exits and the zombie is re-parented to us (the subreaper). So on
+    an unknown status, while the init is still a zombie whose parent is one of our descendants,
+    watch that parent and look again when it exits; watching is never interrupted, so the sweep
+    cannot reap the init in between.
     """
+
+    MAX_HOPS = 16
 
     def __init__(self, reaper: Reaper, loop: asyncio.AbstractEventLoop, pid: int) -> None:
         self.pid = pid
         self.done = False
         self.code: int | None = None
+        self._reaper = reaper
         self._loop = loop
+        self._hops = 0
         self._subscriber: ExitCallback | None = None
         reaper.watch(pid, self._exited)
 
     def _exited(self, pid: int, code: int | None) -> None:
+        if code is None and self._hops < self.MAX_HOPS and self._retry():
+            return
         self.done = True
         self.code = code
         if code is None:
@@ -156,6 +191,24 @@ class InitWatch:
             )
         if self._subscriber is not None:
             self._subscriber(pid, code)
+
+    def _retry(self) -> bool:
+        self._hops += 1
+        parent = _parent_of(self.pid)
+        if parent is None:
+            return False  # gone: someone else reaped it
+        if parent == os.getpid():
+            # Re-parented to us by now: the new pidfd is readable at once and waitpid works.
+            self._reaper.watch(self.pid, self._exited)
+            return True
+        if not _is_descendant(parent):
+            return False
+        log.debug("container init %d: waiting for its parent %d to exit", self.pid, parent)
+        self._reaper.watch(parent, self._parent_exited)
+        return True
+
+    def _parent_exited(self, _parent: int, _code: int | None) -> None:
+        self._exited(self.pid, None)
 
     def subscribe(self, callback: ExitCallback) -> None:
         if self.done:

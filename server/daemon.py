@@ -240,9 +240,25 @@ def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = Non
     return _serve(server, sock, lock_fd, None)
 
 
+def raise_fd_limit() -> None:
+    """Each session holds two descriptors (PTY master, pidfd): lift the soft limit (often 1024,
+    i.e. ~500 sessions) to the hard one, as far as the kernel allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the descriptor limit from %d: %s", soft, exc)
+
+
 def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, Any] | None) -> int:
     # Container inits started by `new --runtime` are re-parented to us: exit codes, no zombies.
     set_child_subreaper()
+    raise_fd_limit()
     loop = new_event_loop()
     try:
         loop.run_until_complete(server.serve(sock, resume))
