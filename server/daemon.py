@@ -89,7 +89,9 @@ class Server:
             sock.bind(str(path))
         finally:
             os.umask(old_umask)
-        sock.listen(128)
+        # A deep backlog: a client's connect() with a timeout is non-blocking, and on a unix socket
+        # a full backlog fails it at once with EAGAIN ("cannot connect") instead of waiting.
+        sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
         self.listen_sock = sock
         return sock

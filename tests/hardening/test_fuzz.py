@@ -199,12 +199,12 @@ def test_fuzz_whole_connections(kit: Kit) -> None:
                 counts["replies"] += 1
         assert pid_alive(pid), f"server died on {payload[:200]!r}"
 
-    @settings(FUZZ_SETTINGS, max_examples=1500)
+    @settings(FUZZ_SETTINGS, max_examples=1000)
     @given(raw_bytes)
     def fuzz_raw(payload: bytes) -> None:
         check(payload, "raw")
 
-    @settings(FUZZ_SETTINGS, max_examples=2000)
+    @settings(FUZZ_SETTINGS, max_examples=1500)
     @given(conversations())
     def fuzz_conversations(payload: bytes) -> None:
         check(payload, "conv")
@@ -220,10 +220,14 @@ def test_fuzz_whole_connections(kit: Kit) -> None:
     assert [s["status"] for s in cli.sessions()] == ["running", "running"]
     for sid in sids:
         echo_check(kit, sid, b"alive-%d" % sid)
-    after = settle_rss(pid, before + 24)
-    print(f"fuzz: RSS after {after:.1f} MiB")
+    # Generated resizes may legitimately grow both sessions to the largest allowed window
+    # (session.MAX_CELLS, ~8 MiB of screen) with a full scrollback (TMUXISH_HISTORY_BYTES, 10 MB)
+    # of echoed input: that, not the fuzzing itself, is what the budget allows for.
+    budget = len(sids) * (8 + 10) + 16
+    after = settle_rss(pid, before + budget)
+    print(f"fuzz: RSS after {after:.1f} MiB (budget +{budget} MiB)")
     assert sampler.peak - before < 100, f"RSS jumped {sampler.peak - before:.1f} MiB"
-    assert after - before < 24, f"RSS grew {after - before:.1f} MiB"
+    assert after - before < budget, f"RSS grew {after - before:.1f} MiB"
 
 
 @settings(max_examples=3000, deadline=None, database=None)
