@@ -18,8 +18,8 @@ from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
-from tmuxish.server.feeder import Feeder
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.feeder import Feeder
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -136,12 +137,11 @@ class ThreadedScreen:
             if low:
                 self.want_low = False
         if responses or left_alt or drained or low or error:
-            try:
+            # RuntimeError: the loop is closed because the server is exiting.
+            with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(
                     self._on_event, responses, left_alt, drained or low, error
                 )
-            except RuntimeError:
-                pass  # the loop is closed: the server is exiting
 
     # -- readers (event loop) --------------------------------------------------------------------
 

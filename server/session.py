@@ -356,12 +356,11 @@ class Session:
                 self._update_reading()
             elif self._feed_full:
                 screen.ask_low()
-            if self._drain_waiters:
-                if screen.ask_drained():
-                    waiters, self._drain_waiters = self._drain_waiters, []
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
+            if self._drain_waiters and screen.ask_drained():
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
         if left_alt and any(c.attached_in_alt for c in self.clients):
             task = self._loop.create_task(self._repaint_after_alt_async())
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
