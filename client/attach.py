@@ -17,14 +17,11 @@ from tmuxish import protocol
 from tmuxish.client.connection import Connection
 from tmuxish.client.terminal import get_size, raw_mode, write_all
 from tmuxish.errors import ServerGone, TmuxishError
+from tmuxish.eventloop import new_event_loop
 from tmuxish.keys import DetachFilter
 
 READ_SIZE = 65536
 SOCKET_READ = 262144
-#: Generic cleanup when the server could not tell us which modes the session turned on.
-SANE_MODES = (
-    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?25h\x1b[0m"
-)
 
 
 @dataclass
@@ -35,17 +32,6 @@ class AttachResult:
     status: int
     #: The server is re-executing itself (upgrade): reconnect and attach again.
     reconnect: bool = False
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    if os.environ.get("TMUXISH_LOOP", "") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 class Relay:
@@ -381,5 +367,5 @@ def _attach_loop(
             cols, rows = get_size(1) if get_size(1)[0] else get_size(0)
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
-            write_all(1, (relay.reset or SANE_MODES) + b"\r\n")
+            write_all(1, (relay.reset or protocol.SANE_MODES) + b"\r\n")
     return result

@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
-#: Generic terminal clean-up when the session has no screen model to say what it turned on.
-SANE_MODES = (
-    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l"
-    b"\x1b[?25h\x1b[0m"
-)
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 
@@ -325,15 +320,10 @@ class Connection(asyncio.Protocol):
 
     def _send_reset(self, session: Session) -> None:
         """Tell the client how to undo the modes the program turned on in its terminal."""
-        data = b""
-        if session.screen is not None:
-            try:
-                data = session.screen.reset_modes()
-            except Exception:
-                data = b""
+        data = session.reset_modes()
         if self.terminal is not None:
             # We write to the terminal ourselves; the client must not reset it after us.
-            self._end_terminal(data or SANE_MODES)
+            self._end_terminal(data or protocol.SANE_MODES)
             self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": b""}]))
         elif data:
             self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))

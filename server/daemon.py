@@ -16,6 +16,7 @@ from typing import Any
 
 from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
+from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
@@ -180,18 +181,6 @@ class Server:
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when importable (and not disabled), plain asyncio otherwise."""
-    if os.environ.get("TMUXISH_LOOP", "") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 def _lock(socket_path: Path) -> int:

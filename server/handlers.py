@@ -187,13 +187,7 @@ class Handlers:
         )
         info = session.info()
         info["initial"] = initial
-        reset = b""
-        if session.screen is not None:
-            try:
-                reset = session.screen.reset_modes()
-            except Exception:
-                reset = b""
-        info["reset"] = reset
+        info["reset"] = session.reset_modes()
         return info
 
     def ls(self, conn: Connection, args: dict[str, Any]) -> list[dict[str, Any]]:

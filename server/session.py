@@ -306,6 +306,15 @@ class Session:
             client.attached_in_alt = False
             client.send_output(header, data)
 
+    def reset_modes(self) -> bytes:
+        """Bytes that undo the terminal modes the program turned on; b"" if unknown."""
+        if self.screen is None:
+            return b""
+        try:
+            return self.screen.reset_modes()
+        except Exception:
+            return b""
+
     def _drop_screen(self, reason: str) -> None:
         log.warning("session %d: screen model off: %s", self.id, reason)
         self.screen = None

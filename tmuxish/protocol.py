@@ -70,6 +70,15 @@ MAX_MAP: Final = 1024
 Message = list[Any]
 
 
+#: What either side writes to a user's terminal on detach when the session has no screen model to
+#: say which modes its program turned on: mouse reporting, focus events and bracketed paste off,
+#: cursor shown, attributes reset.
+SANE_MODES: Final = (
+    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l"
+    b"\x1b[?25h\x1b[0m"
+)
+
+
 class ProtocolError(Exception):
     """The peer sent something that is not a valid tmuxish message."""
 
