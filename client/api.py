@@ -314,33 +314,10 @@ class _StreamState:
         return b"".join(chunks)
 
 
-def _attach_args(
-    target: Target | None, cols: int, rows: int, readonly: bool, history: int
-) -> dict[str, Any]:
-    return {"target": target, "cols": cols, "rows": rows, "readonly": readonly, "history": history}
+class _StreamView:
+    """What both attach streams expose about how the attachment stands."""
 
-
-def _split_attach_reply(info: dict[str, Any]) -> tuple[SessionInfo, bytes, bytes]:
-    initial = info.pop("initial", b"") or b""
-    reset = info.pop("reset", b"") or b""
-    return SessionInfo.from_dict(info), bytes(initial), bytes(reset)
-
-
-# -- blocking ------------------------------------------------------------------------------------
-
-
-class SyncAttachStream:
-    """A blocking attachment: iterate for output bytes; ``write``, ``resize``, ``detach``.
-
-    Iteration ends when the program exits (``exit_code`` is then set) or the attachment ends
-    (``detach_reason``). The first chunk is the repaint of the current screen unless the stream
-    was opened with ``repaint=False``.
-    """
-
-    def __init__(
-        self, conn: Connection, session: SessionInfo, initial: bytes, reset: bytes
-    ) -> None:
-        self._conn = conn
+    def __init__(self, session: SessionInfo, initial: bytes, reset: bytes) -> None:
         self.session = session
         self._state = _StreamState()
         self._state.reset = reset
@@ -363,6 +340,36 @@ class SyncAttachStream:
     def reset(self) -> bytes:
         """Bytes that undo the terminal modes the program turned on (to restore a terminal)."""
         return self._state.reset
+
+
+def _attach_args(
+    target: Target | None, cols: int, rows: int, readonly: bool, history: int
+) -> dict[str, Any]:
+    return {"target": target, "cols": cols, "rows": rows, "readonly": readonly, "history": history}
+
+
+def _split_attach_reply(info: dict[str, Any]) -> tuple[SessionInfo, bytes, bytes]:
+    initial = info.pop("initial", b"") or b""
+    reset = info.pop("reset", b"") or b""
+    return SessionInfo.from_dict(info), bytes(initial), bytes(reset)
+
+
+# -- blocking ------------------------------------------------------------------------------------
+
+
+class SyncAttachStream(_StreamView):
+    """A blocking attachment: iterate for output bytes; ``write``, ``resize``, ``detach``.
+
+    Iteration ends when the program exits (``exit_code`` is then set) or the attachment ends
+    (``detach_reason``). The first chunk is the repaint of the current screen unless the stream
+    was opened with ``repaint=False``.
+    """
+
+    def __init__(
+        self, conn: Connection, session: SessionInfo, initial: bytes, reset: bytes
+    ) -> None:
+        super().__init__(session, initial, reset)
+        self._conn = conn
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -392,17 +399,9 @@ class SyncAttachStream:
             else:
                 conn.sock.settimeout(None)
             try:
-                data = conn.sock.recv(RECV_SIZE)
+                conn.read_more()
             except TimeoutError:
                 raise TimeoutError("no output in time") from None
-            except OSError as exc:
-                raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
-            if not data:
-                raise ServerGone("the server closed the connection")
-            try:
-                conn.pending.extend(conn.decoder.feed(data))
-            except protocol.ProtocolError as exc:
-                raise ServerGone(f"the server sent garbage: {exc}") from exc
 
     def write(self, data: bytes | str) -> None:
         """Type ``data`` into the session (a str is sent as UTF-8)."""
@@ -811,7 +810,7 @@ class _Channel:
             await self.writer.wait_closed()
 
 
-class AttachStream:
+class AttachStream(_StreamView):
     """An asyncio attachment: ``async for chunk in stream`` yields output bytes.
 
     ``await write(data)`` types into the session, ``await resize(cols, rows)`` reports a size,
@@ -831,32 +830,11 @@ class AttachStream:
         initial: bytes,
         reset: bytes,
     ) -> None:
+        super().__init__(session, initial, reset)
         self._reader = reader
         self._writer = writer
         self._decoder = decoder
         self._pending = pending
-        self.session = session
-        self._state = _StreamState()
-        self._state.reset = reset
-        self._initial = initial
-        self._closed = False
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._state.exit_code
-
-    @property
-    def detach_reason(self) -> str | None:
-        return self._state.detach_reason
-
-    @property
-    def ended(self) -> bool:
-        return self._state.ended
-
-    @property
-    def reset(self) -> bytes:
-        """Bytes that undo the terminal modes the program turned on (to restore a terminal)."""
-        return self._state.reset
 
     def __aiter__(self) -> AttachStream:
         return self

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from tmuxish.client.commands import format_age
 from tmuxish.errors import ServerGone, SessionNotFound, TmuxishError
 
 if TYPE_CHECKING:
@@ -85,24 +86,6 @@ def fit(text: str, width: int) -> str:
 def pad(text: str, width: int) -> str:
     """``text`` padded with spaces to ``width`` columns (never cut)."""
     return text + " " * max(0, width - cell_width(text))
-
-
-def format_age(created: str, now: datetime) -> str:
-    """How long ago ``created`` (ISO 8601) was, in the largest whole unit: 42s, 5m, 3h, 2d."""
-    try:
-        then = datetime.fromisoformat(created)
-    except (TypeError, ValueError):
-        return "?"
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
 
 
 def is_running(session: Session) -> bool:

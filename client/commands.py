@@ -51,6 +51,22 @@ def default_command(settings: config.Settings) -> list[str]:
     return [os.environ.get("SHELL") or "/bin/sh"]
 
 
+def _new_size(args: argparse.Namespace, settings: config.Settings) -> tuple[int, int]:
+    """-x/-y, else the terminal's size when attaching at once, else the configured default."""
+    cols, rows = settings["default_size"]
+    if not args.detached:
+        from tmuxish.client.terminal import get_size
+
+        tcols, trows = get_size(1)
+        if tcols and trows:
+            cols, rows = tcols, trows
+    cols = args.cols or cols
+    rows = args.rows or rows
+    if cols <= 0 or rows <= 0:
+        raise UsageError("-x and -y must be positive")
+    return cols, rows
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
@@ -67,17 +83,7 @@ def cmd_new(args: argparse.Namespace) -> int:
             raise UsageError(f"-e needs KEY=VALUE, got {item!r}")
         env[key] = value
     env.pop("TMUXISH", None)
-    cols, rows = settings["default_size"]
-    if not args.detached:
-        from tmuxish.client.terminal import get_size
-
-        tcols, trows = get_size(1)
-        if tcols and trows:
-            cols, rows = tcols, trows
-    cols = args.cols or cols
-    rows = args.rows or rows
-    if cols <= 0 or rows <= 0:
-        raise UsageError("-x and -y must be positive")
+    cols, rows = _new_size(args, settings)
     socket_path = _socket(args)
     conn = (
         connect(socket_path, start=True)
@@ -162,11 +168,15 @@ def _connect_with_terminal(socket_path: Path, start: bool) -> Connection:
         os.close(fd)
 
 
-def _age(created: str) -> str:
+def format_age(created: str, now: datetime) -> str:
+    """How long ago ``created`` (ISO 8601) was, in the largest whole unit: 42s, 5m, 3h, 2d."""
     try:
-        seconds = int((datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds())
-    except ValueError:
+        then = datetime.fromisoformat(created)
+    except (TypeError, ValueError):
         return "?"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    seconds = max(0, int((now - then).total_seconds()))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -191,7 +201,7 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
                 status,
                 str(s["clients"]),
                 f"{s['cols']}x{s['rows']}",
-                _age(s["created"]),
+                format_age(s["created"], datetime.now(UTC)),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -336,17 +346,7 @@ def _new_container(args: argparse.Namespace) -> int:
     if len(ids) > 1:
         raise UsageError("--runtime takes at most one CONTAINER_ID, not a command")
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
-    cols, rows = settings["default_size"]
-    if not args.detached:
-        from tmuxish.client.terminal import get_size
-
-        tcols, trows = get_size(1)
-        if tcols and trows:
-            cols, rows = tcols, trows
-    cols = args.cols or cols
-    rows = args.rows or rows
-    if cols <= 0 or rows <= 0:
-        raise UsageError("-x and -y must be positive")
+    cols, rows = _new_size(args, settings)
     runtime = args.runtime
     if "/" in runtime:
         runtime = os.path.abspath(runtime)

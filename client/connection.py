@@ -106,20 +106,27 @@ class Connection:
         except OSError as exc:
             raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
 
+    def read_more(self) -> None:
+        """One blocking read into ``pending``; TimeoutError if the socket's timeout passes."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except TimeoutError:
+            raise  # an OSError too, but what a timeout means is the caller's call
+        except OSError as exc:
+            raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
+        if not data:
+            raise ServerGone("the server closed the connection")
+        try:
+            self.pending.extend(self.decoder.feed(data))
+        except protocol.ProtocolError as exc:
+            raise ServerGone(f"the server sent garbage: {exc}") from exc
+
     def recv(self) -> protocol.Message:
         while not self.pending:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                self.read_more()
             except TimeoutError as exc:
                 raise ServerGone("the server did not answer in time") from exc
-            except OSError as exc:
-                raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
-            if not data:
-                raise ServerGone("the server closed the connection")
-            try:
-                self.pending.extend(self.decoder.feed(data))
-            except protocol.ProtocolError as exc:
-                raise ServerGone(f"the server sent garbage: {exc}") from exc
         return self.pending.popleft()
 
     def request(self, command: str, /, **args: Any) -> Any:
