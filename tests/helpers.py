@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -11,6 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tmuxish import protocol
+
+#: How long an async test waits for any one thing from the server.
+DEADLINE = 10.0
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -121,3 +127,63 @@ def stop_server(cli: Cli) -> None:
         except AssertionError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class ProtoClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = protocol.Decoder()
+        self.pending: list[protocol.Message] = []
+        self.next_id = 1
+
+    @classmethod
+    async def open(cls, path: Path, version: int = protocol.PROTOCOL_VERSION) -> ProtoClient:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        client = cls(reader, writer)
+        writer.write(protocol.encode([protocol.HELLO, version, {"pid": os.getpid()}]))
+        return client
+
+    async def recv(self) -> protocol.Message | None:
+        while not self.pending:
+            data = await asyncio.wait_for(self.reader.read(262144), DEADLINE)
+            if not data:
+                return None
+            self.pending.extend(self.decoder.feed(data))
+        return self.pending.pop(0)
+
+    async def hello(self) -> dict[str, Any]:
+        message = await self.recv()
+        assert message is not None and message[0] == protocol.HELLO
+        return message[2]  # type: ignore[no-any-return]
+
+    async def request(self, command: str, /, **args: Any) -> Any:
+        req_id = self.next_id
+        self.next_id += 1
+        self.writer.write(protocol.request(req_id, command, args))
+        while True:
+            message = await self.recv()
+            assert message is not None, "connection closed"
+            if message[0] == protocol.REPLY and message[1] == req_id:
+                return message[2]
+            if message[0] == protocol.ERROR:
+                raise RuntimeError(f"{message[2]}: {message[3]}")
+
+    async def output_until(self, needle: bytes) -> bytes:
+        seen = b""
+        while needle not in seen:
+            message = await self.recv()
+            assert message is not None, f"closed before {needle!r}; got {seen[-200:]!r}"
+            if message[0] == protocol.OUTPUT:
+                seen += message[1]
+        return seen
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def proto_connect(path: Path) -> ProtoClient:
+    """A protocol client that has been greeted by the server."""
+    client = await ProtoClient.open(path)
+    await client.hello()
+    return client

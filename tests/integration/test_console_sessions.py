@@ -22,78 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import DEADLINE, ProtoClient, proto_connect
 
 from tmuxish import protocol
 from tmuxish.server.console_socket import MAX_PAYLOAD
 from tmuxish.server.daemon import Server
 
-DEADLINE = 10.0
-
-
-class ProtoClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = protocol.Decoder()
-        self.pending: list[protocol.Message] = []
-        self.next_id = 1
-
-    @classmethod
-    async def open(cls, path: Path) -> ProtoClient:
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        client = cls(reader, writer)
-        writer.write(protocol.encode([protocol.HELLO, protocol.PROTOCOL_VERSION, {}]))
-        hello = await client.recv()
-        assert hello is not None and hello[0] == protocol.HELLO
-        return client
-
-    async def recv(self) -> protocol.Message | None:
-        while not self.pending:
-            data = await asyncio.wait_for(self.reader.read(262144), DEADLINE)
-            if not data:
-                return None
-            self.pending.extend(self.decoder.feed(data))
-        return self.pending.pop(0)
-
-    async def request(self, command: str, /, **args: Any) -> Any:
-        req_id = self.next_id
-        self.next_id += 1
-        self.writer.write(protocol.request(req_id, command, args))
-        while True:
-            message = await self.recv()
-            assert message is not None, "connection closed"
-            if message[0] == protocol.REPLY and message[1] == req_id:
-                return message[2]
-            if message[0] == protocol.ERROR:
-                raise RuntimeError(f"{message[2]}: {message[3]}")
-
-    async def output_until(self, needle: bytes) -> bytes:
-        seen = b""
-        while needle not in seen:
-            message = await self.recv()
-            assert message is not None, f"closed before {needle!r}; got {seen[-200:]!r}"
-            if message[0] == protocol.OUTPUT:
-                seen += message[1]
-        return seen
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-@pytest.fixture
-async def server(sock_dir: Path) -> AsyncIterator[Server]:
-    srv = Server(sock_dir / "s")
-    task = asyncio.ensure_future(srv.serve(srv.bind()))
-    try:
-        yield srv
-    finally:
-        srv.request_stop()
-        await asyncio.wait_for(task, DEADLINE)
-
 
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[ProtoClient]:
-    c = await ProtoClient.open(server.socket_path)
+    c = await proto_connect(server.socket_path)
     try:
         yield c
     finally:
@@ -235,7 +173,7 @@ async def test_master_becomes_a_session(
         assert message is not None
         if message[0] == protocol.EXITED:
             break
-    checker = await ProtoClient.open(server.socket_path)
+    checker = await proto_connect(server.socket_path)
     [info] = await sessions(checker)
     assert info["status"] == "exited" and info["exit_code"] == 0
     checker.close()
@@ -321,7 +259,7 @@ async def test_console_socket_request_errors(server: Server, client: ProtoClient
 async def test_shutdown_removes_console_sockets(sock_dir: Path) -> None:
     srv = Server(sock_dir / "s")
     task = asyncio.ensure_future(srv.serve(srv.bind()))
-    c = await ProtoClient.open(srv.socket_path)
+    c = await proto_connect(srv.socket_path)
     one = (await c.request("console-socket"))["path"]
     many = (await c.request("console-socket", name="m", persist=True))["path"]
     assert os.path.exists(one) and os.path.exists(many)
