@@ -57,7 +57,6 @@ class Server:
         self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
-        self.upgrade_listen_fd = -1
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
         self.feeder = Feeder()
@@ -137,9 +136,8 @@ class Server:
         """Quiesce everything but keep sessions, the socket and the lock for the next process."""
         log.info("server re-executing for upgrade")
         assert self.loop is not None and self.listen_sock is not None
-        # Stop accepting first: the dup keeps the socket (and its backlog) alive for the next
-        # process, so clients that connect meanwhile simply wait for it.
-        self.upgrade_listen_fd = os.dup(self.listen_sock.fileno())
+        # Stop accepting first; the socket (and its backlog) stays open for the next process, so
+        # clients that connect meanwhile simply wait for it.
         if self._listener is not None:
             self._listener.pause()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -258,7 +256,7 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
     if server.upgrading:
         from tmuxish.server import upgrade
 
-        memfd = upgrade.snapshot(server, server.upgrade_listen_fd, lock_fd)
+        memfd = upgrade.snapshot(server, sock.fileno(), lock_fd)
         upgrade.exec_server(str(server.socket_path), memfd)
     os.close(lock_fd)
     log.info("server exited")

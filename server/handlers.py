@@ -16,7 +16,7 @@ from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishE
 from tmuxish.keys import DetachFilter
 from tmuxish.server import pty
 from tmuxish.server.policy import validate_policy
-from tmuxish.server.session import MAX_CELLS, ScreenModel, Session
+from tmuxish.server.session import ScreenModel, Session, clamp_size
 
 if TYPE_CHECKING:
     from tmuxish.server.connection import Connection
@@ -92,8 +92,7 @@ class Handlers:
         cwd = _str_or_none(args, "cwd")
         cols = _int(args, "cols", DEFAULT_COLS, 1) or DEFAULT_COLS
         rows = _int(args, "rows", DEFAULT_ROWS, 1) or DEFAULT_ROWS
-        if cols * rows > MAX_CELLS:
-            rows = max(1, MAX_CELLS // cols)  # same cap as Session.resize
+        cols, rows = clamp_size(cols, rows)
         policy = validate_policy(_str_or_none(args, "window_size") or "latest")
         env_arg = args.get("env") or {}
         if not isinstance(env_arg, dict) or not all(

@@ -33,6 +33,15 @@ EXIT_GRACE = 0.5
 MAX_CELLS = 1_000_000
 
 
+def clamp_size(cols: int, rows: int) -> tuple[int, int]:
+    """The window a session really takes for a requested size: at least 1x1, at most 10000 a
+    side and MAX_CELLS in all (the width is kept, rows are dropped)."""
+    cols, rows = max(1, min(cols, 10000)), max(1, min(rows, 10000))
+    if cols * rows > MAX_CELLS:
+        rows = max(1, MAX_CELLS // cols)
+    return cols, rows
+
+
 class Attachment(Protocol):
     """What a session needs from an attached client (a server connection)."""
 
@@ -488,9 +497,7 @@ class Session:
             self.resize(*size)
 
     def resize(self, cols: int, rows: int) -> None:
-        cols, rows = max(1, min(cols, 10000)), max(1, min(rows, 10000))
-        if cols * rows > MAX_CELLS:
-            rows = max(1, MAX_CELLS // cols)
+        cols, rows = clamp_size(cols, rows)
         if (cols, rows) == (self.cols, self.rows) or self.fd is None:
             return
         self.cols, self.rows = cols, rows
