@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import struct
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from tmuxish import protocol
 from tmuxish.errors import BadRequest, TmuxishError
 from tmuxish.keys import DetachFilter
+from tmuxish.server.console_socket import peer_credentials
 from tmuxish.server.policy import ClientSize
 from tmuxish.server.terminal import DirectTerminal
 
@@ -31,13 +30,6 @@ log = logging.getLogger(__name__)
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a unix socket."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return pid, uid, gid
 
 
 class Connection(asyncio.Protocol):
@@ -72,13 +64,10 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         self.server.connections.add(self)
         sock = transport.get_extra_info("socket")
-        try:
-            pid, uid, _ = peer_credentials(sock)
-        except OSError:
-            pid, uid = 0, -1
-        self.peer_pid = pid
+        uid, pid = peer_credentials(sock)
+        self.peer_pid = pid or 0
         if uid not in (os.getuid(), 0):
-            log.warning("refused connection from uid %d (pid %d)", uid, pid)
+            log.warning("refused connection from uid %s (pid %s)", uid, pid)
             transport.write(
                 protocol.error(
                     None,

@@ -23,18 +23,6 @@ def get_size(fd: int) -> tuple[int, int]:
     return cols, rows
 
 
-#: Linux's "get pty number" ioctl; it succeeds only on a PTY master. Missing from termios' stubs.
-TIOCGPTN: int = getattr(termios, "TIOCGPTN", 0x80045430)
-
-
-def is_pty_master(fd: int) -> bool:
-    try:
-        fcntl.ioctl(fd, TIOCGPTN, b"\0" * 4)
-    except OSError:
-        return False
-    return True
-
-
 #: Python ignores these; a program started by us must get the defaults back.
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
