@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tmuxish import protocol
 from tmuxish.client.connection import Connection
-from tmuxish.client.terminal import get_size, raw_mode, write_all
+from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.keys import DetachFilter
@@ -288,9 +288,7 @@ def attach(
     inside: int | None = None,
 ) -> AttachResult:
     """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss."""
-    cols, rows = get_size(1)
-    if not cols:
-        cols, rows = get_size(0)
+    cols, rows = user_size()
     if history < 0:
         history = rows or 24
     detach_filter = DetachFilter(detach_keys, detach_timeout)
@@ -364,7 +362,7 @@ def _attach_loop(
                 break
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0
-            cols, rows = get_size(1) if get_size(1)[0] else get_size(0)
+            cols, rows = user_size()
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
             write_all(1, (relay.reset or protocol.SANE_MODES) + b"\r\n")

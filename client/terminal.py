@@ -21,6 +21,12 @@ def get_size(fd: int) -> tuple[int, int]:
     return cols, rows
 
 
+def user_size() -> tuple[int, int]:
+    """The user's terminal size: stdout's, else stdin's (output may be redirected)."""
+    cols, rows = get_size(1)
+    return (cols, rows) if cols else get_size(0)
+
+
 @contextlib.contextmanager
 def raw_mode(fd: int) -> Iterator[None]:
     """Raw mode with output post-processing off too, so every byte reaches the screen as sent."""
