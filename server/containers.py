@@ -412,40 +412,27 @@ class ContainerManager:
         server.registry.check_name(name)
         cols, rows = self._prepare_master(console.fd, cols, rows)
         sid = server.registry.allocate_id()
-        session: Session
-        if container is not None and init is not None:
-            session = ContainerSession(
-                sid,
-                name,
-                command,
-                init.pid,
-                console.fd,
-                cols,
-                rows,
-                loop=loop,
-                reaper=server.reaper,
-                policy=policy,
-                screen=make_screen(server, cols, rows),
-                on_exit=server.session_exited,
-                extra=extra,
-            )
+        # One construction for both kinds; only a runtime-run container has a known init pid.
+        own = container is not None and init is not None
+        session_class = ContainerSession if own else Session
+        session = session_class(
+            sid,
+            name,
+            command,
+            init.pid if own and init is not None else None,
+            console.fd,
+            cols,
+            rows,
+            loop=loop,
+            reaper=server.reaper,
+            policy=policy,
+            screen=make_screen(server, cols, rows),
+            on_exit=server.session_exited,
+            extra=extra,
+            feeder=server.feeder if server.threaded_screens else None,
+        )
+        if own and container is not None:
             self._add_container_cleanup(session, container)
-        else:
-            session = Session(
-                sid,
-                name,
-                command,
-                None,
-                console.fd,
-                cols,
-                rows,
-                loop=loop,
-                reaper=server.reaper,
-                policy=policy,
-                screen=make_screen(server, cols, rows),
-                on_exit=server.session_exited,
-                extra=extra,
-            )
         server.registry.add(session)
         if init is not None:
             # The InitWatch has watched the init since the runtime exited: do not watch it twice.
