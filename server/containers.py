@@ -429,7 +429,7 @@ class ContainerManager:
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
             extra=extra,
-            feeder=server.feeder if server.threaded_screens else None,
+            feeder=server.session_feeder,
         )
         if own and container is not None:
             self._add_container_cleanup(session, container)

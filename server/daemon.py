@@ -69,6 +69,11 @@ class Server:
 
         handlers.install(self)
 
+    @property
+    def session_feeder(self) -> Feeder | None:
+        """The feeder new sessions use for their screen model, or None to feed inline."""
+        return self.feeder if self.threaded_screens else None
+
     # -- sessions --------------------------------------------------------------------------------
 
     def session_exited(self, session: Session) -> None:

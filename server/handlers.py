@@ -117,7 +117,7 @@ class Handlers:
             policy=policy,
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
-            feeder=server.feeder if server.threaded_screens else None,
+            feeder=server.session_feeder,
         )
         log_path = _str_or_none(args, "log")
         if log_path:

@@ -157,7 +157,7 @@ def restore(server: Server, state: dict[str, Any]) -> None:
             screen=screen,
             on_exit=server.session_exited,
             extra=item["extra"],
-            feeder=server.feeder,
+            feeder=server.session_feeder,
         )
         session.created = datetime.fromisoformat(item["created"])
         session.last_used = time.monotonic()
