@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tmuxish import protocol
@@ -264,19 +265,6 @@ def terminal_for_server() -> int | None:
         return None
 
 
-def reconnect(path: str, direct: bool) -> Connection:
-    from pathlib import Path
-
-    from tmuxish.client.autostart import wait_for_server
-
-    fd = terminal_for_server() if direct else None
-    try:
-        return wait_for_server(Path(path), timeout=15.0, pass_fds=(fd,) if fd is not None else ())
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
 def attach(
     conn: Connection,
     target: str | None,
@@ -286,8 +274,12 @@ def attach(
     readonly: bool = False,
     history: int = -1,
     inside: int | None = None,
+    reconnect: Callable[[bool], Connection],
 ) -> AttachResult:
-    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss."""
+    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss.
+
+    ``reconnect(direct)`` connects again after a server upgrade (``direct``: pass the terminal).
+    """
     cols, rows = user_size()
     if history < 0:
         history = rows or 24
@@ -307,6 +299,7 @@ def attach(
             inside,
             detach_keys,
             detach_timeout,
+            reconnect,
         )
     finally:
         for fd, was in blocking.items():
@@ -325,8 +318,8 @@ def _attach_loop(
     inside: int | None,
     detach_keys: bytes,
     detach_timeout: float,
+    reconnect: Callable[[bool], Connection],
 ) -> AttachResult:
-    conn_path = conn.sock.getpeername()
     with raw_mode(0):
         while True:
             direct = conn.passed_terminal
@@ -356,7 +349,7 @@ def _attach_loop(
                 break
             conn.close()
             try:
-                conn = reconnect(conn_path, direct)
+                conn = reconnect(direct)
             except TmuxishError as exc:
                 result = AttachResult(f"[lost the server during its upgrade: {exc}]", 1)
                 break

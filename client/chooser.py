@@ -704,7 +704,7 @@ def _subcommand(args: argparse.Namespace, argv: list[str], *keep: str) -> argpar
     from tmuxish.cli import build_parser
 
     ns = build_parser().parse_args(argv)
-    for key in ("socket_path", "socket_name", *keep):
+    for key in ("socket_path", "socket_name", "host", *keep):
         if getattr(args, key, None) is not None:
             setattr(ns, key, getattr(args, key))
     return ns
@@ -736,12 +736,9 @@ def main(args: argparse.Namespace, *, from_attach: bool) -> int:
     """
     from tmuxish import config
     from tmuxish.client import commands
-    from tmuxish.client.autostart import connect
-
     config.load()  # a broken config file is reported before anything is drawn
-    socket_path = commands._socket(args)
     choice: Choice | None
-    with connect(socket_path, start=not from_attach) as conn:
+    with commands._connect(args, start=not from_attach) as conn:
         sessions: list[Session] = conn.request("ls")
         if not sessions and from_attach:
             raise SessionNotFound("no sessions")
@@ -750,7 +747,7 @@ def main(args: argparse.Namespace, *, from_attach: bool) -> int:
         elif not sessions:
             choice = Choice("new")
         else:
-            state = ChooserState(conn, sessions, inside=commands._inside(socket_path))
+            state = ChooserState(conn, sessions, inside=commands._inside(args))
             choice = choose(state)
     if choice is None:
         return 0

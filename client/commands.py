@@ -18,10 +18,58 @@ from tmuxish.paths import resolve_socket
 
 if TYPE_CHECKING:
     from tmuxish.client.api import SyncClient
+    from tmuxish.client.remote import SshHost
 
 
 def _socket(args: argparse.Namespace) -> Path:
     return resolve_socket(args.socket_path, args.socket_name)
+
+
+def _host(args: argparse.Namespace) -> SshHost | None:
+    """The remote host of -H (else $TMUXISH_HOST), or None for the local server."""
+    value = getattr(args, "host", None) or os.environ.get("TMUXISH_HOST")
+    if not value:
+        return None
+    from tmuxish.client.remote import parse_host
+
+    return parse_host(value)
+
+
+def _connect(args: argparse.Namespace, start: bool, terminal: bool = False) -> Connection:
+    """A connection to the server the command line names: local, or through ssh with -H.
+
+    ``terminal``: hand a local server our terminal (direct attach); a remote one relays.
+    """
+    host = _host(args)
+    if host is not None:
+        from tmuxish.client.remote import dial
+
+        remote_args = []
+        if args.socket_path:
+            remote_args += ["-S", args.socket_path]
+        if args.socket_name:
+            remote_args += ["-L", args.socket_name]
+        return dial(host, remote_args, start)
+    socket_path = _socket(args)
+    if terminal:
+        return _connect_with_terminal(socket_path, start)
+    return connect(socket_path, start=start)
+
+
+def _reconnect(args: argparse.Namespace, direct: bool) -> Connection:
+    """Connect again after a server upgrade, waiting for the new server to answer."""
+    import time
+
+    from tmuxish.errors import ServerNotRunning
+
+    deadline = time.monotonic() + 15.0
+    while True:
+        try:
+            return _connect(args, start=False, terminal=direct)
+        except ServerNotRunning:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _out(text: str) -> None:
@@ -29,8 +77,11 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _inside(socket_path: Path) -> int | None:
+def _inside(args: argparse.Namespace) -> int | None:
     """The session id we run inside, if it belongs to this server (TMUXISH=socket,id)."""
+    if _host(args) is not None:
+        return None
+    socket_path = _socket(args)
     value = os.environ.get("TMUXISH", "")
     path, _, sid = value.rpartition(",")
     if sid.isdigit() and path and os.path.abspath(path) == str(socket_path):
@@ -71,43 +122,49 @@ def cmd_new(args: argparse.Namespace) -> int:
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
-    argv = list(args.command_argv)
+    argv: list[str] | None = list(args.command_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv:
+    remote = _host(args) is not None
+    if not argv and remote:
+        # On another host our $SHELL means nothing: the server there picks its user's shell.
+        argv = list(settings["default_command"] or ()) or None
+    elif not argv:
         argv = default_command(settings)
-    env: dict[str, str] = dict(os.environ)
+    extra: dict[str, str] = {}
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"-e needs KEY=VALUE, got {item!r}")
-        env[key] = value
-    env.pop("TMUXISH", None)
+        extra[key] = value
+    if remote:
+        # Like ssh: the program gets the host's environment, our terminal type, and -e.
+        env = {k: os.environ[k] for k in ("TERM", "COLORTERM") if k in os.environ} | extra
+        cwd, log = args.cwd, args.log
+    else:
+        env = dict(os.environ) | extra
+        env.pop("TMUXISH", None)
+        cwd = os.path.abspath(args.cwd) if args.cwd else os.getcwd()
+        log = os.path.abspath(args.log) if args.log else None
     cols, rows = _new_size(args, settings)
-    socket_path = _socket(args)
-    conn = (
-        connect(socket_path, start=True)
-        if args.detached
-        else _connect_with_terminal(socket_path, start=True)
-    )
-    with conn:
+    with _connect(args, start=True, terminal=not args.detached) as conn:
         info = conn.request(
             "new",
             command=argv,
             name=args.name,
-            cwd=os.path.abspath(args.cwd) if args.cwd else os.getcwd(),
+            cwd=cwd,
             cols=cols,
             rows=rows,
             env=env,
-            replace_env=True,
+            replace_env=not remote,
             window_size=settings["window_size"],
-            log=os.path.abspath(args.log) if args.log else None,
+            log=log,
             log_max=args.log_max,
         )
         if args.detached:
             _out(f"{info['id']}\n")
             return 0
-        return _attach(conn, str(info["id"]), settings, False, None, socket_path)
+        return _attach(conn, str(info["id"]), settings, False, None, args)
 
 
 def _attach(
@@ -116,7 +173,7 @@ def _attach(
     settings: config.Settings,
     readonly: bool,
     history: int | None,
-    socket_path: Path,
+    args: argparse.Namespace,
 ) -> int:
     from tmuxish.client.attach import attach
     from tmuxish.keys import parse_detach_keys
@@ -131,7 +188,8 @@ def _attach(
         detach_timeout=settings["detach_timeout"],
         readonly=readonly,
         history=history if history is not None else settings["history_lines"],
-        inside=_inside(socket_path),
+        inside=_inside(args),
+        reconnect=lambda direct: _reconnect(args, direct),
     )
     _out(result.message + "\n")
     return result.status
@@ -142,10 +200,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
         # Several sessions: let the user pick one (client/chooser.py).
         return cmd_choose(args, from_attach=True)
     settings = config.load({"detach_keys": args.detach_keys})
-    socket_path = _socket(args)
-    conn = _connect_with_terminal(socket_path, start=False)
-    with conn:
-        return _attach(conn, args.target, settings, args.readonly, args.history, socket_path)
+    with _connect(args, start=False, terminal=True) as conn:
+        return _attach(conn, args.target, settings, args.readonly, args.history, args)
 
 
 def cmd_choose(args: argparse.Namespace, from_attach: bool = False) -> int:
@@ -215,8 +271,7 @@ def _client(args: argparse.Namespace) -> SyncClient:
     """The Python API client the everyday commands go through (one code path with the API)."""
     from tmuxish.client.api import SyncClient
 
-    socket_path = _socket(args)
-    return SyncClient(connector=lambda start: connect(socket_path, start=start))
+    return SyncClient(connector=lambda start: _connect(args, start))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -247,8 +302,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_kill_server(args: argparse.Namespace) -> int:
-    socket_path = _socket(args)
-    with connect(socket_path, start=False) as conn:
+    with _connect(args, start=False) as conn:
         conn.request("kill-server")
         # Wait until the server has closed, so a following command starts a fresh one.
         try:
@@ -263,26 +317,27 @@ def cmd_server(args: argparse.Namespace) -> int:
     from tmuxish.paths import ensure_private_dir, is_default_dir
     from tmuxish.server.daemon import run
 
-    socket_path = _socket(args)
     if args.action == "upgrade":
-        return server_upgrade(socket_path)
+        return server_upgrade(args)
+    if args.host:
+        raise UsageError("-H does not apply to `server`: the server runs on the host itself")
+    socket_path = _socket(args)
     if is_default_dir(socket_path.parent):
         ensure_private_dir(socket_path.parent)
     return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
 
 
-def server_upgrade(socket_path: Path) -> int:
-    from tmuxish.client.autostart import wait_for_server
+def server_upgrade(args: argparse.Namespace) -> int:
     from tmuxish.errors import ServerGone
 
-    with connect(socket_path, start=False) as conn:
+    with _connect(args, start=False) as conn:
         before = conn.request("upgrade")
         try:
             while True:
                 conn.recv()
         except ServerGone:
             pass
-    with wait_for_server(socket_path) as conn:
+    with _reconnect(args, direct=False) as conn:
         after = conn.request("info")
     _out(
         f"server upgraded: tmuxish {before['version']} -> {after['version']} "
@@ -316,6 +371,13 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dial_stdio(args: argparse.Namespace) -> int:
+    """The host's end of -H; always the local server, whatever $TMUXISH_HOST says."""
+    from tmuxish.client.remote import dial_stdio
+
+    return dial_stdio(_socket(args), start=not args.no_start)
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     from tmuxish.client import completion
 
@@ -347,16 +409,16 @@ def _new_container(args: argparse.Namespace) -> int:
         raise UsageError("--runtime takes at most one CONTAINER_ID, not a command")
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
     cols, rows = _new_size(args, settings)
-    runtime = args.runtime
-    if "/" in runtime:
-        runtime = os.path.abspath(runtime)
-    socket_path = _socket(args)
-    with connect(socket_path, start=True) as conn:
+    runtime, bundle = args.runtime, args.bundle
+    if _host(args) is None:
+        runtime = os.path.abspath(runtime) if "/" in runtime else runtime
+        bundle = os.path.abspath(bundle)
+    with _connect(args, start=True) as conn:
         conn.sock.settimeout(CONTAINER_START_TIMEOUT)
         info = conn.request(
             "new-container",
             runtime=runtime,
-            bundle=os.path.abspath(args.bundle),
+            bundle=bundle,
             container_id=ids[0] if ids else None,
             name=args.name,
             cols=cols,
@@ -367,13 +429,13 @@ def _new_container(args: argparse.Namespace) -> int:
             _out(f"{info['id']}\n")
             return 0
         conn.sock.settimeout(10.0)
-        return _attach(conn, str(info["id"]), settings, False, None, socket_path)
+        return _attach(conn, str(info["id"]), settings, False, None, args)
 
 
 def cmd_console_socket(args: argparse.Namespace) -> int:
     settings = config.load()
     cols, rows = settings["default_size"]
-    with connect(_socket(args), start=True) as conn:
+    with _connect(args, start=True) as conn:
         info = conn.request(
             "console-socket",
             name=args.name,
@@ -404,6 +466,7 @@ COMMANDS = {
     "rename": cmd_rename,
     "config": cmd_config,
     "completion": cmd_completion,
+    "dial-stdio": cmd_dial_stdio,
     "_complete-targets": cmd_completion,
 }
 

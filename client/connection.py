@@ -39,6 +39,17 @@ class Connection:
         cls, path: Path, timeout: float | None = 10.0, pass_fds: tuple[int, ...] = ()
     ) -> Connection:
         """Connect and greet; ``pass_fds`` (a terminal for direct attach) ride on the HELLO."""
+        conn = cls(cls.dial(path, timeout))
+        try:
+            conn.handshake(pass_fds)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def dial(path: Path, timeout: float | None = 10.0) -> socket.socket:
+        """A socket connected to the server on ``path``, not yet greeted."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
@@ -52,20 +63,7 @@ class Connection:
         except OSError as exc:
             sock.close()
             raise ServerNotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from exc
-        conn = cls(sock)
-        try:
-            conn.handshake(pass_fds)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @classmethod
-    def from_stream(cls, sock: socket.socket) -> Connection:
-        """A connection over an already connected stream (e.g. the ssh dial-stdio bridge)."""
-        conn = cls(sock)
-        conn.handshake()
-        return conn
+        return sock
 
     def handshake(self, pass_fds: tuple[int, ...] = ()) -> None:
         hello = protocol.hello({"pid": os.getpid(), "software": f"tmuxish {__version__}"})

@@ -81,6 +81,9 @@ class Handlers:
     def new(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         server = self.server
         command = args.get("command")
+        if command is None:
+            # A remote client cannot know this host's shell (`-H` with no command).
+            command = [os.environ.get("SHELL") or "/bin/sh"]
         if (
             not isinstance(command, list)
             or not command
@@ -90,6 +93,10 @@ class Handlers:
         name = _str_or_none(args, "name")
         server.registry.check_name(name)
         cwd = _str_or_none(args, "cwd")
+        if cwd is None:
+            # No client directory (remote clients): start at home, as ssh does.
+            home = os.environ.get("HOME", "")
+            cwd = home if os.path.isdir(home) else None
         cols = _int(args, "cols", DEFAULT_COLS, 1) or DEFAULT_COLS
         rows = _int(args, "rows", DEFAULT_ROWS, 1) or DEFAULT_ROWS
         cols, rows = clamp_size(cols, rows)

@@ -102,9 +102,10 @@ class Cli:
     def spawn(self, *args: str, rows: int = 24, cols: int = 80, **kw: Any) -> Any:
         import pexpect
 
+        argv = self.argv(*args)
         child = pexpect.spawn(
-            TMUXISH[0],
-            [*TMUXISH[1:], "-S", str(self.socket_path), *args],
+            argv[0],
+            argv[1:],
             env=self.env,
             dimensions=(rows, cols),
             timeout=10,

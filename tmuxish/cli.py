@@ -19,6 +19,7 @@ examples:
   tmuxish new -d -s web -- top start a detached session named web
   tmuxish ls                   list sessions
   tmuxish attach web           attach to it again (Ctrl-P Ctrl-Q detaches)
+  tmuxish -H ssh://me@box ls   the same commands against the server on another machine
 """
 
 
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-S", dest="socket_path", metavar="PATH", help="server socket path")
     p.add_argument("-L", dest="socket_name", metavar="NAME", help="socket name in the default dir")
+    p.add_argument(
+        "-H",
+        dest="host",
+        metavar="ssh://[user@]host[:port]",
+        help="run the command against the server on that host, over ssh (default $TMUXISH_HOST)",
+    )
     p.add_argument("--version", action="version", version=f"tmuxish {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -160,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--persist",
         action="store_true",
         help="keep listening after the first master (sessions NAME, NAME-2, ...)",
+    )
+
+    ds = cmd(
+        "dial-stdio",
+        "copy standard input/output to and from the server socket (what -H runs on the host)",
+        "ssh host tmuxish dial-stdio",
+    )
+    ds.add_argument(
+        "--no-start", dest="no_start", action="store_true", help="do not start a server"
     )
 
     cf = cmd("config", "show the effective settings", "tmuxish config --show")

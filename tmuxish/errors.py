@@ -63,6 +63,13 @@ class UsageError(TmuxishError):
     exit_status = 2
 
 
+class RemoteError(TmuxishError):
+    """ssh could not reach the remote host (like ssh itself, exit status 255)."""
+
+    code = "remote"
+    exit_status = 255
+
+
 _BY_CODE: dict[str, type[TmuxishError]] = {
     cls.code: cls
     for cls in (
@@ -79,6 +86,7 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
         SessionRunning,
         ConfigError,
         UsageError,
+        RemoteError,
     )
 }
 
