@@ -1,0 +1,86 @@
+"""Repaint plus live output is the whole output, once, whether the model is fed inline or on
+the worker thread (the server picks by CPU count; both must be exact)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from helpers import DEADLINE, proto_connect
+
+from tmuxish.server.daemon import Server
+from tmuxish.server.screen import Screen
+
+LINES = 50000
+
+
+@pytest.fixture(params=["inline", "thread"])
+async def feeding_server(
+    request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Server]:
+    import asyncio
+
+    # A model slower than the relay, as libghostty is on dense colour output: the worker falls
+    # behind by many chunks, which is what attach has to get right.
+    feed = Screen.feed
+
+    def slow_feed(self: Screen, data: bytes) -> None:
+        feed(self, data)
+        time.sleep(0.005)
+
+    monkeypatch.setattr(Screen, "feed", slow_feed)
+    srv = Server(sock_dir / "s")
+    srv.threaded_screens = request.param == "thread"
+    task = asyncio.ensure_future(srv.serve(srv.bind()))
+    try:
+        yield srv
+    finally:
+        srv.request_stop()
+        await asyncio.wait_for(task, DEADLINE)
+
+
+async def test_attach_mid_flood_loses_and_repeats_nothing(feeding_server: Server) -> None:
+    c = await proto_connect(feeding_server.socket_path)
+    # Coloured lines, written in big blocks: faster than a worker-fed model can parse them.
+    producer = (
+        "import sys\n"
+        f"for j in range(0, {LINES}, 1000):\n"
+        "    sys.stdout.write(''.join("
+        "f'\\x1b[1;3{i % 8}mline-{i}\\x1b[0m\\n' for i in range(j, j + 1000)))\n"
+        "sys.stdout.write('DONE\\n'); sys.stdout.flush()\n"
+        "import time; time.sleep(1000)\n"
+    )
+    await c.request("new", command=[sys.executable, "-c", producer], cols=80, rows=24)
+    watcher = await proto_connect(feeding_server.socket_path)
+    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    # Attach once the flood is well under way, with some history before the repaint.
+    await watcher.output_until(b"line-10000")
+    info = await c.request("attach", target=1, cols=80, rows=24, history=200)
+    client = Screen(80, 24, history_bytes=50_000_000)
+    client.feed(info["initial"])
+    seen = await c.output_until(b"DONE")
+    client.feed(seen)
+    numbers = [int(n) for n in re.findall(r"line-(\d+)", client.history_text() + "\n")]
+    first = numbers[0]
+    assert first > 0, "the attach came before the flood"
+    # Consecutive from the first line the client got to the last: nothing lost, nothing twice.
+    assert numbers == list(range(first, LINES)), _gap(numbers)
+    # And the client's screen is the server's screen.
+    reader = await proto_connect(feeding_server.socket_path)
+    server_text = await reader.request("capture", target=1)
+    reader.close()
+    assert client.screen_text().rstrip("\n") == server_text.rstrip("\n")
+    c.close()
+    watcher.close()
+
+
+def _gap(numbers: list[int]) -> str:
+    for a, b in itertools.pairwise(numbers):
+        if b != a + 1:
+            return f"after line-{a} came line-{b}"
+    return f"ended at line-{numbers[-1]}"
