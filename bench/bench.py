@@ -42,17 +42,38 @@ def log(msg: str) -> None:
 def baseline_python() -> str:
     """The interpreter tmuxish runs on (its entry script's shebang), else this one.
 
-    Not a `python3` found on PATH: a pyenv shim is a shell script that would add ~50 ms.
+    Not a `python3` found on PATH: a pyenv shim is a shell script that would add ~90 ms.
     """
-    exe = shutil.which("tmuxish")
-    if exe:
-        with contextlib.suppress(OSError, UnicodeDecodeError), open(exe, "rb") as f:
-            first = f.readline().decode().strip()
-            if first.startswith("#!"):
-                cand = first[2:].strip().split()[0]
-                if os.path.basename(cand).startswith("python") and os.access(cand, os.X_OK):
-                    return cand
+    exe = systems.tmuxish_exe()
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(exe, "rb") as f:
+        first = f.readline().decode().strip()
+        if first.startswith("#!"):
+            cand = first[2:].strip().split()[0]
+            if os.path.basename(cand).startswith("python") and os.access(cand, os.X_OK):
+                return cand
     return sys.executable
+
+
+def compile_tmuxish(python: str) -> str:
+    """Byte-compile the installed tmuxish package, as `pip install` does; a note for the header.
+
+    An editable install under PYTHONDONTWRITEBYTECODE=1 (this repository's CI and dev shells)
+    has no .pyc files for tmuxish, so every CLI call and every server start recompiles every
+    module it imports: a cost no installed tmuxish has. Files edited later are recompiled again
+    by each process (Python checks the source's mtime), so a run measures what is on disk.
+    """
+    code = (
+        "import os, tmuxish, tmuxish.client, tmuxish.server\n"
+        "for m in (tmuxish, tmuxish.client, tmuxish.server):\n"
+        "    print(os.path.dirname(m.__file__))"
+    )
+    try:
+        cp = systems.run([python, "-c", code], systems.client_env(), timeout=30)
+        dirs = cp.stdout.decode().split()
+        systems.run([python, "-m", "compileall", "-q", *dirs], systems.client_env(), timeout=120)
+    except Exception as e:
+        return f"tmuxish bytecode: NOT compiled ({e})"
+    return "tmuxish bytecode: compiled with compileall before the run, as pip install does"
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -225,7 +246,7 @@ def short(out: Any) -> str:
     return str(out)[:160]
 
 
-def header(cfg: Config, names: list[str]) -> str:
+def header(cfg: Config, names: list[str], notes: list[str]) -> str:
     vers = systems.versions([n for n in names if n != "raw"])
     cpu = os.cpu_count()
     lines = [
@@ -236,6 +257,7 @@ def header(cfg: Config, names: list[str]) -> str:
         "systems: " + ", ".join(f"{n} ({vers[n]})" if n in vers else n for n in names),
         f"reps={cfg.reps} (medians over reps; ratios are paired per rep, then the median), "
         f"terminal {cfg.cols}x{cfg.rows}, python baseline {cfg.python}",
+        *notes,
     ]
     return "\n".join(lines)
 
@@ -252,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-counts", default=None, help="idle session counts, e.g. 1,10,100,1000")
     ap.add_argument("--cols", type=int, default=80)
     ap.add_argument("--rows", type=int, default=24)
+    ap.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not byte-compile tmuxish first (see compile_tmuxish)",
+    )
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -271,6 +298,18 @@ def main(argv: list[str] | None = None) -> int:
         if soft < min(hard, 16384):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
 
+    notes = []
+    if "tmuxish" in names:
+        notes.append(f"tmuxish entry script {systems.tmuxish_exe()}")
+        if args.no_compile:
+            bytecode = "tmuxish bytecode: not compiled by the bench (--no-compile)"
+            if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+                bytecode += "; PYTHONDONTWRITEBYTECODE is set: modules without .pyc recompile"
+            notes.append(bytecode)
+        else:
+            notes.append(compile_tmuxish(cfg.python))
+        log(notes[-1])
+
     systems.install_signal_cleanup()
     bench = Bench(cfg, names, groups)
     t0 = time.monotonic()
@@ -282,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         systems.cleanup_all()
     elapsed = time.monotonic() - t0
 
-    text = header(cfg, names) + "\n\n" + report.render(bench, cfg, names)
+    text = header(cfg, names, notes) + "\n\n" + report.render(bench, cfg, names)
     text += f"\n\n(run took {elapsed:.0f} s)"
     print(text)
     if args.json:

@@ -319,8 +319,13 @@ def cli_cost(name: str, cfg: Config) -> dict:
     """ls/kill/send/capture wall times and per-session `new` cost, with `python3 -c pass`
     timed in the same block (interleaved) as the baseline."""
     py_argv = [cfg.python, "-c", "pass"]
+    # The same interpreter without site start-up (.pth files): what `python -c pass` costs in
+    # a clean venv, give or take ~5 ms. Dev environments can spend far more than that in site
+    # (an editable install's finder, injected .pth files), which every command pays too.
+    bare_argv = [cfg.python, "-S", "-c", "pass"]
     env = client_env()
     py: list[int] = []
+    bare: list[int] = []
     ops: dict[str, list[int]] = {"ls": [], "kill": [], "send": [], "capture": []}
     errors: dict[str, str] = {}
     with make(name, cfg.cols, cfg.rows) as system:
@@ -330,6 +335,7 @@ def cli_cost(name: str, cfg: Config) -> dict:
             victims = system.new_sessions(IDLE_SCRIPT, cfg.cli_samples)
         for i in range(cfg.cli_samples):
             py.append(timed_run(py_argv, env))
+            bare.append(timed_run(bare_argv, env))
             for op in ops:
                 if op in errors or (op == "kill" and not victims):
                     continue
@@ -352,10 +358,13 @@ def cli_cost(name: str, cfg: Config) -> dict:
         if system.count_sessions() < cfg.create_n:
             raise CommandFailed(f"created {cfg.create_n} sessions but fewer are listed")
     py_med = _median(py)
-    out: dict = {"py_ms": py_med / 1e6, "errors": errors}
+    bare_med = _median(bare)
+    out: dict = {"py_ms": py_med / 1e6, "py_bare_ms": bare_med / 1e6, "errors": errors}
     for op, xs in ops.items():
         out[f"{op}_ms"] = _median(xs) / 1e6 if xs else None
         out[f"{op}_x"] = _median(xs) / py_med if xs else None
+        # The ratio with this environment's site start-up taken out of both sides.
+        out[f"{op}_bare_x"] = (_median(xs) - py_med + bare_med) / bare_med if xs else None
     out["new_ms"] = create / 1e6
     out["new_x"] = create / py_med
     return out

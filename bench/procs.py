@@ -126,16 +126,22 @@ def hwm_kib(pid: int) -> int | None:
     return None
 
 
-def settle_memory(pids: Sequence[int], deadline_s: float = 5.0) -> tuple[int, int]:
-    """Wait until the RSS of pids stops changing (3 equal samples 50 ms apart), then measure."""
+def settle_memory(
+    pids: Sequence[int], deadline_s: float = 5.0, quiet_s: float = 1.0
+) -> tuple[int, int]:
+    """Wait until the RSS of pids has not changed for `quiet_s` (sampled every 50 ms), then
+    measure. One second, not a few samples: tmuxish compresses a session's cold history 0.5 s
+    after its output stops (server/session.py COMPACT_IDLE), and the memory a session holds at
+    rest is what is measured."""
     deadline = time.monotonic() + deadline_s
     last = -1
-    same = 0
+    changed = time.monotonic()
     while time.monotonic() < deadline:
         cur = rss_kib_fast(pids)
-        same = same + 1 if cur == last else 0
-        last = cur
-        if same >= 2:
+        now = time.monotonic()
+        if cur != last:
+            last, changed = cur, now
+        elif now - changed >= quiet_s:
             break
         # Polling interval of a condition wait (memory has no change notification).
         select.select([], [], [], 0.05)

@@ -112,7 +112,9 @@ def summary(bench: Any, names: Sequence[str]) -> dict[str, Any]:
         for op in ("ls", "kill", "send", "capture", "new"):
             row[f"{op}_ms"] = median(col(cli[n], f"{op}_ms"))
             row[f"{op}_x"] = median(col(cli[n], f"{op}_x"))
+            row[f"{op}_bare_x"] = median(col(cli[n], f"{op}_bare_x"))
         row["py_ms"] = median(col(cli[n], "py_ms"))
+        row["py_bare_ms"] = median(col(cli[n], "py_bare_ms"))
         py_all += col(cli[n], "py_ms")
         row["errors"] = {k: v for r in cli[n] if r for k, v in r["errors"].items()}
         out["cli"][n] = row
@@ -245,11 +247,25 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
                 cells.append("n/a" if ms is None else f"{ms:.1f} ({x:.2f}x)")
             cells.append("n/a" if n != "tmuxish" else "n/a (no Python API yet)")
             rows.append(cells)
+        bare_note = ""
+        t = s["cli"].get("tmuxish")
+        if t and t.get("py_bare_ms") is not None and t.get("py_ms") is not None:
+            ratios = ", ".join(
+                f"{op} {_x(t[f'{op}_bare_x'])}" for op in ("ls", "kill", "send", "capture")
+            )
+            bare_note = (
+                f"\n   site start-up: `-c pass` {fmt(t['py_ms'], '.1f')} ms here, "
+                f"`-S -c pass` {fmt(t['py_bare_ms'], '.1f')} ms; every command pays the "
+                f"difference too, which flatters the ratios\n"
+                f"   tmuxish with it taken out of both sides: {ratios} (still a lower bound: "
+                f"site here also imports modules tmuxish needs, e.g. pathlib, typing, re)"
+            )
         parts.append(
             f"4. CLI cost: ms per call (ratio to `{os.path.basename(cfg.python)} -c pass` timed "
             f"interleaved in the same block; median {fmt(s['python_ms'], '.1f')} ms);\n"
             f"   new = per session while creating {cfg.create_n} sessions one CLI call each\n"
             + table(["system", "ls", "kill", "send", "capture", "new", "new via API"], rows)
+            + bare_note
         )
 
     if "memory" in bench.groups:
@@ -366,6 +382,9 @@ def render_targets(s: dict[str, Any], cfg: Any, names: Sequence[str], bench: Any
     for op in ("ls", "kill", "send", "capture"):
         x = c.get(f"{op}_x")
         add(le(x, 2.5), f"`{op}` <= 2.5x python -c pass", _x(x))
+    for op in ("ls", "kill", "send", "capture"):
+        x = c.get(f"{op}_bare_x")
+        add(le(x, 2.5), f"`{op}` <= 2.5x, this environment's site start-up taken out", _x(x))
     fl = (mem["flood"].get(t) or {}).get("peak_rss_kib")
     add(
         None if fl is None else fl < 200 * 1024,

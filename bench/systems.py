@@ -38,6 +38,35 @@ class Unavailable(Exception):
     """The system cannot be measured (not installed, or not working yet)."""
 
 
+def _python_shebang(path: str) -> bool:
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, "rb") as f:
+        first = f.readline().decode().strip()
+        if first.startswith("#!"):
+            return os.path.basename(first[2:].strip().split()[0]).startswith("python")
+    return False
+
+
+_EXE: dict[str, str] = {}
+
+
+def tmuxish_exe() -> str:
+    """The tmuxish entry script itself: not a pyenv shim in front of it.
+
+    A pyenv shim is a bash script that runs `pyenv exec` (~90 ms measured here); the user of a
+    venv or a pip install does not pay it, and the `python -c pass` baseline does not either.
+    """
+    if "exe" not in _EXE:
+        found = shutil.which("tmuxish") or "tmuxish"
+        if os.path.exists(found) and not _python_shebang(found) and shutil.which("pyenv"):
+            with contextlib.suppress(CommandFailed):
+                cp = run(["pyenv", "which", "tmuxish"], dict(os.environ), timeout=10)
+                real = cp.stdout.decode(errors="replace").strip()
+                if real and _python_shebang(real):
+                    found = real
+        _EXE["exe"] = found
+    return _EXE["exe"]
+
+
 def client_env() -> dict[str, str]:
     env = dict(os.environ)
     for var in ("TMUX", "TMUX_PANE", "STY", "WINDOW", "TMUXISH_SOCKET"):
@@ -316,7 +345,7 @@ class Tmuxish(System):
         self.sock = os.path.join(self.dir, "s")
 
     def _t(self) -> list[str]:
-        return ["tmuxish", "-S", self.sock]
+        return [tmuxish_exe(), "-S", self.sock]
 
     def new_session(self, script: str) -> str:
         argv = [*self._t(), "new", "-d", "-x", str(self.cols), "-y", str(self.rows)]
@@ -389,7 +418,7 @@ def versions(names: Sequence[str]) -> dict[str, str]:
     cmds = {
         "tmux": ["tmux", "-V"],
         "screen": ["screen", "-v"],
-        "tmuxish": ["tmuxish", "--version"],
+        "tmuxish": [tmuxish_exe(), "--version"],
     }
     out: dict[str, str] = {}
     for n in names:
