@@ -6,33 +6,56 @@ Nothing on this path decodes terminal data.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tmuxish import protocol
-from tmuxish.client.connection import Connection
 from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
-from tmuxish.eventloop import new_event_loop
 from tmuxish.keys import DetachFilter
+
+if TYPE_CHECKING:
+    # asyncio (and uvloop) are imported once the attach request is out: ~50 ms of imports
+    # that would otherwise delay the first screen (the server paints it in direct mode).
+    import asyncio
+
+    from tmuxish.client.connection import Connection
 
 READ_SIZE = 65536
 SOCKET_READ = 262144
 
 
-@dataclass
 class AttachResult:
-    """How an attachment ended: what to tell the user and the exit status."""
+    """How an attachment ended: what to tell the user and the exit status.
 
-    message: str
-    status: int
-    #: The server is re-executing itself (upgrade): reconnect and attach again.
-    reconnect: bool = False
+    A plain class: the dataclasses import would cost ~8 ms before the first screen.
+    """
+
+    __slots__ = ("message", "reconnect", "status")
+
+    def __init__(self, message: str, status: int, reconnect: bool = False) -> None:
+        self.message = message
+        self.status = status
+        #: The server is re-executing itself (upgrade): reconnect and attach again.
+        self.reconnect = reconnect
+
+    def __repr__(self) -> str:
+        return f"AttachResult({self.message!r}, {self.status}, reconnect={self.reconnect})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AttachResult):
+            return NotImplemented
+        return (self.message, self.status, self.reconnect) == (
+            other.message,
+            other.status,
+            other.reconnect,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
 
 class Relay:
@@ -65,6 +88,8 @@ class Relay:
         self._upgrading = False
 
     async def run(self) -> AttachResult:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._done = loop.create_future()
@@ -338,6 +363,8 @@ def _attach_loop(
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
             relay.attached_size = (cols, rows)
+            from tmuxish.eventloop import new_event_loop
+
             loop = new_event_loop()
             try:
                 result = loop.run_until_complete(relay.run())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ def connect(
 
 
 def spawn_server(socket_path: Path) -> None:
+    import subprocess  # ~3 ms; every command imports this module, few start a server
+
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 POLICIES: Final = ("latest", "smallest", "largest")
 
 
-@dataclass(frozen=True, slots=True)
-class ClientSize:
+# A NamedTuple, not a dataclass: the client imports this module (via tmuxish.config, for
+# POLICIES) before its first screen, and the dataclasses import costs ~8 ms.
+class ClientSize(NamedTuple):
     cols: int
     rows: int
     #: Monotonic time of the client's last attach, keystroke or resize.

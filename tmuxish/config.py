@@ -7,11 +7,9 @@ remembers where it came from, for `tmuxish config --show`.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tmuxish.errors import ConfigError
 from tmuxish.keys import DEFAULT_DETACH_KEYS, parse_detach_keys
@@ -80,8 +78,9 @@ def _parse_policy(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Option:
+# A NamedTuple and a plain class rather than dataclasses: importing dataclasses (and the
+# inspect module it pulls in) costs ~8 ms, and every command loads this module.
+class Option(NamedTuple):
     key: str
     env: str | None
     default: Any
@@ -152,10 +151,17 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(os.path.expanduser(base)) / "tmuxish" / "config.toml"
 
 
-@dataclass
 class Settings:
-    values: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    """Effective values by option key, and where each came from (for `config --show`)."""
+
+    __slots__ = ("sources", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Settings(values={self.values!r}, sources={self.sources!r})"
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -167,6 +173,8 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     path = config_path(env)
     file_values: dict[str, Any] = {}
     if path.exists():
+        import tomllib  # only when there is a file to parse: the import costs ~6 ms
+
         try:
             with open(path, "rb") as f:
                 file_values = tomllib.load(f)
