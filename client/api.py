@@ -226,15 +226,20 @@ def new_args(
     return args
 
 
-def keys_bytes(keys: Keys, literal: bool = False) -> bytes:
-    """``send``'s argument as bytes: bytes as they are, a str as UTF-8 text, a list as key names."""
+def send_args(keys: Keys, literal: bool = False) -> dict[str, Any]:
+    """The ``send`` request's arguments: bytes as they are, a str as UTF-8 text, a list as key
+    names. For key names that differ in application cursor mode (Up, Home, ...) the other form
+    rides along as ``app_data``; the server picks by the mode the program has set, as tmux does.
+    """
     if isinstance(keys, (bytes, bytearray, memoryview)):
-        return bytes(keys)
+        return {"data": bytes(keys)}
     if isinstance(keys, str):
-        return keys.encode("utf-8", "surrogateescape")
+        return {"data": keys.encode("utf-8", "surrogateescape")}
     from tmuxish.keynames import keys_to_bytes
 
-    return keys_to_bytes(list(keys), literal=literal)
+    data = keys_to_bytes(list(keys), literal=literal)
+    app_data = keys_to_bytes(list(keys), literal=literal, app_cursor=True)
+    return {"data": data} if app_data == data else {"data": data, "app_data": app_data}
 
 
 def _compile(pattern: Pattern) -> re.Pattern[str]:
@@ -572,7 +577,7 @@ class SyncClient:
         """Type into a session: bytes as-is, a str as text, a list of key names like tmux
         ``send-keys`` (``["make", "Enter"]``; ``literal`` sends the list as text). Returns the
         number of bytes sent."""
-        return int(self.request("send", target=target, data=keys_bytes(keys, literal)))
+        return int(self.request("send", target=target, **send_args(keys, literal)))
 
     def capture(
         self, target: Target | None = None, history: bool = False, escapes: bool = False
@@ -1086,7 +1091,7 @@ class Client:
         """Type into a session: bytes as-is, a str as text, a list of key names like tmux
         ``send-keys`` (``["make", "Enter"]``; ``literal`` sends the list as text). Returns the
         number of bytes sent."""
-        return int(await self.request("send", target=target, data=keys_bytes(keys, literal)))
+        return int(await self.request("send", target=target, **send_args(keys, literal)))
 
     async def capture(
         self, target: Target | None = None, history: bool = False, escapes: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -246,6 +245,9 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
     rows = [("ID", "NAME", "COMMAND", "STATUS", "CLIENTS", "SIZE", "AGE")]
     for s in sessions:
         status = s["status"] if s["status"] == "running" else f"exited ({s['exit_code']})"
+        if s["status"] == "running" and not s.get("screen", True):
+            # No repaint and no capture for this one: say so where users look.
+            status += " (no screen)"
         command = " ".join(s["command"])
         if len(command) > 40:
             command = command[:39] + "…"
@@ -278,6 +280,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with _client(args) as client:
         sessions = [s.to_dict() for s in client.sessions()]
     if args.json:
+        import json  # not at the top: `ls`, `kill`, `send`, `capture` start faster without it
+
         _out(json.dumps(sessions) + "\n")
     elif sessions:
         _out(format_table(sessions))
@@ -385,6 +389,8 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    import json
+
     settings = config.load()
     _out(f"# {config.config_path()}\n")
     for key, value in settings.values.items():

@@ -91,6 +91,8 @@ class ThreadedScreen:
         self._on_event = on_event
         #: Bytes submitted but not yet fed. Written under ``lock``.
         self.backlog = 0
+        #: Resizes submitted but not yet applied (queued behind bytes). Written under ``lock``.
+        self.resizes = 0
         #: The loop asked to hear when the backlog empties (or falls below FEED_LOW).
         self.want_drained = False
         self.want_low = False
@@ -105,6 +107,14 @@ class ThreadedScreen:
         self._feeder.submit(self, data)
 
     def resize(self, cols: int, rows: int) -> None:
+        with self.lock:
+            if self.backlog == 0 and self.resizes == 0:
+                # Nothing queued ahead of it: apply it now. An attach resizes and then takes
+                # the repaint in the same step; queued, the repaint would be of the old size.
+                if self.failed is None:
+                    self.inner.resize(cols, rows)
+                return
+            self.resizes += 1
         self._feeder.submit(self, (cols, rows))
 
     # -- worker side -----------------------------------------------------------------------------
@@ -123,14 +133,16 @@ class ThreadedScreen:
                         left_alt = self._alt and not alt
                         self._alt = alt
                     self.backlog -= len(item)
-                elif self.failed is None:
-                    self.inner.resize(*item)
+                else:
+                    self.resizes -= 1
+                    if self.failed is None:
+                        self.inner.resize(*item)
             except Exception as exc:
                 if isinstance(item, bytes):
                     self.backlog -= len(item)
                 if self.failed is None:
                     self.failed = error = f"{type(exc).__name__}: {exc}"
-            drained = self.backlog == 0 and self.want_drained
+            drained = self.backlog == 0 and self.resizes == 0 and self.want_drained
             low = self.want_low and self.backlog < FEED_LOW
             if drained:
                 self.want_drained = False
@@ -148,12 +160,12 @@ class ThreadedScreen:
     @property
     def idle(self) -> bool:
         with self.lock:
-            return self.backlog == 0
+            return self.backlog == 0 and self.resizes == 0
 
     def ask_drained(self) -> bool:
         """True if already drained; otherwise an event with drained=True follows."""
         with self.lock:
-            if self.backlog == 0:
+            if self.backlog == 0 and self.resizes == 0:
                 return True
             self.want_drained = True
             return False
@@ -184,6 +196,20 @@ class ThreadedScreen:
     def reset_modes(self) -> bytes:
         with self.lock:
             return self.inner.reset_modes()  # type: ignore[no-any-return]
+
+    def compact(self, budget: float) -> bool:
+        """The inner screen's ``compact``, once the worker has fed everything (True: later)."""
+        with self.lock:
+            if self.failed is not None:
+                return False
+            if self.backlog or self.resizes:
+                return True
+            compact = getattr(self.inner, "compact", None)
+            return bool(compact(budget)) if compact is not None else False
+
+    def mode(self, number: int, ansi: bool = False) -> bool:
+        with self.lock:
+            return bool(self.inner.mode(number, ansi))
 
     def take_responses(self) -> bytes:
         # Replies are delivered by the worker through on_event.

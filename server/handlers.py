@@ -44,6 +44,10 @@ def _str_or_none(args: dict[str, Any], key: str) -> str | None:
 
 
 def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
+    if os.environ.get("TMUXISH_NO_SCREEN", "") not in ("", "0"):
+        # Turned off for the whole server (its environment comes from the client that started
+        # it): sessions then work as dtach's do, and attaching makes the program redraw.
+        return None
     try:
         from tmuxish.server.screen import Screen
     except Exception as exc:
@@ -140,6 +144,8 @@ class Handlers:
             session.log_sink = output_log.write
             session.cleanup.append(output_log.close)
             session.extra["log"] = log_path
+            # Kept with the path: a server upgrade reopens the log and needs the cap too.
+            session.extra["log_max"] = output_log.max_bytes
         server.registry.add(session)
         session.start()
         log.info("session %d started: pid %d, %r", sid, pid, command)
@@ -238,6 +244,9 @@ class Handlers:
             raise BadRequest("data must be bytes")
         if not session.running:
             raise TmuxishError(f"session {session.id} has exited")
+        app_data = args.get("app_data")
+        if isinstance(app_data, bytes) and session.application_cursor_keys():
+            data = app_data
         session.write_input(data)
         return len(data)
 
@@ -271,7 +280,9 @@ class Handlers:
             )
         escapes = bool(args.get("escapes"))
         if args.get("history"):
-            return session.screen.history_text(escapes=escapes)
+            text = session.screen.history_text(escapes=escapes)
+            session.schedule_compact()  # reading the history restored compressed pages
+            return text
         return session.screen.screen_text(escapes=escapes)
 
     def upgrade(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:

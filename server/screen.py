@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
 from typing import Any
 
@@ -295,6 +296,8 @@ class Screen:
         self._key_active_screen = c.GHOSTTY_TERMINAL_DATA_ACTIVE_SCREEN
         self._alternate = c.GHOSTTY_TERMINAL_SCREEN_ALTERNATE
         self._render: Any = None
+        #: False once libghostty said it cannot compress pages on this system.
+        self._compressible = True
 
     def _set(self, option: int, value: Any) -> None:
         res = self._l.lib.ghostty_terminal_set(self._t, option, value)
@@ -318,6 +321,36 @@ class Screen:
     def feed(self, data: bytes) -> None:
         self._vt_write(self._t, data, len(data))
 
+    def compact(self, budget: float = 0.002) -> bool:
+        """Compress cold scrollback pages in memory; True while there is more to do.
+
+        libghostty keeps every row as 8-byte cells (~650 bytes a row at 80 columns: 3.2 MB for
+        5000 lines of history) unless asked to compress the history pages nobody looks at
+        (measured: those 3.2 MB become ~0.3 MB, in ~1.3 ms). Reads (``history``,
+        ``history_text``, a resize) restore the pages they touch; the next call compresses them
+        again. Each step is bounded (<= 0.25 ms measured) and this returns after ``budget``
+        seconds of steps: call it when output is quiet (compressing after every 64 KiB chunk of
+        a flood halved the feed rate) and again while it returns True.
+        """
+        if not self._compressible:
+            return False
+        ffi, c = self._l.ffi, self._l.lib
+        result = ffi.new("GhosttyTerminalCompressionResult*")
+        incremental = c.GHOSTTY_TERMINAL_COMPRESSION_MODE_INCREMENTAL
+        unsupported = c.GHOSTTY_TERMINAL_COMPRESSION_RESULT_UNSUPPORTED
+        deadline = time.perf_counter() + budget
+        while True:
+            res = c.ghostty_terminal_compress(self._t, incremental, result)
+            state = result[0]
+            if res != c.GHOSTTY_SUCCESS or state == unsupported:
+                # It needs to drop physical pages while keeping the mapping; not everywhere.
+                self._compressible = False
+                return False
+            if state != c.GHOSTTY_TERMINAL_COMPRESSION_RESULT_PENDING:
+                return False
+            if time.perf_counter() >= deadline:
+                return True
+
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = _clamp(cols), _clamp(rows)
         if (cols, rows) == (self._cols, self._rows):
@@ -338,8 +371,9 @@ class Screen:
         """Replies to queries in the data fed so far (DA, DSR, DECRQM, XTVERSION, size, ...).
 
         The emulator answers every query it sees; the session writes these to the PTY only
-        while no client is attached (an attached terminal answers for itself), and must call
-        this after every feed either way so old replies are not sent late.
+        while no read-write client is attached (an attached terminal answers for itself; a
+        read-only one's replies are dropped with its input), and must call this after every
+        feed either way so old replies are not sent late.
         """
         if not self._responses:
             return b""

@@ -169,6 +169,7 @@ def restore(server: Server, state: dict[str, Any]) -> None:
         if item["screen_was_on"] and screen is None:
             session.needs_redraw = True
         server.registry.add(session)
+        session.schedule_compact()  # the restored history is all in uncompressed pages
         if item["child_done"]:
             # The program had exited but its PTY was still draining when we re-executed.
             session.exit_code = item["exit_code"]
@@ -178,10 +179,10 @@ def restore(server: Server, state: dict[str, Any]) -> None:
             session.start()
         reopen_log = item["extra"].get("log")
         if reopen_log:
-            from tmuxish.server.logfile import OutputLog
+            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 
             try:
-                output_log = OutputLog(reopen_log)
+                output_log = OutputLog(reopen_log, item["extra"].get("log_max", DEFAULT_MAX_BYTES))
             except OSError as exc:
                 log.warning("session %d: log not reopened: %s", item["id"], exc)
             else:

@@ -72,6 +72,17 @@ _SPECIAL: Final[dict[str, tuple[bytes, bytes | None]]] = {
     "kpenter": (b"\r", None),
 }
 
+#: Unmodified cursor keys while the program has set application cursor keys (DECCKM, as vi
+#: and less do): terminals then send SS3 forms, and some programs only understand those.
+_APP_CURSOR: Final[dict[str, bytes]] = {
+    "up": b"\x1bOA",
+    "down": b"\x1bOB",
+    "right": b"\x1bOC",
+    "left": b"\x1bOD",
+    "home": b"\x1bOH",
+    "end": b"\x1bOF",
+}
+
 #: Control characters beyond the letters and @[\]^_ (legacy xterm and tmux conventions).
 _CTRL_EXTRA: Final[dict[str, int]] = {
     " ": 0x00,
@@ -96,15 +107,16 @@ def key_bytes(name: str) -> bytes:
     return data
 
 
-def keys_to_bytes(keys: Sequence[str], literal: bool = False) -> bytes:
+def keys_to_bytes(keys: Sequence[str], literal: bool = False, app_cursor: bool = False) -> bytes:
     """Join the bytes of every argument: key names, or text for anything that is not a name.
 
     With ``literal`` every argument is text. Text is UTF-8; undecodable command-line bytes
-    (surrogate escapes) go out as the original bytes.
+    (surrogate escapes) go out as the original bytes. ``app_cursor``: the cursor keys as a
+    terminal sends them in application cursor mode.
     """
     parts: list[bytes] = []
     for key in keys:
-        data = None if literal else _lookup(key)
+        data = None if literal else _lookup(key, app_cursor)
         parts.append(_text(key) if data is None else data)
     return b"".join(parts)
 
@@ -113,7 +125,7 @@ def _text(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _lookup(name: str) -> bytes | None:
+def _lookup(name: str, app_cursor: bool = False) -> bytes | None:
     """Bytes for a key name, None if it is not one; UsageError if it is but cannot be sent."""
     if name.startswith("0x") and len(name) > 2:
         return _hex_key(name)
@@ -126,6 +138,8 @@ def _lookup(name: str) -> bytes | None:
         return None if ord(base) < 0x20 else _modified_char(name, base, modifiers)
     if lower in _CHAR_NAMES:
         return _modified_char(name, _CHAR_NAMES[lower], modifiers)
+    if app_cursor and not modifiers and lower in _APP_CURSOR:
+        return _APP_CURSOR[lower]
     if lower in _SPECIAL:
         return _modified_special(name, lower, modifiers)
     return None

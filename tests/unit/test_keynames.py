@@ -185,3 +185,13 @@ def test_words_that_are_not_names_are_text(text: str) -> None:
     except UsageError:
         expected = text.encode()
     assert keys_to_bytes([text]) == expected
+
+
+def test_application_cursor_keys() -> None:
+    keys = ["Up", "Down", "Right", "Left", "Home", "End"]
+    assert keys_to_bytes(keys, app_cursor=True) == b"\x1bOA\x1bOB\x1bOC\x1bOD\x1bOH\x1bOF"
+    # Modified cursor keys, other keys and text are the same in both modes.
+    assert keys_to_bytes(["C-Up", "F5", "Up"], literal=True, app_cursor=True) == b"C-UpF5Up"
+    assert keys_to_bytes(["C-Up", "PageUp", "x"], app_cursor=True) == keys_to_bytes(
+        ["C-Up", "PageUp", "x"]
+    )
