@@ -127,8 +127,6 @@ class Session:
         self._input = bytearray()
         self._writing = False
         self._waiters: list[asyncio.Future[int]] = []
-        #: The next attach must make the program redraw (the screen model was lost).
-        self.needs_redraw = False
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
@@ -359,7 +357,6 @@ class Session:
         log.warning("session %d: screen model off: %s", self.id, reason)
         self.screen = None
         self.screen_error = reason
-        self.needs_redraw = True
 
     def suspend(self) -> None:
         """Stop all I/O on the PTY without closing it (the server is about to re-execute)."""
@@ -545,7 +542,6 @@ class Session:
         if self.screen is None:
             # No repaint to give: the new client's terminal would stay blank (or show whatever
             # was there) until the program happened to write, so every attach makes it redraw.
-            self.needs_redraw = False
             self._force_redraw()
         self.client_behind_changed()
         return initial

@@ -166,8 +166,6 @@ def restore(server: Server, state: dict[str, Any]) -> None:
             session.exit_code = item["exit_code"]
             server.registry.add(session)
             continue
-        if item["screen_was_on"] and screen is None:
-            session.needs_redraw = True
         server.registry.add(session)
         session.schedule_compact()  # the restored history is all in uncompressed pages
         if item["child_done"]:
