@@ -66,7 +66,10 @@ def summary(bench: Any, names: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"throughput": {}, "latency": {}, "attach": {}, "cli": {}}
     for kind in ("plain", "sgr"):
         tp = res["throughput"][kind]
-        base = {b: col(tp[b], "mbps") if b in tp else [] for b in ("raw", "dtach", "tmux")}
+        base = {
+            b: col(tp[b], "mbps") if b in tp else []
+            for b in ("raw", "dtach", "tmux", "tmuxish-noscreen")
+        }
         rows = {}
         for n in names:
             mb = col(tp[n], "mbps")
@@ -76,6 +79,7 @@ def summary(bench: Any, names: Sequence[str]) -> dict[str, Any]:
                 "x_raw": paired(mb, base["raw"]),
                 "x_dtach": paired(mb, base["dtach"]),
                 "x_tmux": paired(mb, base["tmux"]),
+                "x_noscreen": paired(mb, base["tmuxish-noscreen"]),
                 "delivered_frac": median(col(tp[n], "delivered_frac")),
                 "exact": None
                 if not exact
@@ -357,6 +361,11 @@ def render_targets(s: dict[str, Any], cfg: Any, names: Sequence[str], bench: Any
         r = s["throughput"][kind][t]
         add(ge(r["x_dtach"], 0.8), f"throughput {kind} >= 0.8x dtach", _x(r["x_dtach"]))
         add(ge(r["x_tmux"], 2.5), f"throughput {kind} >= 2.5x tmux", _x(r["x_tmux"]))
+        add(
+            ge(r["x_noscreen"], 0.8),
+            f"issue 3: the screen model costs <= 20% of {kind} throughput (x tmuxish-noscreen)",
+            _x(r["x_noscreen"]),
+        )
     r = s["latency"][t]
     add(
         le(r["p50_us_x_tmux"], 1.0),

@@ -28,7 +28,7 @@ from procs import (
     run,
 )
 
-ALL_SYSTEMS = ("raw", "tmuxish", "tmux", "screen", "dtach")
+ALL_SYSTEMS = ("raw", "tmuxish", "tmuxish-noscreen", "tmux", "screen", "dtach")
 
 _LIVE: set[System] = set()
 _LIVE_LOCK = threading.Lock()
@@ -385,12 +385,24 @@ class Tmuxish(System):
         kill_pids(pids)
 
 
+class TmuxishNoScreen(Tmuxish):
+    """tmuxish with its screen model off (TMUXISH_NO_SCREEN=1 reaches the autostarted server):
+    the pass-through cost alone, so tmuxish / this is what the emulator costs (issue 3)."""
+
+    name = "tmuxish-noscreen"
+
+    def __init__(self, cols: int = 80, rows: int = 24, history: int | None = None) -> None:
+        super().__init__(cols, rows, history)
+        self.env["TMUXISH_NO_SCREEN"] = "1"
+
+
 ADAPTERS: dict[str, type[System]] = {
     "raw": Raw,
     "tmux": Tmux,
     "screen": Screen,
     "dtach": Dtach,
     "tmuxish": Tmuxish,
+    "tmuxish-noscreen": TmuxishNoScreen,
 }
 
 
@@ -419,6 +431,7 @@ def versions(names: Sequence[str]) -> dict[str, str]:
         "tmux": ["tmux", "-V"],
         "screen": ["screen", "-v"],
         "tmuxish": [tmuxish_exe(), "--version"],
+        "tmuxish-noscreen": [tmuxish_exe(), "--version"],
     }
     out: dict[str, str] = {}
     for n in names:
