@@ -357,6 +357,14 @@ def cli_cost(name: str, cfg: Config) -> dict:
         create = (now_ns() - t0) / cfg.create_n
         if system.count_sessions() < cfg.create_n:
             raise CommandFailed(f"created {cfg.create_n} sessions but fewer are listed")
+        create_api = None
+        if system.has_api:
+            before = system.count_sessions()
+            t0 = now_ns()
+            system.api_new_sessions(cfg.python, IDLE_SCRIPT, cfg.create_n)
+            create_api = (now_ns() - t0) / cfg.create_n
+            if system.count_sessions() < before + cfg.create_n:
+                raise CommandFailed(f"created {cfg.create_n} sessions via the API; fewer listed")
     py_med = _median(py)
     bare_med = _median(bare)
     out: dict = {"py_ms": py_med / 1e6, "py_bare_ms": bare_med / 1e6, "errors": errors}
@@ -367,6 +375,8 @@ def cli_cost(name: str, cfg: Config) -> dict:
         out[f"{op}_bare_x"] = (_median(xs) - py_med + bare_med) / bare_med if xs else None
     out["new_ms"] = create / 1e6
     out["new_x"] = create / py_med
+    out["new_api_ms"] = None if create_api is None else create_api / 1e6
+    out["new_api_x"] = None if create_api is None else create_api / py_med
     return out
 
 

@@ -113,7 +113,7 @@ def summary(bench: Any, names: Sequence[str]) -> dict[str, Any]:
     py_all: list[Num] = []
     for n in names:
         row = {}
-        for op in ("ls", "kill", "send", "capture", "new"):
+        for op in ("ls", "kill", "send", "capture", "new", "new_api"):
             row[f"{op}_ms"] = median(col(cli[n], f"{op}_ms"))
             row[f"{op}_x"] = median(col(cli[n], f"{op}_x"))
             row[f"{op}_bare_x"] = median(col(cli[n], f"{op}_bare_x"))
@@ -249,7 +249,8 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
             for op in ("ls", "kill", "send", "capture", "new"):
                 ms, x = r[f"{op}_ms"], r[f"{op}_x"]
                 cells.append("n/a" if ms is None else f"{ms:.1f} ({x:.2f}x)")
-            cells.append("n/a" if n != "tmuxish" else "n/a (no Python API yet)")
+            ms, x = r["new_api_ms"], r["new_api_x"]
+            cells.append("n/a" if ms is None else f"{ms:.1f} ({x:.2f}x)")
             rows.append(cells)
         bare_note = ""
         t = s["cli"].get("tmuxish")
@@ -394,6 +395,12 @@ def render_targets(s: dict[str, Any], cfg: Any, names: Sequence[str], bench: Any
     for op in ("ls", "kill", "send", "capture"):
         x = c.get(f"{op}_bare_x")
         add(le(x, 2.5), f"`{op}` <= 2.5x, this environment's site start-up taken out", _x(x))
+    api, tmux_new = c.get("new_api_ms"), s["cli"].get("tmux", {}).get("new_ms")
+    add(
+        None if api is None or tmux_new is None else api <= tmux_new,
+        "issue 7: a session made through the Python API <= one `tmux new -d`",
+        f"{fmt(api, '.1f')} ms vs tmux {fmt(tmux_new, '.1f')} ms",
+    )
     fl = (mem["flood"].get(t) or {}).get("peak_rss_kib")
     add(
         None if fl is None else fl < 200 * 1024,

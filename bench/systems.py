@@ -94,7 +94,7 @@ class System:
     binary: str | None = None
     attachable = True
     detach_keys = b""
-    # The Python API, if the system has one (tmuxish, later).
+    # The Python API, if the system has one (tmuxish).
     has_api = False
 
     def __init__(self, cols: int = 80, rows: int = 24, history: int | None = None) -> None:
@@ -358,6 +358,22 @@ class Tmuxish(System):
     def attach_argv(self, sid: str) -> list[str]:
         return [*self._t(), "attach", sid]
 
+    has_api = True
+
+    def api_new_sessions(self, python: str, script: str, n: int) -> None:
+        """Create ``n`` sessions from one Python process through ``tmuxish.SyncClient``: what a
+        script using the API pays, interpreter start and imports included."""
+        code = (
+            "import sys\n"
+            "from tmuxish import SyncClient\n"
+            "with SyncClient(sys.argv[1]) as c:\n"
+            "    for _ in range(int(sys.argv[2])):\n"
+            "        c.new(['sh', '-c', sys.argv[3]],\n"
+            "              cols=int(sys.argv[4]), rows=int(sys.argv[5]))\n"
+        )
+        argv = [python, "-c", code, self.sock, str(n), script, str(self.cols), str(self.rows)]
+        run(argv, self.env, timeout=120)
+
     def server_pids(self) -> list[int]:
         return pids_listening_on([self.sock]) or pids_by_cmdline("tmuxish", self.sock)
 
@@ -390,10 +406,15 @@ class TmuxishNoScreen(Tmuxish):
     the pass-through cost alone, so tmuxish / this is what the emulator costs (issue 3)."""
 
     name = "tmuxish-noscreen"
+    has_api = False
 
     def __init__(self, cols: int = 80, rows: int = 24, history: int | None = None) -> None:
         super().__init__(cols, rows, history)
         self.env["TMUXISH_NO_SCREEN"] = "1"
+
+    def cli(self, op: str, sid: str) -> tuple[list[str], bytes | None] | None:
+        # No screen model, nothing to capture: the call would fail by design.
+        return None if op == "capture" else super().cli(op, sid)
 
 
 ADAPTERS: dict[str, type[System]] = {
