@@ -78,6 +78,30 @@ class Term:
                 f"{exc}; the client's screen:\n{self.screen.screen_text()}"
             ) from None
 
+    def shows(self, *texts: str, gone: tuple[str, ...] = (), timeout: float = 10.0) -> str:
+        """Wait until the screen shows every one of ``texts`` and none of ``gone``; its text."""
+
+        def ready(t: Term) -> str | None:
+            text = t.screen.screen_text()
+            ok = all(x in text for x in texts) and not any(g in text for g in gone)
+            return text if ok else None
+
+        result: str = self.wait(ready, f"screen to show {texts} without {gone}", timeout)
+        return result
+
+    def line_with(self, text: str) -> str:
+        """The first screen line holding ``text`` ("" while none does, e.g. mid-redraw)."""
+        return next((line for line in self.lines() if text in line), "")
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.screen.resize(cols, rows)
+        self.child.setwinsize(rows, cols)
+
+    def exit_status(self, timeout: float = 10.0) -> int:
+        self.wait_eof(timeout)
+        assert self.child.exitstatus is not None, self.child.signalstatus
+        return int(self.child.exitstatus)
+
     def wait_text(self, needle: str, timeout: float = 20.0) -> str:
         result: str = self.wait(lambda t: needle in t.screen.screen_text(), repr(needle), timeout)
         return result

@@ -6,86 +6,25 @@ screen model), and the assertions are on what that terminal shows, with deadline
 
 from __future__ import annotations
 
-from typing import Any
-
-import pexpect
 import pytest
 from helpers import Cli, wait_for
 
 pytest.importorskip("pyghostty")
 
-from tmuxish.server.screen import Screen
+from term_model import DETACH, PROMPT, Term
+from term_model import shell as prompt_shell
 
-PROMPT = "PROMPT> "
 #: How the prompt reads on the screen (screen text has trailing blanks trimmed).
 SHOWN = PROMPT.rstrip()
-DETACH = "\x10\x11"
-
-
-class Term:
-    """A pexpect child as a user sees it: its output fed through a terminal emulator."""
-
-    def __init__(self, child: Any, cols: int = 80, rows: int = 24) -> None:
-        self.child = child
-        self.screen = Screen(cols, rows)
-        self.eof = False
-
-    def pump(self) -> str:
-        while not self.eof:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=0)
-            except pexpect.TIMEOUT:
-                break
-            except pexpect.EOF:
-                self.eof = True
-                break
-            self.screen.feed(data)
-        return str(self.screen.screen_text())
-
-    def lines(self) -> list[str]:
-        return self.pump().split("\n")
-
-    def wait(self, *texts: str, gone: tuple[str, ...] = (), timeout: float = 10.0) -> str:
-        """Wait until the screen shows every one of ``texts`` and none of ``gone``."""
-
-        def ready() -> str | None:
-            text = self.pump()
-            ok = all(t in text for t in texts) and not any(g in text for g in gone)
-            return text if ok else None
-
-        try:
-            result: str = wait_for(ready, timeout, f"screen to show {texts} without {gone}")
-        except AssertionError:
-            raise AssertionError(f"screen was:\n{self.pump()}") from None
-        return result
-
-    def line_with(self, text: str) -> str:
-        """The first screen line holding ``text`` ("" while none does, e.g. mid-redraw)."""
-        return next((line for line in self.lines() if text in line), "")
-
-    def send(self, data: str) -> None:
-        self.child.send(data)
-
-    def resize(self, rows: int, cols: int) -> None:
-        self.screen.resize(cols, rows)
-        self.child.setwinsize(rows, cols)
-
-    def exit_status(self) -> int:
-        wait_for(lambda: (self.pump(), self.eof)[1], 10, "the client to exit")
-        self.child.close()
-        assert self.child.exitstatus is not None, self.child.signalstatus
-        return int(self.child.exitstatus)
 
 
 def shell(cli: Cli) -> list[str]:
-    cli.env["PS1"] = PROMPT
-    cli.env["ENV"] = "/dev/null"
-    cli.env["SHELL"] = "/bin/sh"
-    return ["sh"]
+    cli.env["SHELL"] = "/bin/sh"  # what `n` starts
+    return prompt_shell(cli)
 
 
 def start(cli: Cli, *args: str, rows: int = 24, cols: int = 80) -> Term:
-    return Term(cli.spawn(*args, rows=rows, cols=cols), cols, rows)
+    return Term(cli, *args, cols=cols, rows=rows)
 
 
 def selected(term: Term) -> str:
@@ -106,17 +45,17 @@ def two_sessions(cli: Cli) -> tuple[int, int]:
 def test_lists_sessions_with_preview_and_q_quits(cli: Cli) -> None:
     a, b = two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions", "ID  NAME", "web-42")
+    term.shows("tmuxish: 2 sessions", "ID  NAME", "web-42")
     assert selected(term).split()[:5] == [">", str(a), "web", "sh", "running"]
     assert term.line_with(f"  {b}  ").split()[:4] == [str(b), "-", "sh", "running"]
     assert term.line_with(f"session {a} (web), 80x24")
     assert term.screen.is_alt
     # j moves down and the preview follows the selection.
     term.send("j")
-    term.wait(f"session {b}, 80x24", "other-36", gone=("web-42",))
+    term.shows(f"session {b}, 80x24", "other-36", gone=("web-42",))
     assert selected(term).split()[1] == str(b)
     term.send("k")
-    term.wait("web-42", gone=("other-36",))
+    term.shows("web-42", gone=("other-36",))
     term.send("q")
     assert term.exit_status() == 0
     assert not term.screen.is_alt  # the terminal is back on its normal screen
@@ -129,19 +68,19 @@ def test_filter_then_enter_attaches_then_detach(cli: Cli) -> None:
     beta = cli.new(*sh, name="beta")
     cli.new(*sh)
     term = start(cli)
-    term.wait("tmuxish: 3 sessions")
+    term.shows("tmuxish: 3 sessions")
     term.send("bet")
-    term.wait("filter: bet", "1 shown", gone=("alpha",))
+    term.shows("filter: bet", "1 shown", gone=("alpha",))
     assert selected(term).split()[:3] == [">", str(beta), "beta"]
     term.send("\r")
-    term.wait(SHOWN, gone=("tmuxish: 3 sessions",))
+    term.shows(SHOWN, gone=("tmuxish: 3 sessions",))
     wait_for(lambda: cli.session(beta)["clients"] == 1, what="beta to have a client")
     # The relay is raw: typed bytes reach the shell, nothing stray came before them.
     term.send("echo in-$((2+3))\r")
-    text = term.wait("in-5")
+    text = term.shows("in-5")
     assert f"{PROMPT}echo in-$((2+3))" in text
     term.send(DETACH)
-    term.wait(f"[detached from session {beta}]")
+    term.shows(f"[detached from session {beta}]")
     assert term.exit_status() == 0
     assert cli.session(beta)["clients"] == 0
 
@@ -149,13 +88,13 @@ def test_filter_then_enter_attaches_then_detach(cli: Cli) -> None:
 def test_escape_backs_out_of_filter_then_quits(cli: Cli) -> None:
     two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions")
+    term.shows("tmuxish: 2 sessions")
     term.send("zzz")
-    term.wait("filter: zzz", "nothing matches the filter", "no session matches")
+    term.shows("filter: zzz", "nothing matches the filter", "no session matches")
     term.send("\x1b")  # stop typing: the filter stays, keys are commands again
-    term.wait("j/k/arrows move", "filter: zzz")
+    term.shows("j/k/arrows move", "filter: zzz")
     term.send("\x1b")  # clear the filter
-    term.wait("web-42", gone=("filter:",))
+    term.shows("web-42", gone=("filter:",))
     term.send("\x1b")  # quit
     assert term.exit_status() == 0
 
@@ -163,18 +102,18 @@ def test_escape_backs_out_of_filter_then_quits(cli: Cli) -> None:
 def test_x_asks_then_kills(cli: Cli) -> None:
     a, b = two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions")
+    term.shows("tmuxish: 2 sessions")
     term.send("j")
-    term.wait("other-36")
+    term.shows("other-36")
     term.send("x")
-    term.wait(f"kill session {b}? (y/n)")
+    term.shows(f"kill session {b}? (y/n)")
     term.send("n")
-    term.wait("j/k/arrows move", gone=("(y/n)",))
+    term.shows("j/k/arrows move", gone=("(y/n)",))
     assert len(cli.sessions()) == 2
     term.send("x")
-    term.wait(f"kill session {b}? (y/n)")
+    term.shows(f"kill session {b}? (y/n)")
     term.send("y")
-    term.wait(f"killed session {b}", "tmuxish: 1 session", "web-42")
+    term.shows(f"killed session {b}", "tmuxish: 1 session", "web-42")
     assert [s["id"] for s in cli.sessions()] == [a]
     term.send("q")
     assert term.exit_status() == 0
@@ -183,40 +122,40 @@ def test_x_asks_then_kills(cli: Cli) -> None:
 def test_n_starts_a_new_session_and_attaches(cli: Cli) -> None:
     two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions")
+    term.shows("tmuxish: 2 sessions")
     term.send("n")
-    term.wait(SHOWN, gone=("tmuxish: 2 sessions",))
+    term.shows(SHOWN, gone=("tmuxish: 2 sessions",))
     wait_for(lambda: len(cli.sessions()) == 3, what="a third session")
     new = cli.sessions()[-1]
     assert new["command"] == ["/bin/sh"] and new["clients"] == 1
     assert (new["cols"], new["rows"]) == (80, 24)
     term.send("echo new-$((3*3))\r")
-    term.wait("new-9")
+    term.shows("new-9")
     term.send(DETACH)
-    term.wait(f"[detached from session {new['id']}]")
+    term.shows(f"[detached from session {new['id']}]")
     assert term.exit_status() == 0
 
 
 def test_r_renames(cli: Cli) -> None:
     a, b = two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions")
+    term.shows("tmuxish: 2 sessions")
     term.send("r")
-    term.wait(f"new name for session {a}: web")  # the prompt starts with the current name
+    term.shows(f"new name for session {a}: web")  # the prompt starts with the current name
     term.send("\x15api\r")  # Ctrl-U clears it
-    term.wait(f"renamed session {a} to api", f"session {a} (api)")
+    term.shows(f"renamed session {a} to api", f"session {a} (api)")
     assert cli.session(a)["name"] == "api"
     term.send("j")
-    term.wait(f"session {b}, 80x24")
+    term.shows(f"session {b}, 80x24")
     term.send("r")
-    term.wait(f"new name for session {b}:", "Esc cancel")
+    term.shows(f"new name for session {b}:", "Esc cancel")
     term.send("api\r")  # taken: the server's error is shown, nothing changes
-    term.wait("already exists")
+    term.shows("already exists")
     assert cli.session(b)["name"] is None
     term.send("r")
-    term.wait(f"new name for session {b}:", "Esc cancel")
+    term.shows(f"new name for session {b}:", "Esc cancel")
     term.send("db\x1b")  # Esc cancels
-    term.wait("j/k/arrows move", gone=("new name",))
+    term.shows("j/k/arrows move", gone=("new name",))
     assert cli.session(b)["name"] is None
     term.send("q")
     assert term.exit_status() == 0
@@ -225,7 +164,7 @@ def test_r_renames(cli: Cli) -> None:
 def test_layout_follows_resize(cli: Cli) -> None:
     a, _ = two_sessions(cli)
     term = start(cli)
-    term.wait("tmuxish: 2 sessions", "web-42")
+    term.shows("tmuxish: 2 sessions", "web-42")
 
     def rule() -> str:
         return term.line_with(f"session {a} (web)")
@@ -248,12 +187,12 @@ def test_layout_follows_resize(cli: Cli) -> None:
 def test_attach_without_target_opens_chooser(cli: Cli) -> None:
     a, _ = two_sessions(cli)
     term = start(cli, "attach")
-    term.wait("tmuxish: 2 sessions", "web-42")
+    term.shows("tmuxish: 2 sessions", "web-42")
     term.send("\r")
-    term.wait(SHOWN, gone=("tmuxish: 2 sessions",))
+    term.shows(SHOWN, gone=("tmuxish: 2 sessions",))
     wait_for(lambda: cli.session(a)["clients"] == 1, what="a client on session a")
     term.send(DETACH)
-    term.wait(f"[detached from session {a}]")
+    term.shows(f"[detached from session {a}]")
     assert term.exit_status() == 0
 
 
@@ -267,11 +206,11 @@ def test_attach_without_terminal_keeps_old_behaviour(cli: Cli) -> None:
 def test_one_session_attaches_directly(cli: Cli) -> None:
     sid = cli.new(*shell(cli))
     term = start(cli)
-    term.wait(SHOWN)
+    term.shows(SHOWN)
     wait_for(lambda: cli.session(sid)["clients"] == 1, what="a client")
-    assert "tmuxish:" not in term.pump()
+    assert "tmuxish:" not in term.text()
     term.send(DETACH)
-    term.wait(f"[detached from session {sid}]")
+    term.shows(f"[detached from session {sid}]")
     assert term.exit_status() == 0
 
 
@@ -279,13 +218,13 @@ def test_no_session_starts_one(cli: Cli) -> None:
     shell(cli)
     assert cli.server_pid() is None
     term = start(cli)
-    term.wait(SHOWN)
+    term.shows(SHOWN)
     sessions = wait_for(cli.sessions, what="a session")
     assert len(sessions) == 1 and sessions[0]["command"] == ["/bin/sh"]
     term.send("echo first-$((1+1))\r")
-    term.wait("first-2")
+    term.shows("first-2")
     term.send(DETACH)
-    term.wait(f"[detached from session {sessions[0]['id']}]")
+    term.shows(f"[detached from session {sessions[0]['id']}]")
     assert term.exit_status() == 0
 
 
@@ -294,15 +233,15 @@ def test_exited_session_is_listed_and_cannot_be_attached(cli: Cli) -> None:
     gone = cli.new("sh", "-c", "exit 3")
     wait_for(lambda: cli.session(gone)["status"] == "exited", what="the session to exit")
     term = start(cli)
-    term.wait("tmuxish: 3 sessions", "exited (3)")
+    term.shows("tmuxish: 3 sessions", "exited (3)")
     term.send("3")  # type to filter by id
-    term.wait("1 shown")
+    term.shows("1 shown")
     term.send("\r")
-    term.wait(f"session {gone} has exited; x removes it")
+    term.shows(f"session {gone} has exited; x removes it")
     term.send("\x1bx")
-    term.wait(f"remove exited session {gone}? (y/n)")
+    term.shows(f"remove exited session {gone}? (y/n)")
     term.send("y")
-    term.wait("tmuxish: 2 sessions")
+    term.shows("tmuxish: 2 sessions")
     assert gone not in [s["id"] for s in cli.sessions()]
     term.send("q")
     assert term.exit_status() == 0
