@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,35 @@ class Cli:
         return child
 
     children: list[Any]
+
+
+@contextlib.asynccontextmanager
+async def serving(path: Path, threaded: bool | None = None) -> AsyncIterator[Any]:
+    """An in-process server on ``path`` (``threaded``: force how screen models are fed)."""
+    from tmuxish.server.daemon import Server
+
+    srv = Server(path)
+    if threaded is not None:
+        srv.threaded_screens = threaded
+    task = asyncio.ensure_future(srv.serve(srv.bind()))
+    try:
+        yield srv
+    finally:
+        srv.request_stop()
+        await asyncio.wait_for(task, DEADLINE)
+
+
+def coloured_lines(count: int) -> str:
+    """Python code that prints ``line-0`` .. ``line-{count-1}``, each in its own colour and in
+    blocks of 1000 lines, then ``DONE``, then idles: dense output a screen model parses slowly."""
+    return (
+        "import sys, time\n"
+        f"for j in range(0, {count}, 1000):\n"
+        "    sys.stdout.write(''.join("
+        f"f'\\x1b[1;3{{i % 8}}mline-{{i}}\\x1b[0m\\n' for i in range(j, min(j + 1000, {count}))))\n"
+        "sys.stdout.write('DONE\\n'); sys.stdout.flush()\n"
+        "time.sleep(1000)\n"
+    )
 
 
 def stop_server(cli: Cli) -> None:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE
+from helpers import serving
 
 from tmuxish.server.daemon import Server
 
 
 @pytest.fixture
 async def server(sock_dir: Path) -> AsyncIterator[Server]:
-    srv = Server(sock_dir / "s")
-    task = asyncio.ensure_future(srv.serve(srv.bind()))
-    try:
+    async with serving(sock_dir / "s") as srv:
         yield srv
-    finally:
-        srv.request_stop()
-        await asyncio.wait_for(task, DEADLINE)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, proto_connect
+from helpers import DEADLINE, coloured_lines, proto_connect, serving
 
 pytest.importorskip("pyghostty")
 
@@ -39,14 +39,8 @@ async def compacting_server(
 
     monkeypatch.setattr(Screen, "compact", recording_compact)
     monkeypatch.setattr(session_mod, "COMPACT_IDLE", 0.05)
-    srv = Server(sock_dir / "s")
-    srv.threaded_screens = request.param == "thread"
-    task = asyncio.ensure_future(srv.serve(srv.bind()))
-    try:
+    async with serving(sock_dir / "s", threaded=request.param == "thread") as srv:
         yield srv, done
-    finally:
-        srv.request_stop()
-        await asyncio.wait_for(task, DEADLINE)
 
 
 async def _until_compacted(done: list[bool], after: int) -> None:
@@ -64,13 +58,7 @@ async def test_quiet_session_compacts_and_history_survives(
 ) -> None:
     srv, done = compacting_server
     c = await proto_connect(srv.socket_path)
-    producer = (
-        "import sys, time\n"
-        "sys.stdout.write(''.join(\n"
-        f"    f'\\x1b[3{{i % 8}}mline-{{i}}\\x1b[0m\\n' for i in range({LINES})))\n"
-        "sys.stdout.write('DONE\\n'); sys.stdout.flush()\n"
-        "time.sleep(1000)\n"
-    )
+    producer = coloured_lines(LINES)
     await c.request("new", command=[sys.executable, "-c", producer], cols=80, rows=24)
     watcher = await proto_connect(srv.socket_path)
     await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, proto_connect
+from helpers import coloured_lines, proto_connect, serving
 
 from tmuxish.server.daemon import Server
 from tmuxish.server.screen import Screen
@@ -23,7 +23,6 @@ LINES = 50000
 async def feeding_server(
     request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Server]:
-    import asyncio
 
     # A model slower than the relay, as libghostty is on dense colour output: the worker falls
     # behind by many chunks, which is what attach has to get right.
@@ -34,27 +33,14 @@ async def feeding_server(
         time.sleep(0.005)
 
     monkeypatch.setattr(Screen, "feed", slow_feed)
-    srv = Server(sock_dir / "s")
-    srv.threaded_screens = request.param == "thread"
-    task = asyncio.ensure_future(srv.serve(srv.bind()))
-    try:
+    async with serving(sock_dir / "s", threaded=request.param == "thread") as srv:
         yield srv
-    finally:
-        srv.request_stop()
-        await asyncio.wait_for(task, DEADLINE)
 
 
 async def test_attach_mid_flood_loses_and_repeats_nothing(feeding_server: Server) -> None:
     c = await proto_connect(feeding_server.socket_path)
     # Coloured lines, written in big blocks: faster than a worker-fed model can parse them.
-    producer = (
-        "import sys\n"
-        f"for j in range(0, {LINES}, 1000):\n"
-        "    sys.stdout.write(''.join("
-        "f'\\x1b[1;3{i % 8}mline-{i}\\x1b[0m\\n' for i in range(j, j + 1000)))\n"
-        "sys.stdout.write('DONE\\n'); sys.stdout.flush()\n"
-        "import time; time.sleep(1000)\n"
-    )
+    producer = coloured_lines(LINES)
     await c.request("new", command=[sys.executable, "-c", producer], cols=80, rows=24)
     watcher = await proto_connect(feeding_server.socket_path)
     await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
