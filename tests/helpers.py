@@ -147,6 +147,17 @@ def coloured_lines(count: int) -> str:
     )
 
 
+def detach(child: Any) -> None:
+    """Press the default detach keys in a pexpect client; it must say so and exit 0."""
+    import pexpect
+
+    child.send(b"\x10\x11")
+    child.expect_exact("[detached from session")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
 def stop_server(cli: Cli) -> None:
     pid = cli.server_pid()
     with contextlib.suppress(Exception):

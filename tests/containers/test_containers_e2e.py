@@ -15,15 +15,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pexpect
 import pytest
-from helpers import Cli, wait_for
+from helpers import Cli, detach, wait_for
 
 if TYPE_CHECKING:
     from tests.containers.conftest import BundleFactory, Containers, Runtime
 
 EXPECTED_PAYLOADS = {"runc": {"/dev/ptmx", "/dev/pts/ptmx"}, "crun": {" "}}
-DETACH = "\x10\x11"  # Ctrl-P Ctrl-Q
 
 
 def by_name(cli: Cli, name: str) -> dict[str, Any] | None:
@@ -53,14 +51,6 @@ def leftover_files(cli: Cli) -> list[str]:
 
 def shows(cli: Cli, name: str, text: str) -> bool:
     return text in cli.run("capture", name).stdout
-
-
-def detach(child: Any) -> None:
-    child.send(DETACH)
-    child.expect_exact("[detached from session")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
 
 
 def type_and_see(child: Any, a: int, b: int) -> None:

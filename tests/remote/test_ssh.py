@@ -9,12 +9,11 @@ from typing import Any
 
 import pexpect
 import pytest
-from helpers import Cli, wait_for
+from helpers import Cli, detach, wait_for
 from sshd_host import RemoteCli, Sshd, free_port, ssh_opts
 
 pytestmark = pytest.mark.timeout(120)
 
-DETACH = b"\x10\x11"
 
 
 def test_new_ls_attach_type_resize_detach(remote: RemoteCli, cli: Cli) -> None:
@@ -32,11 +31,7 @@ def test_new_ls_attach_type_resize_detach(remote: RemoteCli, cli: Cli) -> None:
     wait_for(lambda: cli.session(sid)["cols"] == 91, 15, "the resize to reach the far side")
     child.send(b"stty size\r")
     child.expect(b"33 91")
-    child.send(DETACH)
-    child.expect(rb"\[detached")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    detach(child)
     assert cli.session(sid)["status"] == "running"
     assert cli.session(sid)["clients"] == 0
 
@@ -149,11 +144,7 @@ def test_chooser_over_ssh(remote: RemoteCli, cli: Cli) -> None:
     wait_for(lambda: cli.session(other)["clients"] == 1, 15, "the chooser to attach db")
     child.send(b"echo chosen-$((3*3))\r")
     child.expect(b"chosen-9")
-    child.send(DETACH)
-    child.expect(rb"\[detached")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    detach(child)
 
 
 def test_attached_over_ssh_survives_a_server_upgrade(remote: RemoteCli, cli: Cli) -> None:
@@ -166,7 +157,4 @@ def test_attached_over_ssh_survives_a_server_upgrade(remote: RemoteCli, cli: Cli
     wait_for(lambda: cli.session(sid)["clients"] == 1, 20, "the remote client to reconnect")
     child.send(b"echo after-$((2*22))\r")
     child.expect(b"after-44")
-    child.send(DETACH)
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    detach(child)
