@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tmuxish.client.connection import Connection
 from tmuxish.errors import ServerNotRunning
@@ -13,20 +16,31 @@ from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
 
 START_TIMEOUT = 10.0
 
+T = TypeVar("T")
+
 
 def connect(
     socket_path: Path, start: bool = False, pass_fds: tuple[int, ...] = ()
 ) -> Connection:
     """Connect to the server on ``socket_path``; with ``start``, launch one if none answers."""
+    return _reach(socket_path, start, lambda: Connection.open(socket_path, pass_fds=pass_fds))
+
+
+def dial(socket_path: Path, start: bool = False) -> socket.socket:
+    """Like ``connect``, but the bare socket, not greeted (for `dial-stdio` to pass through)."""
+    return _reach(socket_path, start, lambda: Connection.dial(socket_path))
+
+
+def _reach(socket_path: Path, start: bool, attempt: Callable[[], T]) -> T:
     if is_default_dir(socket_path.parent):
         ensure_private_dir(socket_path.parent)
     try:
-        return Connection.open(socket_path, pass_fds=pass_fds)
+        return attempt()
     except ServerNotRunning:
         if not start:
             raise
     spawn_server(socket_path)
-    return wait_for_server(socket_path, pass_fds=pass_fds)
+    return _wait_for_server(socket_path, attempt)
 
 
 def spawn_server(socket_path: Path) -> None:
@@ -47,14 +61,14 @@ def spawn_server(socket_path: Path) -> None:
         )
 
 
-def wait_for_server(
-    socket_path: Path, timeout: float = START_TIMEOUT, pass_fds: tuple[int, ...] = ()
-) -> Connection:
+def _wait_for_server(
+    socket_path: Path, attempt: Callable[[], T], timeout: float = START_TIMEOUT
+) -> T:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
         try:
-            return Connection.open(socket_path, pass_fds=pass_fds)
+            return attempt()
         except ServerNotRunning:
             if time.monotonic() > deadline:
                 raise ServerNotRunning(

@@ -17,7 +17,6 @@ import shlex
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -28,7 +27,6 @@ from tmuxish.errors import (
     ProgramNotFound,
     RemoteError,
     ServerGone,
-    ServerNotRunning,
     TmuxishError,
     UsageError,
 )
@@ -189,38 +187,16 @@ def dial_stdio(socket_path: Path, start: bool) -> int:
     A failure to reach the server is sent as a protocol ERROR, so the far client reports it as
     if it had connected itself.
     """
+    from tmuxish.client.autostart import dial
+
     try:
-        sock = _server_socket(socket_path, start)
+        sock = dial(socket_path, start)
     except TmuxishError as exc:
         _write_all(1, protocol.encode([protocol.ERROR, None, exc.code, str(exc)]))
         return exc.exit_status
     with sock:
         _copy(sock)
     return 0
-
-
-def _server_socket(socket_path: Path, start: bool) -> socket.socket:
-    from tmuxish.client.autostart import START_TIMEOUT, spawn_server
-    from tmuxish.paths import ensure_private_dir, is_default_dir
-
-    if is_default_dir(socket_path.parent):
-        ensure_private_dir(socket_path.parent)
-    try:
-        return Connection.dial(socket_path)
-    except ServerNotRunning:
-        if not start:
-            raise
-    spawn_server(socket_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    delay = 0.002
-    while True:
-        try:
-            return Connection.dial(socket_path)
-        except ServerNotRunning:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def _copy(sock: socket.socket) -> None:
