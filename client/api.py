@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from tmuxish import __version__, protocol
+from tmuxish.client.connection import server_messages
 from tmuxish.errors import (
     PermissionDenied,
     ServerGone,
@@ -709,12 +710,7 @@ async def _open_stream(
                 raise ServerGone("the server did not answer in time") from exc
             except OSError as exc:
                 raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
-            if not data:
-                raise ServerGone("the server closed the connection")
-            try:
-                pending.extend(decoder.feed(data))
-            except protocol.ProtocolError as exc:
-                raise ServerGone(f"the server sent garbage: {exc}") from exc
+            pending.extend(server_messages(decoder, data))
         info = _check_hello(pending.popleft())
     except BaseException:
         writer.close()
@@ -865,12 +861,7 @@ class AttachStream(_StreamView):
                 data = await self._reader.read(RECV_SIZE)
             except OSError as exc:
                 raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
-            if not data:
-                raise ServerGone("the server closed the connection")
-            try:
-                self._pending.extend(self._decoder.feed(data))
-            except protocol.ProtocolError as exc:
-                raise ServerGone(f"the server sent garbage: {exc}") from exc
+            self._pending.extend(server_messages(self._decoder, data))
 
     async def _send(self, frame: bytes) -> None:
         if self._closed:

@@ -24,6 +24,16 @@ from tmuxish.errors import (
 RECV_SIZE = 262144
 
 
+def server_messages(decoder: protocol.Decoder, data: bytes) -> list[protocol.Message]:
+    """The messages in one read from the server; ServerGone if it closed or sent garbage."""
+    if not data:
+        raise ServerGone("the server closed the connection")
+    try:
+        return list(decoder.feed(data))
+    except protocol.ProtocolError as exc:
+        raise ServerGone(f"the server sent garbage: {exc}") from exc
+
+
 class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -112,12 +122,7 @@ class Connection:
             raise  # an OSError too, but what a timeout means is the caller's call
         except OSError as exc:
             raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
-        if not data:
-            raise ServerGone("the server closed the connection")
-        try:
-            self.pending.extend(self.decoder.feed(data))
-        except protocol.ProtocolError as exc:
-            raise ServerGone(f"the server sent garbage: {exc}") from exc
+        self.pending.extend(server_messages(self.decoder, data))
 
     def recv(self) -> protocol.Message:
         while not self.pending:
