@@ -272,9 +272,8 @@ class Screen:
         # Lines are left uncapped: the line cap is slow in 0.1.3; the byte cap bounds memory.
         # libghostty prunes whole pages (~400 KB), so any budget but 0 keeps at least one page
         # (~800 rows of 80 columns); 0 turns history off.
-        self._set(
-            c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, ffi.new("size_t*", max(history_bytes, 0))
-        )
+        self._history_cap = ffi.new("size_t*", max(history_bytes, 0))
+        self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
         self._set(
             c.GHOSTTY_TERMINAL_OPT_CONTINUATION_MAX_BYTES,
             ffi.new("size_t*", CONTINUATION_MAX_BYTES),
@@ -360,6 +359,11 @@ class Screen:
         if res != c.GHOSTTY_SUCCESS:
             raise ValueError(f"cannot resize the screen model to {cols}x{rows}: {res}")
         self._cols, self._rows = cols, rows
+        # libghostty 0.1.3 loses track of its scrollback budget across reflows: after a few
+        # resizes with output in between, history grew without bound (measured: 885 rows of
+        # budget became 57,000 after 20 resizes; a soak server passed 1 GiB). Setting the cap
+        # again re-establishes it.
+        self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
 
     def _add_response(self, data: bytes) -> None:
         if len(self._responses) + len(data) > MAX_RESPONSE_BYTES:

@@ -93,9 +93,10 @@ def test_soak(kit: Kit) -> None:
         d.stop()
         warm.close()
     wait_for(lambda: all(s["clients"] == 0 for s in cli.sessions()), 10, "no clients")
-    # Reflowing a full scrollback at a new width allocates a new copy; the allocator settles
-    # some tens of MiB above a never-resized server. Reach that steady state first, and compare
-    # memory with every session at the same size before and after.
+    # Reflowing a full scrollback at a new width allocates a new copy; reach the allocator's
+    # steady state first, and compare memory with every session at the same size before and
+    # after. (This test once allowed 24 MiB of growth "for reflows"; the growth was libghostty
+    # losing its scrollback cap across resizes, see Screen.resize.)
     sizer = kit.raw()
     for _ in range(30):
         for sid in sids.values():
@@ -164,4 +165,4 @@ def test_soak(kit: Kit) -> None:
         f"terminals; server RSS {base_rss:.1f} -> {after:.1f} MiB, fds {base_fds} -> "
         f"{fd_count(pid)}"
     )
-    assert after - base_rss < 24, f"server RSS grew {after - base_rss:.1f} MiB"
+    assert after - base_rss < 12, f"server RSS grew {after - base_rss:.1f} MiB"

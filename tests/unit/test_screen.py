@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -518,6 +519,23 @@ def test_history_byte_budget_bounds_memory() -> None:
     assert src.history_rows < 3000
     assert src.history_rows <= rows_base + 200
     assert rss() - base < 20 * 1024 * 1024
+
+
+def test_history_budget_survives_resizes_with_output_in_between() -> None:
+    # Clients attach at every size; without the cap re-applied after each reflow, libghostty
+    # 0.1.3 let this history reach ~57,000 rows (65x its budget) and a soak server passed 1 GiB.
+    src = Screen(80, 24, history_bytes=1_000_000)
+    output = numbered(20_000)
+    for _ in range(3):
+        src.feed(output)
+    budget = src.history_rows
+    rnd = random.Random(1)
+    for _ in range(20):
+        src.resize(rnd.randint(20, 250), rnd.randint(5, 70))
+        src.feed(output)
+    src.resize(80, 24)
+    src.feed(output)
+    assert src.history_rows < 2 * budget, (budget, src.history_rows)
 
 
 def test_history_budget_zero_keeps_no_history() -> None:
