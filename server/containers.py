@@ -162,8 +162,9 @@ class InitWatch:
     process as its parent for a moment, so ``waitpid`` fails (ECHILD) although the exit status will
     come to us once that parent exits and the zombie is re-parented to us (the subreaper). So on
     an unknown status, while the init is still a zombie whose parent is one of our descendants,
-    watch that parent and look again when it exits; watching is never interrupted, so the sweep
-    cannot reap the init in between.
+    watch that parent and look again when it exits. Meanwhile the init is held back from the
+    reaper's sweep (``Reaper.hold``): once re-parented it is our unwatched zombie, and a sweep
+    after any other child's exit reaped it, losing its status (``wait`` then said 0).
     """
 
     MAX_HOPS = 16
@@ -181,6 +182,7 @@ class InitWatch:
     def _exited(self, pid: int, code: int | None) -> None:
         if code is None and self._hops < self.MAX_HOPS and self._retry():
             return
+        self._reaper.release(pid)
         self.done = True
         self.code = code
         if code is None:
@@ -204,6 +206,9 @@ class InitWatch:
         if not _is_descendant(parent):
             return False
         log.debug("container init %d: waiting for its parent %d to exit", self.pid, parent)
+        # Once that parent exits the init is our zombie, unwatched until _parent_exited runs:
+        # a sweep in between (after any other child's exit) would reap it and lose its status.
+        self._reaper.hold(self.pid)
         self._reaper.watch(parent, self._parent_exited)
         return True
 

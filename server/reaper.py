@@ -25,6 +25,8 @@ SWEEP_INTERVAL = 10.0
 class Reaper:
     def __init__(self) -> None:
         self._watched: dict[int, tuple[int, ExitCallback]] = {}
+        #: Exited children whose status someone will collect later: the sweep leaves them.
+        self._held: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -50,6 +52,13 @@ class Reaper:
             return
         self._watched[pid] = (pidfd, callback)
         self._loop.add_reader(pidfd, self._on_exit, pid)
+
+    def hold(self, pid: int) -> None:
+        """Keep the sweep from reaping ``pid`` while it is not watched (until ``release``)."""
+        self._held.add(pid)
+
+    def release(self, pid: int) -> None:
+        self._held.discard(pid)
 
     def unwatch(self, pid: int) -> None:
         entry = self._watched.pop(pid, None)
@@ -87,7 +96,7 @@ class Reaper:
     def sweep(self) -> None:
         """Reap exited children nobody watches (orphans adopted as a subreaper)."""
         for pid in _children():
-            if pid in self._watched:
+            if pid in self._watched or pid in self._held:
                 continue
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
