@@ -248,6 +248,9 @@ def format_table(sessions: list[dict[str, Any]]) -> str:
         if s["status"] == "running" and not s.get("screen", True):
             # No repaint and no capture for this one: say so where users look.
             status += " (no screen)"
+        elif s["status"] == "running" and s.get("screen_behind"):
+            # Output outran the screen model; it resyncs from the tail once output pauses.
+            status += " (screen behind)"
         command = " ".join(s["command"])
         if len(command) > 40:
             command = command[:39] + "…"

@@ -31,21 +31,21 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Connection, dict[str, Any]], Any]
 
 
-def _threaded_default(setting: str) -> bool:
-    """Whether to feed screen models on the worker thread: "1"/"0", else by CPU count.
+#: How screen models are fed (TMUXISH_SCREEN_FEED): see ``_screen_feeding``.
+SCREEN_FEEDINGS = ("paced", "inline", "thread")
 
-    The worker only pays when it gets a core of its own: measured on 2 CPUs, inline feeding
-    relayed dense SGR output at 0.43-0.49x dtach against 0.30-0.32x threaded (the program, the
-    relay and the terminal already keep both cores busy), with no loss in key echo latency.
-    From 4 CPUs on it can have one; that side is reasoned, not measured (no such machine here).
+
+def _screen_feeding(setting: str) -> str:
+    """How to feed screen models: "paced" (default), "inline" or "thread".
+
+    paced (server/pacing.py): on the loop, after the relay, within a share of its time while
+    the program floods; a model that falls far behind skips to the tail of the output. inline:
+    every chunk as it is relayed; the model is never behind, and dense colour output moves at
+    about half speed. thread: a worker thread, with the program held back while it catches up;
+    measured on 2 CPUs it was slower than inline (dense SGR at 0.30x dtach against 0.43x: the
+    worker, the program and the terminal share the cores and the loop waits for the GIL).
     """
-    if setting in ("0", "1"):
-        return setting == "1"
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = os.cpu_count() or 1
-    return cpus >= 4
+    return setting if setting in SCREEN_FEEDINGS else "paced"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -77,8 +77,8 @@ class Server:
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
         self.feeder = Feeder()
-        #: Feed screen models on the worker thread or inline on the loop (TMUXISH_SCREEN_THREAD).
-        self.threaded_screens = _threaded_default(os.environ.get("TMUXISH_SCREEN_THREAD", ""))
+        #: How screen models are fed: "paced", "inline" or "thread" (TMUXISH_SCREEN_FEED).
+        self.screen_feeding = _screen_feeding(os.environ.get("TMUXISH_SCREEN_FEED", ""))
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
@@ -89,7 +89,11 @@ class Server:
     @property
     def session_feeder(self) -> Feeder | None:
         """The feeder new sessions use for their screen model, or None to feed inline."""
-        return self.feeder if self.threaded_screens else None
+        return self.feeder if self.screen_feeding == "thread" else None
+
+    @property
+    def paced_screens(self) -> bool:
+        return self.screen_feeding == "paced"
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -172,6 +176,8 @@ class Server:
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         # Let every screen model catch up so the carried-over state is complete.
+        for session in self.registry:
+            session.settle_screen()
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.feeder.stop()

@@ -129,6 +129,7 @@ class Handlers:
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
             feeder=server.session_feeder,
+            paced=server.paced_screens,
         )
         log_path = _str_or_none(args, "log")
         if log_path:
@@ -273,6 +274,7 @@ class Handlers:
             session.release()
 
     def _capture(self, session: Session, args: dict[str, Any]) -> str:
+        session.settle_screen()  # an exited session's model may still have output to parse
         if session.screen is None:
             raise TmuxishError(
                 f"session {session.id} has no screen model ({session.screen_error}); "

@@ -17,6 +17,7 @@ from tmuxish import protocol
 from tmuxish.errors import SessionExited
 from tmuxish.server import pty
 from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
+from tmuxish.server.pacing import PacedScreen
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
 
@@ -92,6 +93,7 @@ class Session:
         on_exit: Callable[[Session], None] | None = None,
         extra: dict[str, Any] | None = None,
         feeder: Feeder | None = None,
+        paced: bool = False,
     ) -> None:
         self.id = sid
         self.name = name
@@ -104,6 +106,8 @@ class Session:
         self.screen = screen
         if screen is not None and feeder is not None:
             self.screen = ThreadedScreen(screen, feeder, loop, self._screen_event)
+        elif screen is not None and paced:
+            self.screen = PacedScreen(screen, loop, self._screen_event)
         #: Reasons not to read the PTY besides slow clients: quiesce holds, a full feed queue.
         self._holds = 0
         self._feed_full = False
@@ -159,6 +163,7 @@ class Session:
             "rows": self.rows,
             "created": self.created.isoformat(timespec="seconds"),
             "screen": self.screen is not None,
+            "screen_behind": isinstance(self.screen, PacedScreen) and self.screen.behind,
             "policy": self.policy,
             **self.extra,
         }
@@ -300,6 +305,9 @@ class Session:
             self._compact_timer = self._loop.call_later(
                 COMPACT_IDLE, self._compact_when_quiet, self._relays
             )
+        if isinstance(screen, PacedScreen):
+            screen.feed(data)
+            return
         if isinstance(screen, ThreadedScreen):
             screen.feed(data)
             if screen.backlog > FEED_HIGH and not self._feed_full and not screen.ask_low():
@@ -355,6 +363,8 @@ class Session:
 
     def _drop_screen(self, reason: str) -> None:
         log.warning("session %d: screen model off: %s", self.id, reason)
+        if isinstance(self.screen, PacedScreen):
+            self.screen.failed = self.screen.failed or reason
         self.screen = None
         self.screen_error = reason
 
@@ -401,6 +411,8 @@ class Session:
         compact = getattr(screen, "compact", None)
         if compact is None:
             return
+        if relays == self._relays and isinstance(screen, PacedScreen) and not screen.idle:
+            screen.catch_up()  # output paused: parse what the model let wait, or resync
         if relays != self._relays:
             # Still printing: compressing now would slow the feed; look again later.
             self._compact_timer = self._loop.call_later(
@@ -446,7 +458,12 @@ class Session:
     def screen_settled(self) -> bool:
         """The screen model has seen every byte relayed so far."""
         screen = self.screen
-        return not isinstance(screen, ThreadedScreen) or screen.idle
+        return not isinstance(screen, ThreadedScreen | PacedScreen) or screen.idle
+
+    def settle_screen(self) -> None:
+        """Bring a loop-fed screen model level now (a worker-fed one needs ``quiesce``)."""
+        if isinstance(self.screen, PacedScreen):
+            self.screen.catch_up()
 
     async def quiesce(self) -> None:
         """Stop reading the PTY and wait until the screen model has caught up.
@@ -458,7 +475,7 @@ class Session:
         try:
             while True:
                 screen = self.screen
-                if not isinstance(screen, ThreadedScreen) or screen.ask_drained():
+                if not isinstance(screen, ThreadedScreen | PacedScreen) or screen.ask_drained():
                     return
                 waiter: asyncio.Future[None] = self._loop.create_future()
                 self._drain_waiters.append(waiter)
@@ -542,6 +559,11 @@ class Session:
         if self.screen is None:
             # No repaint to give: the new client's terminal would stay blank (or show whatever
             # was there) until the program happened to write, so every attach makes it redraw.
+            self._force_redraw()
+        elif isinstance(self.screen, PacedScreen) and self.screen.resynced:
+            # The model skipped output it fell behind on: a full-screen program's state may be
+            # in what it skipped, so it redraws once into the model and this client.
+            self.screen.resynced = False
             self._force_redraw()
         self.client_behind_changed()
         return initial

@@ -158,6 +158,7 @@ def restore(server: Server, state: dict[str, Any]) -> None:
             on_exit=server.session_exited,
             extra=item["extra"],
             feeder=server.session_feeder,
+            paced=server.paced_screens,
         )
         session.created = datetime.fromisoformat(item["created"])
         session.last_used = time.monotonic()

@@ -119,13 +119,14 @@ class Cli:
 
 
 @contextlib.asynccontextmanager
-async def serving(path: Path, threaded: bool | None = None) -> AsyncIterator[Any]:
-    """An in-process server on ``path`` (``threaded``: force how screen models are fed)."""
+async def serving(path: Path, feeding: str | None = None) -> AsyncIterator[Any]:
+    """An in-process server on ``path`` (``feeding``: "paced", "inline" or "thread", how its
+    screen models are fed; default as the server picks)."""
     from tmuxish.server.daemon import Server
 
     srv = Server(path)
-    if threaded is not None:
-        srv.threaded_screens = threaded
+    if feeding is not None:
+        srv.screen_feeding = feeding
     task = asyncio.ensure_future(srv.serve(srv.bind()))
     try:
         yield srv

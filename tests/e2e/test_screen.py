@@ -57,10 +57,10 @@ def test_reattach_shows_prior_output_and_prompt(cli: Cli, mode: str) -> None:
     again.detach()
 
 
-@pytest.mark.parametrize(("mode", "threaded"), [("direct", "0"), ("relay", "1")])
-def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str, threaded: str) -> None:
+@pytest.mark.parametrize(("mode", "feeding"), [("direct", "paced"), ("relay", "thread")])
+def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str, feeding: str) -> None:
     cli.env["TMUXISH_ATTACH_MODE"] = mode
-    cli.env["TMUXISH_SCREEN_THREAD"] = threaded
+    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     sid = cli.new(*shell(cli))
     text = tmp_path / "scr_vi.txt"
     text.write_text("vi-line-one\nvi-line-two\n")
@@ -100,11 +100,11 @@ def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str, threade
     term.detach()
 
 
-@pytest.mark.parametrize("threaded", ["0", "1"])
-def test_attach_with_another_size_repaints_at_that_size(cli: Cli, threaded: str) -> None:
+@pytest.mark.parametrize("feeding", ["paced", "thread"])
+def test_attach_with_another_size_repaints_at_that_size(cli: Cli, feeding: str) -> None:
     # With the screen model fed on a worker thread, the resize an attach causes used to be
     # queued behind the repaint taken in the same step: a repaint of the old size.
-    cli.env["TMUXISH_SCREEN_THREAD"] = threaded
+    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     sid = cli.new(*shell(cli))
     typed(cli, sid, "seq 1 40")
     wait_for(lambda: "40" in capture_lines(cli, str(sid)), 20, "seq output")
@@ -198,10 +198,10 @@ sys.exit(42 if cpr == b"\x1b[5;7R" and da.startswith(b"\x1b[?") else 1)
 """
 
 
-@pytest.mark.parametrize("threaded", ["0", "1"])
-def test_queries_answered_while_detached(cli: Cli, tmp_path: Path, threaded: str) -> None:
+@pytest.mark.parametrize("feeding", ["paced", "thread"])
+def test_queries_answered_while_detached(cli: Cli, tmp_path: Path, feeding: str) -> None:
     # Threaded, the replies come back from the feeder thread through the event loop.
-    cli.env["TMUXISH_SCREEN_THREAD"] = threaded
+    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     script = tmp_path / "scr_query.py"
     script.write_text(QUERIER)
     sid = cli.new(sys.executable, str(script))
@@ -212,11 +212,11 @@ def test_queries_answered_while_detached(cli: Cli, tmp_path: Path, threaded: str
     assert session["status"] == "exited" and session["clients"] == 0
 
 
-@pytest.mark.parametrize("threaded", ["0", "1"])
+@pytest.mark.parametrize("feeding", ["paced", "thread"])
 def test_queries_answered_with_only_a_read_only_client(
-    cli: Cli, tmp_path: Path, threaded: str
+    cli: Cli, tmp_path: Path, feeding: str
 ) -> None:
-    cli.env["TMUXISH_SCREEN_THREAD"] = threaded
+    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     # A read-only client's terminal answers too, but its input is dropped: the server must
     # answer for it, or the program waits for a reply that never comes.
     script = tmp_path / "scr_query.py"
@@ -299,3 +299,29 @@ def test_detach_resets_modes(cli: Cli, mode: str) -> None:
             assert raw.rfind(off.encode()) > raw.rfind(on.encode()) >= 0, (on, raw[-400:])
         assert not term.screen.mode(1000) and not term.screen.mode(2004)
     attached(cli, sid, 0)
+
+
+def test_a_flood_the_model_cannot_follow_is_shown_and_resynced(cli: Cli) -> None:
+    # Dense colour output from `yes`, far faster than the emulator's share of the server's time
+    # lets it parse: the model falls behind while the program runs on at full speed. Stopping
+    # it lets the model resync from the tail, and the screen is right again.
+    flood = escaped(b"\x1b[1;31mred\x1b[0m \x1b[4munderlined\x1b[0m \x1b[42mgreen\x1b[0m")
+    # SIGINT may cut `yes` off inside an escape sequence: CAN ends it, as a terminal would.
+    trap = 'trap "printf \'\\030\\n\'; echo stopped-\\$((6*7))" INT'
+    script = f'{trap}; yes "$(printf \'{flood}\')"; sleep 1000'
+    sid = cli.new("sh", "-c", script)
+    wait_for(lambda: "(screen behind)" in cli.run("ls").stdout, 20, "ls to say the model is behind")
+    [info] = json.loads(cli.run("ls", "--json").stdout)
+    assert info["screen_behind"] is True and info["status"] == "running"
+    cli.run("send", str(sid), "C-c")
+
+    def stopped() -> list[str] | None:
+        lines = [line for line in capture_lines(cli, str(sid)) if line]
+        return lines if lines and lines[-1].endswith("stopped-42") else None
+
+    lines = wait_for(stopped, 20, "the program's last words on the captured screen")
+    # The whole screen is the flood's last lines, then the ^C echo and the trap's words.
+    # (The echoed ^C may cut a line short, or wrap at the margin: the last two lines vary.)
+    assert all(line == "red underlined green" for line in lines[:-2]), lines
+    assert len(lines) >= 22, lines
+    wait_for(lambda: "(screen behind)" not in cli.run("ls").stdout, 20, "the model to resync")

@@ -24,7 +24,7 @@ from tmuxish.server.screen import Screen
 LINES = 3000
 
 
-@pytest.fixture(params=["inline", "thread"])
+@pytest.fixture(params=["paced", "thread"])
 async def compacting_server(
     request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Server, list[bool]]]:
@@ -39,7 +39,7 @@ async def compacting_server(
 
     monkeypatch.setattr(Screen, "compact", recording_compact)
     monkeypatch.setattr(session_mod, "COMPACT_IDLE", 0.05)
-    async with serving(sock_dir / "s", threaded=request.param == "thread") as srv:
+    async with serving(sock_dir / "s", feeding=request.param) as srv:
         yield srv, done
 
 

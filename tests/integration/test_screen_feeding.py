@@ -19,7 +19,7 @@ from tmuxish.server.screen import Screen
 LINES = 50000
 
 
-@pytest.fixture(params=["inline", "thread"])
+@pytest.fixture(params=["inline", "paced", "thread"])
 async def feeding_server(
     request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Server]:
@@ -33,7 +33,7 @@ async def feeding_server(
         time.sleep(0.005)
 
     monkeypatch.setattr(Screen, "feed", slow_feed)
-    async with serving(sock_dir / "s", threaded=request.param == "thread") as srv:
+    async with serving(sock_dir / "s", feeding=request.param) as srv:
         yield srv
 
 
