@@ -23,6 +23,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tmuxish.server.feeder import EventCallback
@@ -30,7 +31,7 @@ from tmuxish.server.feeder import EventCallback
 log = logging.getLogger(__name__)
 
 #: The share of wall-clock time the model may take while the program floods the relay.
-SHARE = 0.15
+SHARE = 0.10
 #: Credit banked while output is quiet, so a short burst is parsed as it comes (seconds).
 BANK = 0.02
 #: No output for this long (seconds) and the backlog is parsed at once, whatever the budget.
@@ -88,10 +89,14 @@ class PacedScreen:
         screen: Any,
         loop: asyncio.AbstractEventLoop,
         on_event: EventCallback,
+        reading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.inner = screen
         self._loop = loop
         self._on_event = on_event
+        #: Whether the session reads its PTY: no output while it does not (clients behind) is
+        #: no pause, and parsing then would take the time the relay waits to get.
+        self._reading = reading
         #: Chunks relayed; the drain compares it to tell a pause in output from a flood.
         self._chunks = 0
         self._pending: collections.deque[bytes] = collections.deque()
@@ -156,7 +161,7 @@ class PacedScreen:
 
     def _drain(self, chunks: int) -> None:
         self._drain_handle = None
-        if chunks == self._chunks:
+        if chunks == self._chunks and self._reading():
             self._feed_pending()  # output paused: the loop has nothing better to do
             return
         while self._pending and self.failed is None:

@@ -107,7 +107,7 @@ class Session:
         if screen is not None and feeder is not None:
             self.screen = ThreadedScreen(screen, feeder, loop, self._screen_event)
         elif screen is not None and paced:
-            self.screen = PacedScreen(screen, loop, self._screen_event)
+            self.screen = PacedScreen(screen, loop, self._screen_event, lambda: self._reading)
         #: Reasons not to read the PTY besides slow clients: quiesce holds, a full feed queue.
         self._holds = 0
         self._feed_full = False
