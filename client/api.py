@@ -47,6 +47,7 @@ from tmuxish.errors import (
     VersionMismatch,
     from_code,
 )
+from tmuxish.keynames import send_args
 from tmuxish.paths import ensure_private_dir, is_default_dir, resolve_socket
 
 if TYPE_CHECKING:
@@ -225,22 +226,6 @@ def new_args(
     if window_size is not None:
         args["window_size"] = window_size
     return args
-
-
-def send_args(keys: Keys, literal: bool = False) -> dict[str, Any]:
-    """The ``send`` request's arguments: bytes as they are, a str as UTF-8 text, a list as key
-    names. For key names that differ in application cursor mode (Up, Home, ...) the other form
-    rides along as ``app_data``; the server picks by the mode the program has set, as tmux does.
-    """
-    if isinstance(keys, (bytes, bytearray, memoryview)):
-        return {"data": bytes(keys)}
-    if isinstance(keys, str):
-        return {"data": keys.encode("utf-8", "surrogateescape")}
-    from tmuxish.keynames import keys_to_bytes
-
-    data = keys_to_bytes(list(keys), literal=literal)
-    app_data = keys_to_bytes(list(keys), literal=literal, app_cursor=True)
-    return {"data": data} if app_data == data else {"data": data, "app_data": app_data}
 
 
 def _compile(pattern: Pattern) -> re.Pattern[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from tmuxish.client.commands import format_age
+from tmuxish.client.listing import format_age
 from tmuxish.errors import ServerGone, SessionNotFound, TmuxishError
 
 if TYPE_CHECKING:

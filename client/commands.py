@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tmuxish import config
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
+from tmuxish.client.listing import format_table
 from tmuxish.errors import UsageError
 from tmuxish.paths import resolve_socket
 
@@ -221,55 +221,6 @@ def _connect_with_terminal(socket_path: Path, start: bool) -> Connection:
         return connect(socket_path, start=start, pass_fds=(fd,))
     finally:
         os.close(fd)
-
-
-def format_age(created: str, now: datetime) -> str:
-    """How long ago ``created`` (ISO 8601) was, in the largest whole unit: 42s, 5m, 3h, 2d."""
-    try:
-        then = datetime.fromisoformat(created)
-    except (TypeError, ValueError):
-        return "?"
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
-def format_table(sessions: list[dict[str, Any]]) -> str:
-    rows = [("ID", "NAME", "COMMAND", "STATUS", "CLIENTS", "SIZE", "AGE")]
-    for s in sessions:
-        status = s["status"] if s["status"] == "running" else f"exited ({s['exit_code']})"
-        if s["status"] == "running" and not s.get("screen", True):
-            # No repaint and no capture for this one: say so where users look.
-            status += " (no screen)"
-        elif s["status"] == "running" and s.get("screen_behind"):
-            # Output outran the screen model; it resyncs from the tail once output pauses.
-            status += " (screen behind)"
-        command = " ".join(s["command"])
-        if len(command) > 40:
-            command = command[:39] + "…"
-        rows.append(
-            (
-                str(s["id"]),
-                s["name"] or "-",
-                command,
-                status,
-                str(s["clients"]),
-                f"{s['cols']}x{s['rows']}",
-                format_age(s["created"], datetime.now(UTC)),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n"
-        for r in rows
-    )
 
 
 def _client(args: argparse.Namespace) -> SyncClient:

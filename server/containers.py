@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tmuxish.errors import BadRequest, ProgramNotFound, SessionExited, TmuxishError
-from tmuxish.paths import MAX_SOCKET_PATH
 from tmuxish.server import pty
 from tmuxish.server.console_socket import (
     ConsoleSocketError,
@@ -45,6 +44,7 @@ from tmuxish.server.policy import validate_policy
 from tmuxish.server.reaper import ExitCallback, Reaper
 from tmuxish.server.registry import validate_name
 from tmuxish.server.session import Session
+from tmuxish.sockets import MAX_SOCKET_PATH
 
 if TYPE_CHECKING:
     from tmuxish.server.connection import Connection

@@ -5,13 +5,17 @@ Kept light on imports: `ls`, `kill`, `send` and `capture` must start about as fa
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 from tmuxish import __version__
 from tmuxish.errors import TmuxishError
+
+#: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 EPILOG = """\
 examples:
@@ -23,14 +27,15 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # One line and exit status 2, like every other tmuxish error.
-        sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # here, not at the top: `ls`, `kill`, `send`, `capture` skip it (tmuxish.quick)
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            # One line and exit status 2, like every other tmuxish error.
+            sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
+            sys.exit(2)
+
     p = _Parser(
         prog="tmuxish",
         description="A terminal multiplexer: detachable sessions for programs and containers.",
@@ -81,10 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="size policy when several clients attach",
     )
     n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
-    n.add_argument("--log", dest="log", metavar="FILE",
-                   help="append the session's raw output to FILE (capped, one rotation)")
-    n.add_argument("--log-max", dest="log_max", metavar="BYTES", type=int,
-                   help="rotate the log past this size (default 64 MiB)")
+    n.add_argument(
+        "--log",
+        dest="log",
+        metavar="FILE",
+        help="append the session's raw output to FILE (capped, one rotation)",
+    )
+    n.add_argument(
+        "--log-max",
+        dest="log_max",
+        metavar="BYTES",
+        type=int,
+        help="rotate the log past this size (default 64 MiB)",
+    )
     n.add_argument(
         "--runtime",
         dest="runtime",
@@ -135,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd(
         "server", "run the server in the foreground (normally started on demand)", "tmuxish server"
     )
-    s.add_argument("action", nargs="?", choices=("run", "upgrade"), default="run",
-                   help="run (default) or upgrade: move the running server and every session "
-                   "to the installed version without stopping any program")
+    s.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "upgrade"),
+        default="run",
+        help="run (default) or upgrade: move the running server and every session "
+        "to the installed version without stopping any program",
+    )
     s.add_argument("--resume", dest="resume_fd", type=int, help=argparse.SUPPRESS)
 
     c = cmd("capture", "print a session's screen as text", "tmuxish capture -e 3")
@@ -227,7 +246,11 @@ def entry() -> None:
     Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
     which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
     """
-    code = main()
+    from tmuxish import quick
+
+    code = quick.run(sys.argv[1:])
+    if code is None:
+        code = main()
     try:
         sys.stdout.flush()
         sys.stderr.flush()

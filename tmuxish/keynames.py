@@ -13,10 +13,14 @@ parameter (``M-Up`` is ``ESC[1;3A``) rather than an ESC prefix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
-
 from tmuxish.errors import UsageError
+
+#: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Final
 
 #: xterm modifier parameter bits (the parameter sent is 1 + these).
 _SHIFT: Final = 1
@@ -208,3 +212,19 @@ def _modified_special(name: str, lower: str, modifiers: int) -> bytes:
 
 def _cannot(name: str) -> UsageError:
     return UsageError(f"cannot send key '{name}': no terminal sends that combination")
+
+
+def send_args(
+    keys: str | Sequence[str] | bytes | bytearray | memoryview, literal: bool = False
+) -> dict[str, Any]:
+    """The ``send`` request's arguments: bytes as they are, a str as UTF-8 text, a list as key
+    names. For key names that differ in application cursor mode (Up, Home, ...) the other form
+    rides along as ``app_data``; the server picks by the mode the program has set, as tmux does.
+    """
+    if isinstance(keys, bytes | bytearray | memoryview):
+        return {"data": bytes(keys)}
+    if isinstance(keys, str):
+        return {"data": keys.encode("utf-8", "surrogateescape")}
+    data = keys_to_bytes(list(keys), literal=literal)
+    app_data = keys_to_bytes(list(keys), literal=literal, app_cursor=True)
+    return {"data": data} if app_data == data else {"data": data, "app_data": app_data}

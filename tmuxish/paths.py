@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from tmuxish.errors import PermissionDenied, UsageError
-
-DEFAULT_NAME = "default"
-#: sun_path is 108 bytes on Linux including the terminating NUL.
-MAX_SOCKET_PATH = 107
+from tmuxish.errors import PermissionDenied
+from tmuxish.sockets import private_dir_problem, socket_directory, socket_location
 
 
 def socket_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "tmuxish"
-    return Path(f"/tmp/tmuxish-{os.getuid()}")
+    return Path(socket_directory(env))
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -33,39 +25,16 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def check_private_dir(path: Path) -> None:
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise PermissionDenied(f"socket directory {path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise PermissionDenied(
-            f"socket directory {path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-        )
-    if st.st_mode & 0o077:
-        raise PermissionDenied(
-            f"socket directory {path} is accessible by other users "
-            f"(mode {stat.S_IMODE(st.st_mode):o}); run 'chmod 700 {path}'"
-        )
+    problem = private_dir_problem(str(path))
+    if problem is not None:
+        raise PermissionDenied(problem)
 
 
 def resolve_socket(
     socket_path: str | None, socket_name: str | None, env: dict[str, str] | None = None
 ) -> Path:
     """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then default."""
-    env = dict(os.environ) if env is None else env
-    if socket_path:
-        path = Path(socket_path)
-    elif socket_name:
-        if "/" in socket_name or socket_name in ("", ".", ".."):
-            raise UsageError(f"invalid socket name {socket_name!r}")
-        path = socket_dir(env) / socket_name
-    elif env.get("TMUXISH_SOCKET"):
-        path = Path(env["TMUXISH_SOCKET"])
-    else:
-        path = socket_dir(env) / DEFAULT_NAME
-    path = Path(os.path.abspath(path))
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise UsageError(f"socket path too long for a unix socket ({len(str(path))} bytes): {path}")
-    return path
+    return Path(socket_location(socket_path, socket_name, env))
 
 
 def log_path(socket_path: Path) -> Path:

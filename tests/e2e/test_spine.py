@@ -261,3 +261,25 @@ def test_attach_modes(cli: Cli, mode: str) -> None:
     child.sendcontrol("q")
     child.expect_exact("[detached from session 1]")
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize(
+    "line", [["ls"], ["send", "1", "echo", "Enter"], ["capture", "1"], ["kill", "1"]]
+)
+def test_everyday_commands_stay_light(cli: Cli, line: list[str]) -> None:
+    # Issue 6: ls, kill, send and capture within 2.5x `python -c pass`. What they import decides
+    # it (argparse, pathlib and typing with re alone cost ~40 ms at a cold start); checked here by
+    # what is imported, the time itself is the benchmark's business.
+    cli.new("sh")
+    env = {**cli.env, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    def imports(argv: list[str]) -> set[str]:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=True)
+        return {row.split("|")[-1].strip() for row in proc.stderr.splitlines() if "|" in row}
+
+    # What this environment's site start-up imports anyway (an editable install's finder
+    # imports pathlib and typing) is not the command's doing.
+    imported = imports(cli.argv(*line)) - imports([sys.executable, "-P", "-c", "pass"])
+    assert "tmuxish.quick" in imported
+    heavy = {"argparse", "pathlib", "typing", "re", "dataclasses", "asyncio", "uvloop"}
+    assert not heavy & imported, sorted(heavy & imported)

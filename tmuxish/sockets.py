@@ -1,0 +1,61 @@
+"""Where the server's socket is, as plain strings: what `tmuxish.paths` builds on, and all the
+fast path of the everyday commands (``tmuxish.quick``) needs, without importing pathlib."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tmuxish.errors import UsageError
+
+DEFAULT_NAME = "default"
+#: sun_path is 108 bytes on Linux including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+def socket_directory(env: dict[str, str] | None = None) -> str:
+    """The per-user default directory: $XDG_RUNTIME_DIR/tmuxish, else /tmp/tmuxish-UID."""
+    env = dict(os.environ) if env is None else env
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return os.path.join(runtime, "tmuxish")
+    return f"/tmp/tmuxish-{os.getuid()}"
+
+
+def socket_location(
+    socket_path: str | None, socket_name: str | None, env: dict[str, str] | None = None
+) -> str:
+    """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then default."""
+    env = dict(os.environ) if env is None else env
+    if socket_path:
+        path = socket_path
+    elif socket_name:
+        if "/" in socket_name or socket_name in ("", ".", ".."):
+            raise UsageError(f"invalid socket name {socket_name!r}")
+        path = os.path.join(socket_directory(env), socket_name)
+    elif env.get("TMUXISH_SOCKET"):
+        path = env["TMUXISH_SOCKET"]
+    else:
+        path = os.path.join(socket_directory(env), DEFAULT_NAME)
+    path = os.path.abspath(path)
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise UsageError(f"socket path too long for a unix socket ({len(path)} bytes): {path}")
+    return path
+
+
+def private_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be trusted as a socket directory, or None if it is ours alone.
+    FileNotFoundError if it does not exist."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return f"socket directory {path} is not a directory"
+    if st.st_uid != os.getuid():
+        return (
+            f"socket directory {path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+        )
+    if st.st_mode & 0o077:
+        return (
+            f"socket directory {path} is accessible by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):o}); run 'chmod 700 {path}'"
+        )
+    return None
