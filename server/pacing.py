@@ -37,7 +37,7 @@ BANK = 0.02
 #: No output for this long (seconds) and the backlog is parsed at once, whatever the budget.
 QUIET = 0.005
 #: Output the model may be behind by before it lets go of it and resyncs later.
-BEHIND_LIMIT = 4 * 1024 * 1024
+BEHIND_LIMIT = 2 * 1024 * 1024
 #: Output kept while behind, to resync from: many screenfuls of even dense colour output.
 TAIL = 1024 * 1024
 #: How far into the tail to look for a line start to resync from (not mid-sequence).

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import coloured_lines, proto_connect, serving
 
+from tmuxish.server import pacing
 from tmuxish.server.daemon import Server
 from tmuxish.server.screen import Screen
 
@@ -33,6 +34,9 @@ async def feeding_server(
         time.sleep(0.005)
 
     monkeypatch.setattr(Screen, "feed", slow_feed)
+    # Paced, this is about catching up on a backlog, not about letting go of one (see
+    # test_screen_behind.py): keep the whole flood within the bound.
+    monkeypatch.setattr(pacing, "BEHIND_LIMIT", 256 * 1024 * 1024)
     async with serving(sock_dir / "s", feeding=request.param) as srv:
         yield srv
 
