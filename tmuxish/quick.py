@@ -91,12 +91,14 @@ def run(argv: Sequence[str]) -> int | None:
             result = conn.request(name, **args)
     except (TmuxishError, OSError):
         return None
-    if command == "ls":
-        if result:
+    try:
+        if command == "ls" and result:
             from tmuxish.client.listing import format_table
 
             sys.stdout.write(format_table(result))
-    elif command == "capture":
-        text = str(result)
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        elif command == "capture":
+            text = str(result)
+            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    except BrokenPipeError:
+        return 1  # `tmuxish ls | head -1`: as the full CLI does
     return 0
