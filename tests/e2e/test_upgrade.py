@@ -58,3 +58,24 @@ def test_upgrade_keeps_sessions_and_clients(cli: Cli) -> None:
     assert "carried-over" in cli.run("capture", str(new)).stdout
     assert json.loads(cli.run("ls", "--json").stdout)[-1]["status"] == "running"
     assert os.path.exists(cli.socket_path)
+
+
+def test_upgrade_while_the_screen_model_is_behind_a_flood(cli: Cli) -> None:
+    # A session whose screen model is behind a flood (the old process resyncs it from the
+    # tail before handing the screen over) keeps its program, and its screen is right after.
+    flood = "\\033[1;31mred\\033[0m \\033[42mgreen\\033[0m"
+    trap = "trap \"printf '\\\\030\\\\n'; echo stopped-\\$((6*7))\" INT"
+    sid = cli.new("sh", "-c", f"{trap}; yes \"$(printf '{flood}')\"; sleep 1000")
+    wait_for(lambda: "(screen behind)" in cli.run("ls").stdout, 20, "the model to fall behind")
+    pid = cli.session(sid)["pid"]
+
+    assert "1 sessions kept" in cli.run("server", "upgrade").stdout
+    assert cli.session(sid)["pid"] == pid and cli.session(sid)["status"] == "running"
+    cli.run("send", str(sid), "C-c")
+
+    def stopped() -> bool:
+        lines = [line for line in cli.run("capture", str(sid)).stdout.splitlines() if line]
+        return bool(lines) and lines[-1].endswith("stopped-42")
+
+    wait_for(stopped, 20, "the program's last words on the captured screen")
+    assert "red green" in cli.run("capture", str(sid)).stdout
