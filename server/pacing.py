@@ -110,6 +110,8 @@ class PacedScreen:
         #: Set by a resync; the session makes the program redraw on the next attach.
         self.resynced = False
         self.failed: str | None = None
+        #: Whether the last chunk parsed left the model on the alternate screen.
+        self._alt = bool(screen.is_alt)
         self._budget = FeedBudget(SHARE, BANK, time.perf_counter())
         self._drain_handle: asyncio.Handle | asyncio.TimerHandle | None = None
 
@@ -145,14 +147,14 @@ class PacedScreen:
         """Parse ``data``; report replies and leaving the alternate screen. Returns the time."""
         t0 = time.perf_counter()
         try:
-            was_alt = self.inner.is_alt
             self.inner.feed(data)
             responses = self.inner.take_responses()
-            left_alt = was_alt and not self.inner.is_alt
+            alt = self.inner.is_alt
         except Exception as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
             return 0.0
         spent = time.perf_counter() - t0
+        left_alt, self._alt = self._alt and not alt, alt
         if not answer:
             responses = b""  # replies to old queries in a resync tail would arrive late
         if responses or left_alt:
@@ -167,19 +169,20 @@ class PacedScreen:
         while self._pending and self.failed is None:
             if self._budget.available(time.perf_counter()) <= 0:
                 break
-            chunk = self._pending.popleft()
-            self.backlog -= len(chunk)
-            self._budget.spend(self._feed(chunk))
+            self._budget.spend(self._feed_next())
         if self._pending:
             self._drain_handle = self._loop.call_later(
                 max(QUIET, self._budget.wait()), self._drain, self._chunks
             )
 
+    def _feed_next(self) -> float:
+        chunk = self._pending.popleft()
+        self.backlog -= len(chunk)
+        return self._feed(chunk)
+
     def _feed_pending(self) -> None:
         while self._pending and self.failed is None:
-            chunk = self._pending.popleft()
-            self.backlog -= len(chunk)
-            self._feed(chunk)
+            self._feed_next()
 
     def _fall_behind(self) -> None:
         log.info("screen model %d bytes behind a flood: skipping to its tail", self.backlog)
@@ -247,14 +250,6 @@ class PacedScreen:
             return True
         compact = getattr(self.inner, "compact", None)
         return bool(compact(budget)) if compact is not None else False
-
-    def close(self) -> None:
-        if self._drain_handle is not None:
-            self._drain_handle.cancel()
-            self._drain_handle = None
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
 
     def __getattr__(self, name: str) -> Any:
         # repaint, history, screen_text, history_text, reset_modes, mode, is_alt, cursor, ...:

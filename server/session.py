@@ -411,14 +411,13 @@ class Session:
         compact = getattr(screen, "compact", None)
         if compact is None:
             return
-        if relays == self._relays and isinstance(screen, PacedScreen) and not screen.idle:
-            screen.catch_up()  # output paused: parse what the model let wait, or resync
         if relays != self._relays:
             # Still printing: compressing now would slow the feed; look again later.
             self._compact_timer = self._loop.call_later(
                 COMPACT_IDLE, self._compact_when_quiet, self._relays
             )
             return
+        self.settle_screen()  # output paused: parse what the model let wait, or resync
         try:
             more = compact(COMPACT_SLICE)
         except Exception as exc:
