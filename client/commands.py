@@ -14,6 +14,7 @@ from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
 from tmuxish.errors import UsageError
 from tmuxish.paths import resolve_socket
+from tmuxish.quick import target_arg, with_final_newline
 
 if TYPE_CHECKING:
     from tmuxish.client.api import SyncClient
@@ -86,12 +87,6 @@ def _inside(args: argparse.Namespace) -> int | None:
     if sid.isdigit() and path and os.path.abspath(path) == str(socket_path):
         return int(sid)
     return None
-
-
-def _target(value: str | None) -> str | int | None:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
 
 
 def default_command(settings: config.Settings) -> list[str]:
@@ -178,7 +173,7 @@ def _attach(
     from tmuxish.keys import parse_detach_keys
 
     if not os.isatty(0):
-        conn.request("get", target=_target(target))  # a wrong target is the better error
+        conn.request("get", target=target_arg(target))  # a wrong target is the better error
         raise UsageError("attach needs a terminal on standard input")
     result = attach(
         conn,
@@ -307,8 +302,8 @@ def server_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        text = client.capture(_target(args.target), history=args.history, escapes=args.escapes)
-    _out(text if text.endswith("\n") or not text else text + "\n")
+        text = client.capture(target_arg(args.target), history=args.history, escapes=args.escapes)
+    _out(with_final_newline(text))
     return 0
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tmuxish.errors import PermissionDenied
+from tmuxish.sockets import is_default_dir as is_default_dir
 from tmuxish.sockets import private_dir_problem, socket_directory, socket_location
 
 
@@ -39,8 +39,3 @@ def resolve_socket(
 
 def log_path(socket_path: Path) -> Path:
     return socket_path.with_name(socket_path.name + ".log")
-
-
-def is_default_dir(path: Path, env: dict[str, str] | None = None) -> bool:
-    """Only the default directory is created and policed; -S paths are the user's choice."""
-    return os.path.abspath(path) == os.path.abspath(socket_dir(env))

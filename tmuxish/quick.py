@@ -51,8 +51,16 @@ def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, list[str]] 
     return socket_path, socket_name, command, rest
 
 
-def _target(value: str) -> str | int:
+def target_arg(value: str | None) -> str | int | None:
+    """A TARGET from the command line as the server takes it: an id if all digits."""
+    if value is None:
+        return None
     return int(value) if value.isdigit() else value
+
+
+def with_final_newline(text: str) -> str:
+    """Captured text as printed: ending in a newline unless empty."""
+    return text if text.endswith("\n") or not text else text + "\n"
 
 
 def request(command: str, rest: list[str]) -> tuple[str, dict[str, Any]]:
@@ -65,7 +73,7 @@ def request(command: str, rest: list[str]) -> tuple[str, dict[str, Any]]:
         from tmuxish.keynames import send_args
 
         return "send", {"target": rest[0], **send_args(rest[1:])}
-    target = _target(rest[0]) if rest else None
+    target = target_arg(rest[0] if rest else None)
     return "capture", {"target": target, "history": False, "escapes": False}
 
 
@@ -79,12 +87,12 @@ def run(argv: Sequence[str]) -> int | None:
     socket_path, socket_name, command, rest = parsed
     from tmuxish.client.connection import Connection
     from tmuxish.errors import TmuxishError
-    from tmuxish.sockets import private_dir_problem, socket_directory, socket_location
+    from tmuxish.sockets import is_default_dir, private_dir_problem, socket_location
 
     try:
         path = socket_location(socket_path, socket_name)
         directory = os.path.dirname(path)
-        if directory == os.path.abspath(socket_directory()) and private_dir_problem(directory):
+        if is_default_dir(directory) and private_dir_problem(directory):
             return None  # the full CLI creates it, or says why it will not use it
         name, args = request(command, rest)
         with Connection.open(path) as conn:
@@ -97,8 +105,7 @@ def run(argv: Sequence[str]) -> int | None:
 
             sys.stdout.write(format_table(result))
         elif command == "capture":
-            text = str(result)
-            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+            sys.stdout.write(with_final_newline(str(result)))
     except BrokenPipeError:
         return 1  # `tmuxish ls | head -1`: as the full CLI does
     return 0

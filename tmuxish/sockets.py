@@ -43,6 +43,11 @@ def socket_location(
     return path
 
 
+def is_default_dir(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> bool:
+    """Only the default directory is created and policed; -S paths are the user's choice."""
+    return os.path.abspath(path) == os.path.abspath(socket_directory(env))
+
+
 def private_dir_problem(path: str) -> str | None:
     """Why ``path`` cannot be trusted as a socket directory, or None if it is ours alone.
     FileNotFoundError if it does not exist."""
