@@ -229,3 +229,13 @@ async def proto_connect(path: Path) -> ProtoClient:
     client = await ProtoClient.open(path)
     await client.hello()
     return client
+
+
+async def watched_session(path: Path, program: str) -> tuple[ProtoClient, ProtoClient]:
+    """Session 1 of a fresh server running ``python -c program`` at 80x24: the client that made
+    it, and a read-only client attached to it from the start, so it sees every byte."""
+    client = await proto_connect(path)
+    await client.request("new", command=[sys.executable, "-c", program], cols=80, rows=24)
+    watcher = await proto_connect(path)
+    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    return client, watcher

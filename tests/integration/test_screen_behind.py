@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, ProtoClient, coloured_lines, proto_connect, serving
+from helpers import DEADLINE, ProtoClient, coloured_lines, proto_connect, serving, watched_session
 
 pytest.importorskip("pyghostty")
 
@@ -107,10 +107,7 @@ async def test_attach_while_behind_resyncs_and_makes_the_program_redraw(
 ) -> None:
     # Only an attach may resync here: the quiet-output timer is pushed out of the way.
     monkeypatch.setattr(session_mod, "COMPACT_IDLE", 600.0)
-    c = await proto_connect(slow_server.socket_path)
-    await c.request("new", command=[sys.executable, "-c", REDRAWER], cols=80, rows=24)
-    watcher = await proto_connect(slow_server.socket_path)
-    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    c, watcher = await watched_session(slow_server.socket_path, REDRAWER)
     output, _ = await _read_until(watcher, b"DONE", slow_server, 1)
     session = slow_server.registry.get(1)
     assert session.info()["screen_behind"]

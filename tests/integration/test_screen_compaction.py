@@ -8,12 +8,11 @@ test waits for compact() to have run to completion.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, coloured_lines, proto_connect, serving
+from helpers import DEADLINE, coloured_lines, serving, watched_session
 
 pytest.importorskip("pyghostty")
 
@@ -57,11 +56,7 @@ async def test_quiet_session_compacts_and_history_survives(
     compacting_server: tuple[Server, list[bool]],
 ) -> None:
     srv, done = compacting_server
-    c = await proto_connect(srv.socket_path)
-    producer = coloured_lines(LINES)
-    await c.request("new", command=[sys.executable, "-c", producer], cols=80, rows=24)
-    watcher = await proto_connect(srv.socket_path)
-    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    c, watcher = await watched_session(srv.socket_path, coloured_lines(LINES))
     await watcher.output_until(b"DONE")
     await _until_compacted(done, 0)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import coloured_lines, proto_connect, serving
+from helpers import coloured_lines, proto_connect, serving, watched_session
 
 from tmuxish.server import pacing
 from tmuxish.server.daemon import Server
@@ -42,12 +41,8 @@ async def feeding_server(
 
 
 async def test_attach_mid_flood_loses_and_repeats_nothing(feeding_server: Server) -> None:
-    c = await proto_connect(feeding_server.socket_path)
     # Coloured lines, written in big blocks: faster than a worker-fed model can parse them.
-    producer = coloured_lines(LINES)
-    await c.request("new", command=[sys.executable, "-c", producer], cols=80, rows=24)
-    watcher = await proto_connect(feeding_server.socket_path)
-    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    c, watcher = await watched_session(feeding_server.socket_path, coloured_lines(LINES))
     # Attach once the flood is well under way, with some history before the repaint.
     await watcher.output_until(b"line-10000")
     info = await c.request("attach", target=1, cols=80, rows=24, history=200)
