@@ -223,21 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return commands.dispatch(args)
-    except TmuxishError as exc:
-        sys.stderr.write(f"tmuxish: {exc}\n")
-        return exc.exit_status
+    except Exception as exc:
+        expected = isinstance(exc, (TmuxishError, BrokenPipeError))
+        if os.environ.get("TMUXISH_DEBUG") and not expected:
+            raise
+        return report(exc)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+
+
+def report(exc: BaseException) -> int:
+    """Tell the user what went wrong, in one line; the exit status that goes with it."""
+    if isinstance(exc, TmuxishError):
+        sys.stderr.write(f"tmuxish: {exc}\n")
+        return exc.exit_status
+    if isinstance(exc, BrokenPipeError):
         return 1
-    except Exception as exc:
-        if os.environ.get("TMUXISH_DEBUG"):
-            raise
-        sys.stderr.write(
-            f"tmuxish: internal error: {type(exc).__name__}: {exc} "
-            "(set TMUXISH_DEBUG=1 for a traceback)\n"
-        )
-        return 1
+    sys.stderr.write(
+        f"tmuxish: internal error: {type(exc).__name__}: {exc} "
+        "(set TMUXISH_DEBUG=1 for a traceback)\n"
+    )
+    return 1
 
 
 def entry() -> None:

@@ -37,8 +37,20 @@ class ServerNotRunning(TmuxishError):
     code = "server-not-running"
 
 
+class StaleSocket(ServerNotRunning):
+    """The socket file is there but nobody listens: the server died without removing it."""
+
+    code = "stale-socket"
+
+
 class ServerGone(TmuxishError):
     code = "server-gone"
+
+
+class ServerUpgrading(ServerGone):
+    """The server is re-executing itself (`tmuxish server upgrade`): connect again."""
+
+    code = "server-upgrading"
 
 
 class PermissionDenied(TmuxishError):
@@ -83,7 +95,9 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
         BadRequest,
         ProgramNotFound,
         ServerNotRunning,
+        StaleSocket,
         ServerGone,
+        ServerUpgrading,
         PermissionDenied,
         VersionMismatch,
         SessionExited,
