@@ -226,8 +226,16 @@ def _client(args: argparse.Namespace) -> SyncClient:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from tmuxish.client.api import SessionInfo
+    from tmuxish.errors import ServerNotRunning, StaleSocket
+
     with _client(args) as client:
-        sessions = [s.to_dict() for s in client.sessions()]
+        try:
+            sessions = [SessionInfo.from_dict(s).to_dict() for s in client.request("ls")]
+        except StaleSocket:
+            raise  # a crashed server: say so rather than list nothing
+        except ServerNotRunning:
+            sessions = []
     if args.json:
         import json  # not at the top: `ls`, `kill`, `send`, `capture` start faster without it
 
