@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections import deque
     from typing import Any
 
+    from tmuxish.client.session_info import SessionInfo
+
 #: How much one read from the server asks for.
 RECV_SIZE = 262144
 
@@ -140,7 +142,7 @@ class Requests:
             if message[1] is None:
                 raise error
             return message[1], None, error
-        if kind == protocol.EVENT and message[1] == "upgrade":
+        if kind == protocol.EVENT and message[1] == protocol.UPGRADE_EVENT:
             raise ServerUpgrading("the server is upgrading; connect again")
         return None
 
@@ -174,7 +176,7 @@ class StreamState:
             elif kind == protocol.DETACHED:
                 self.detach_reason = message[1]
             elif kind == protocol.EVENT:
-                if message[1] == "reset" and isinstance(message[2], dict):
+                if message[1] == protocol.RESET_EVENT and isinstance(message[2], dict):
                     data = message[2].get("data")
                     if isinstance(data, bytes):
                         self.reset = data
@@ -184,3 +186,35 @@ class StreamState:
         if len(chunks) == 1:
             return chunks[0]
         return b"".join(chunks)
+
+
+class StreamView:
+    """What both attach streams expose about how the attachment stands."""
+
+    def __init__(self, session: SessionInfo, initial: bytes, reset: bytes) -> None:
+        self.session = session
+        self._state = StreamState(reset)
+        self._initial = initial
+        self._closed = False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._state.exit_code
+
+    @property
+    def detach_reason(self) -> str | None:
+        return self._state.detach_reason
+
+    @property
+    def ended(self) -> bool:
+        return self._state.ended
+
+    @property
+    def reset(self) -> bytes:
+        """Bytes that undo the terminal modes the program turned on (to restore a terminal)."""
+        return self._state.reset
+
+    def take_initial(self) -> bytes:
+        """The repaint the attach reply carried, once; then nothing."""
+        chunk, self._initial = self._initial, b""
+        return chunk

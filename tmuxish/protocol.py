@@ -59,6 +59,10 @@ EXITED: Final = 14
 DETACHED: Final = 15
 EVENT: Final = 16
 
+#: EVENT names.
+RESET_EVENT: Final = "reset"
+UPGRADE_EVENT: Final = "upgrade"
+
 KNOWN_TYPES: Final = frozenset(
     {HELLO, REQUEST, REPLY, ERROR, INPUT, OUTPUT, RESIZE, DETACH, EXITED, DETACHED, EVENT}
 )
@@ -133,6 +137,32 @@ def input_frame(data: bytes) -> bytes:
 
 def resize(cols: int, rows: int) -> bytes:
     return encode([RESIZE, cols, rows])
+
+
+def detach() -> bytes:
+    return encode([DETACH])
+
+
+def exited(code: int) -> bytes:
+    return encode([EXITED, code])
+
+
+def detached(reason: str) -> bytes:
+    return encode([DETACHED, reason])
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    return encode([EVENT, name, data])
+
+
+def reset_event(data: bytes) -> bytes:
+    """The bytes that undo the program's terminal modes (empty: the server already wrote them)."""
+    return event(RESET_EVENT, {"data": data})
+
+
+def upgrade_event() -> bytes:
+    """The server is re-executing itself: connect again in a moment."""
+    return event(UPGRADE_EVENT, {})
 
 
 class Decoder:
