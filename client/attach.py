@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tmuxish import protocol
+from tmuxish.client import core
 from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
 from tmuxish.keys import DetachFilter
@@ -131,7 +132,7 @@ class Relay:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         if not data:
             if self._upgrading:
@@ -162,7 +163,7 @@ class Relay:
             write_all(self.stdout_fd, data)
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.EPIPE, errno.EBADF):
-                self._send(protocol.encode([protocol.DETACH]))
+                self._send(protocol.detach())
                 self._finish("[terminal gone]", 1)
                 return
             raise
@@ -232,7 +233,7 @@ class Relay:
         self._arm_timer()
 
     def _detach(self) -> None:
-        self._send(protocol.encode([protocol.DETACH]))
+        self._send(protocol.detach())
         assert self._loop is not None
         # The server confirms with DETACHED; do not hang if it is gone.
         self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
@@ -251,7 +252,7 @@ class Relay:
         except BlockingIOError:
             n = 0
         except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         if n < len(frame):
             self._outbox += frame[n:]
@@ -265,7 +266,7 @@ class Relay:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         del self._outbox[:n]
         if not self._outbox and self._loop is not None:

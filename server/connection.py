@@ -266,7 +266,7 @@ class Connection(asyncio.Protocol):
     def _terminal_gone(self) -> None:
         if self.session is not None:
             self._leave_session()
-            self.send_frame(protocol.encode([protocol.DETACHED, "terminal gone"]))
+            self.send_frame(protocol.detached("terminal gone"))
         self._end_terminal()
 
     def _detach_now(self) -> None:
@@ -274,7 +274,7 @@ class Connection(asyncio.Protocol):
             return
         self._send_reset(self.session)
         self._leave_session()
-        self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
+        self.send_frame(protocol.detached(protocol.DETACHED_BY_USER))
 
     def _end_terminal(self, last: bytes = b"") -> None:
         terminal, self.terminal = self.terminal, None
@@ -313,28 +313,28 @@ class Connection(asyncio.Protocol):
         if self.terminal is not None:
             # We write to the terminal ourselves; the client must not reset it after us.
             self._end_terminal(data or protocol.SANE_MODES)
-            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": b""}]))
+            self.send_frame(protocol.reset_event(b""))
         elif data:
-            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
+            self.send_frame(protocol.reset_event(data))
 
     def session_exited(self, code: int) -> None:
         if self.session is not None:
             self._send_reset(self.session)
         self.session = None
-        self.send_frame(protocol.encode([protocol.EXITED, code]))
+        self.send_frame(protocol.exited(code))
         self._close()
 
     def upgrade_notice(self) -> None:
         """The server is re-executing: attached clients reconnect by themselves afterwards."""
         self._leave_session()
-        self.send_frame(protocol.encode([protocol.EVENT, "upgrade", {}]))
+        self.send_frame(protocol.upgrade_event())
         self._close(grace=1.0)
 
     def drop(self, reason: str) -> None:
         """Detach a client that cannot keep up; the others go on at full speed."""
         log.warning("dropping client pid %d: %s", self.peer_pid, reason)
         self._leave_session()
-        self.send_frame(protocol.encode([protocol.DETACHED, reason]))
+        self.send_frame(protocol.detached(reason))
         self._close(grace=self.server.drop_grace)
 
     def _stalled(self) -> None:

@@ -1,19 +1,54 @@
-"""The tmuxish wire protocol, version 1. Every byte between client and server passes through here.
+"""The tmuxish wire protocol, version 1. Every byte between client and server passes through here:
+this docstring is the whole wire vocabulary, and every frame is built by a function below (no
+module builds frames of its own).
 
 Transport: a Unix stream socket carrying a plain msgpack stream. Every message is a msgpack array
 whose first element is an integer message type. Terminal data is always msgpack ``bin``; text is
-``str``; maps that may grow use string keys.
+``str``; maps that may grow use string keys. Before it sends anything, a client checks with
+SO_PEERCRED that the listening server is its own uid's or root's.
 
 Handshake: both sides send ``[HELLO, version, info]`` first (``info`` is a map, e.g.
-``{"pid": 123, "software": "tmuxish 0.1.0"}``). A side that sees a different version replies
-``[ERROR, None, "version-mismatch", text]`` naming both versions and closes. The server may also
-refuse the connection with ``[ERROR, None, "permission-denied", text]`` before HELLO.
+``{"pid": 123, "software": "tmuxish 0.1.0"}``). A client that wants the server to drive its
+terminal itself (direct attach) sends exactly one file descriptor, its terminal, as SCM_RIGHTS
+ancillary data on the sendmsg() that carries its HELLO; no other message carries descriptors.
+A side that sees a different version replies ``[ERROR, None, "version-mismatch", text]`` naming
+both versions and closes. The server may also refuse the connection with
+``[ERROR, None, "permission-denied", text]`` before HELLO (another uid).
 
 Control (request/response, client to server)::
 
     [REQUEST, id, command, args]      command: str, args: map with str keys
     [REPLY,   id, result]             result: any msgpack value
-    [ERROR,   id | None, code, text]  code: a stable string, see tmuxish.errors
+    [ERROR,   id | None, code, text]  code: a stable string, see tmuxish.errors; id None: the
+                                      whole connection failed (every pending request with it)
+
+Requests (a TARGET is a session id, an all-digits string, or a name; None: the most recent).
+SESSION is the session map: ``id, name, command (list), pid (None for a console session),
+status ("running"|"exited"), exit_code, clients, cols, rows, created (ISO 8601), screen (bool),
+screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``::
+
+    new            command (list[str] | None: the server user's $SHELL), name, cwd, cols, rows,
+                   env (map), replace_env (bool: env is the whole environment), window_size,
+                   log (path), log_max (bytes)                             -> SESSION
+    attach         target, cols, rows (0: leave the size), readonly, history (lines),
+                   inside (the id the client runs in, refused), direct ({"keys": bin,
+                   "timeout": seconds}: drive the terminal passed with HELLO)
+                                   -> SESSION + initial (bin: repaint), reset (bin: see EVENT)
+    ls                                                                     -> [SESSION, ...]
+    get            target                                                  -> SESSION
+    kill           target, signal (name or number, default HUP)            -> SESSION
+    rm             target, force                                           -> SESSION
+    rename         target, name                                            -> SESSION
+    send           target, data (bin), app_data (bin: the same keys in application cursor
+                   mode, used when the program set it)                     -> bytes written
+    resize         target, cols, rows                                      -> SESSION
+    wait           target                                   -> exit code, once it has exited
+    capture        target, history (bool), escapes (bool: keep colours)    -> str
+    kill-server                                                            -> true
+    info                              -> {pid, version, sessions, generation}
+    upgrade                           -> {pid, version, sessions}; then the server re-executes
+    console-socket name, persist, cols, rows, window_size    -> {path, name, persist}
+    new-container  runtime, bundle, container_id, name, cols, rows, window_size -> SESSION
 
 Stream (one-way, after a successful ``attach`` request)::
 
@@ -22,8 +57,16 @@ Stream (one-way, after a successful ``attach`` request)::
     client -> server  [DETACH]                the user pressed the detach keys
     server -> client  [OUTPUT, data]          bytes the program wrote, unchanged
     server -> client  [EXITED, code]          the program exited; code is 128+N for signal N
-    server -> client  [DETACHED, reason]      the server ended the attachment (reason: str)
-    server -> client  [EVENT, name, data]     out-of-band notices (map), e.g. a resize
+    server -> client  [DETACHED, reason]      the server ended the attachment
+    server -> client  [EVENT, name, data]     out-of-band notices (map)
+
+Detach reasons (str): ``"detached"`` (the user asked: DETACH, or the detach keys on a direct
+attach), ``"terminal gone"`` (the terminal passed with HELLO hung up), ``"client too slow:
+..."`` and ``"client stopped reading for Ns"`` (the server dropped a client that fell behind).
+Events: ``"reset" {"data": bin}`` the bytes that undo the terminal modes the program turned on
+(empty: the server already wrote them to the terminal it drives); ``"upgrade" {}`` the server
+is re-executing itself (``tmuxish server upgrade``) and closes every connection: clients
+connect again, attached ones re-attach, ``wait`` waits on. It may arrive on any connection.
 
 Message numbers are grouped (0-9 handshake/control, 10-29 stream) and a retired number is never
 reused. Limits: a single frame may not exceed ``MAX_FRAME`` bytes (``MAX_CLIENT_FRAME`` from a
@@ -62,6 +105,8 @@ EVENT: Final = 16
 #: EVENT names.
 RESET_EVENT: Final = "reset"
 UPGRADE_EVENT: Final = "upgrade"
+#: The DETACHED reason when the user detached (any other reason ends the client with status 1).
+DETACHED_BY_USER: Final = "detached"
 
 KNOWN_TYPES: Final = frozenset(
     {HELLO, REQUEST, REPLY, ERROR, INPUT, OUTPUT, RESIZE, DETACH, EXITED, DETACHED, EVENT}
