@@ -150,20 +150,32 @@ class Client:
         self._channel: Channel | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def _connect(self, start: bool) -> Channel:
+    async def _connect(self, start: bool, after_upgrade: bool = False) -> Channel:
+        """The control channel, connecting if there is none (``after_upgrade``: wait for the
+        re-executed server to answer)."""
         if self._channel is not None and self._channel.closed is None:
             return self._channel
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._channel is not None and self._channel.closed is None:
-                return self._channel
-            try:
-                stream = await open_stream(self.socket_path, self.timeout)
-            except ServerNotRunning:
-                if not (start and self.autostart):
-                    raise
-                stream = await self._start_server()
+                return self._channel  # another request connected meanwhile
+            if self._channel is not None:
+                await self._channel.close()
+            if after_upgrade:
+                stream = await self._retry(
+                    UPGRADE_TIMEOUT,
+                    lambda: ServerNotRunning(
+                        f"no server came back on {self.socket_path} after its upgrade"
+                    ),
+                )
+            else:
+                try:
+                    stream = await open_stream(self.socket_path, self.timeout)
+                except ServerNotRunning:
+                    if not (start and self.autostart):
+                        raise
+                    stream = await self._start_server()
             self._channel = Channel(stream)
             return self._channel
 
@@ -189,7 +201,7 @@ class Client:
         while True:
             try:
                 return await open_stream(self.socket_path, self.timeout)
-            except ServerNotRunning:
+            except (ServerNotRunning, ServerUpgrading):
                 if loop.time() > deadline:
                     raise failure() from None
             await asyncio.sleep(delay)
@@ -304,7 +316,7 @@ class Client:
                 try:
                     return int(await self.request("wait", target=target))
                 except ServerUpgrading:
-                    await self._reconnect_after_upgrade()
+                    await self._connect(False, after_upgrade=True)
 
     async def _reconnect_after_upgrade(self) -> None:
         await self.close()

@@ -59,6 +59,10 @@ def no_answer(command: str | None = None) -> ServerGone:
     return ServerGone(f"the server did not answer{what} in time")
 
 
+def upgrading() -> ServerUpgrading:
+    return ServerUpgrading("the server is upgrading; connect again")
+
+
 def server_messages(decoder: protocol.Decoder, data: bytes) -> list[protocol.Message]:
     """The messages in one read from the server; ServerGone if it closed or sent garbage."""
     if not data:
@@ -102,6 +106,8 @@ def check_hello(message: protocol.Message) -> dict[str, Any]:
     """The server's info from its HELLO; the error it sent, or why its greeting is no good."""
     if message[0] == protocol.ERROR:
         raise from_code(message[2], message[3])
+    if message[0] == protocol.EVENT and message[1] == protocol.UPGRADE_EVENT:
+        raise upgrading()
     if message[0] != protocol.HELLO:
         raise ServerGone("the server did not greet us")
     if message[1] != protocol.PROTOCOL_VERSION:
@@ -143,7 +149,7 @@ class Requests:
                 raise error
             return message[1], None, error
         if kind == protocol.EVENT and message[1] == protocol.UPGRADE_EVENT:
-            raise ServerUpgrading("the server is upgrading; connect again")
+            raise upgrading()
         return None
 
 

@@ -292,7 +292,7 @@ class SyncClient:
             try:
                 self.connection()
                 return
-            except ServerNotRunning:
+            except (ServerNotRunning, ServerUpgrading):
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.05)
