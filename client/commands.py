@@ -274,20 +274,6 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_server(args: argparse.Namespace) -> int:
-    from tmuxish.paths import ensure_private_dir, is_default_dir
-    from tmuxish.server.daemon import run
-
-    if args.action == "upgrade":
-        return server_upgrade(args)
-    if args.host:
-        raise UsageError("-H does not apply to `server`: the server runs on the host itself")
-    socket_path = _socket(args)
-    if is_default_dir(socket_path.parent):
-        ensure_private_dir(socket_path.parent)
-    return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
-
-
 def server_upgrade(args: argparse.Namespace) -> int:
     from tmuxish.errors import ServerGone
 
@@ -422,7 +408,7 @@ COMMANDS = {
     "kill": cmd_kill,
     "rm": cmd_rm,
     "kill-server": cmd_kill_server,
-    "server": cmd_server,
+    "server": server_upgrade,  # `server run` is the server itself: tmuxish.cli runs it
     "capture": cmd_capture,
     "send": cmd_send,
     "wait": cmd_wait,

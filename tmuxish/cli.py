@@ -219,10 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `tmuxish` alone, like `tmux` alone: attach, start a session, or choose one.
         args.command = "choose"
-    from tmuxish.client import commands
-
     try:
-        return commands.dispatch(args)
+        return dispatch(args)
     except Exception as exc:
         expected = isinstance(exc, (TmuxishError, BrokenPipeError))
         if os.environ.get("TMUXISH_DEBUG") and not expected:
@@ -230,6 +228,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(exc)
     except KeyboardInterrupt:
         return 130
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command: the server itself, or a client command.
+
+    Layers: ``tmuxish/`` is the shared core and imports neither ``tmuxish.client`` nor
+    ``tmuxish.server``; the client never imports the server and the server never imports the
+    client. Only the entry (this module, its fast path ``tmuxish.quick``, and the lazy public
+    API in ``tmuxish/__init__``) reaches into the sides, and only lazily, so ``ls`` does not pay
+    for the server. tests/unit/test_layers.py enforces this.
+    """
+    if args.command == "server" and args.action == "run":
+        return run_server(args)
+    from tmuxish.client import commands
+
+    return commands.dispatch(args)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """`tmuxish server`: run the server in this process (normally started on demand)."""
+    from tmuxish.errors import UsageError
+    from tmuxish.paths import ensure_private_dir, is_default_dir, resolve_socket
+    from tmuxish.server.daemon import run
+
+    if args.host:
+        raise UsageError("-H does not apply to `server`: the server runs on the host itself")
+    socket_path = resolve_socket(args.socket_path, args.socket_name)
+    if is_default_dir(socket_path.parent):
+        ensure_private_dir(socket_path.parent)
+    return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
 
 
 def report(exc: BaseException) -> int:

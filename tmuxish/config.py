@@ -71,10 +71,10 @@ def _parse_command(value: Any) -> list[str]:
 
 
 def _parse_policy(value: Any) -> str:
-    from tmuxish.server.policy import POLICIES
+    from tmuxish.protocol import WINDOW_SIZES
 
-    if value not in POLICIES:
-        raise ValueError(f"must be one of {', '.join(POLICIES)}")
+    if value not in WINDOW_SIZES:
+        raise ValueError(f"must be one of {', '.join(WINDOW_SIZES)}")
     return str(value)
 
 

@@ -28,8 +28,8 @@ status ("running"|"exited"), exit_code, clients, cols, rows, created (ISO 8601),
 screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``::
 
     new            command (list[str] | None: the server user's $SHELL), name, cwd, cols, rows,
-                   env (map), replace_env (bool: env is the whole environment), window_size,
-                   log (path), log_max (bytes)                             -> SESSION
+                   env (map), replace_env (bool: env is the whole environment), window_size
+                   (one of WINDOW_SIZES), log (path), log_max (bytes)      -> SESSION
     attach         target, cols, rows (0: leave the size), readonly, history (lines),
                    inside (the id the client runs in, refused), direct ({"keys": bin,
                    "timeout": seconds}: drive the terminal passed with HELLO)
@@ -101,6 +101,9 @@ DETACH: Final = 13
 EXITED: Final = 14
 DETACHED: Final = 15
 EVENT: Final = 16
+
+#: The values of a ``window_size`` argument: which client's size a shared session takes.
+WINDOW_SIZES: Final = ("latest", "smallest", "largest")
 
 #: EVENT names.
 RESET_EVENT: Final = "reset"
