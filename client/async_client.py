@@ -188,8 +188,7 @@ class Client:
         return await self._retry(
             START_TIMEOUT,
             lambda: ServerNotRunning(
-                f"the server did not start on {self.socket_path}"
-                f"{_last_log_line(self.socket_path)}"
+                f"the server did not start on {self.socket_path}{_last_log_line(self.socket_path)}"
             ),
         )
 

@@ -110,7 +110,6 @@ class SessionInfo:
         }
 
 
-
 def socket_path_of(socket_path: SocketPath | None, socket_name: str | None) -> Path:
     return resolve_socket(os.fspath(socket_path) if socket_path is not None else None, socket_name)
 
@@ -195,7 +194,6 @@ def exited_error(regex: re.Pattern[str], target: Target) -> SessionExited:
     return SessionExited(f"session {target} exited before {regex.pattern!r} appeared")
 
 
-
 def attach_args(
     target: Target | None, cols: int, rows: int, readonly: bool, history: int
 ) -> dict[str, Any]:
@@ -206,4 +204,3 @@ def split_attach_reply(info: dict[str, Any]) -> tuple[SessionInfo, bytes, bytes]
     initial = info.pop("initial", b"") or b""
     reset = info.pop("reset", b"") or b""
     return SessionInfo.from_dict(info), bytes(initial), bytes(reset)
-

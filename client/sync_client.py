@@ -376,4 +376,3 @@ class SyncClient:
         finally:
             if stream is not None:
                 stream.close()
-
