@@ -144,7 +144,7 @@ class Relay:
         try:
             messages = list(self.conn.decoder.feed(data))
         except protocol.ProtocolError as exc:
-            self._finish(f"[the server sent garbage: {exc}]", 1)
+            self._finish(f"[{core.server_garbage(exc)}]", 1)
             return
         out: list[bytes] = []
         for message in messages:
