@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tmuxish import protocol
 from tmuxish.client import core
-from tmuxish.client.channel import Channel, Stream, open_stream
+from tmuxish.client.channel import Channel, Stream, open_stream, open_when_up, start_server
 from tmuxish.client.core import StreamView
 from tmuxish.client.session_info import (
     Keys,
@@ -39,7 +39,6 @@ from tmuxish.errors import (
     TmuxishError,
 )
 from tmuxish.keynames import send_args
-from tmuxish.paths import ensure_private_dir, is_default_dir
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -162,49 +161,23 @@ class Client:
                 return self._channel  # another request connected meanwhile
             if self._channel is not None:
                 await self._channel.close()
+            path = self.socket_path
             if after_upgrade:
-                stream = await self._retry(
+                stream = await open_when_up(
+                    path,
+                    self.timeout,
                     UPGRADE_TIMEOUT,
-                    lambda: ServerNotRunning(
-                        f"no server came back on {self.socket_path} after its upgrade"
-                    ),
+                    lambda: ServerNotRunning(f"no server came back on {path} after its upgrade"),
                 )
             else:
                 try:
-                    stream = await open_stream(self.socket_path, self.timeout)
+                    stream = await open_stream(path, self.timeout)
                 except ServerNotRunning:
                     if not (start and self.autostart):
                         raise
-                    stream = await self._start_server()
+                    stream = await start_server(path, self.timeout)
             self._channel = Channel(stream)
             return self._channel
-
-    async def _start_server(self) -> Stream:
-        from tmuxish.client.autostart import START_TIMEOUT, _last_log_line, spawn_server
-
-        if is_default_dir(self.socket_path.parent):
-            ensure_private_dir(self.socket_path.parent)
-        spawn_server(self.socket_path)
-        return await self._retry(
-            START_TIMEOUT,
-            lambda: ServerNotRunning(
-                f"the server did not start on {self.socket_path}{_last_log_line(self.socket_path)}"
-            ),
-        )
-
-    async def _retry(self, limit: float, failure: Callable[[], TmuxishError]) -> Stream:
-        """Connect as soon as a server answers on our socket; ``failure`` after ``limit``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        delay = 0.002
-        while True:
-            try:
-                return await open_stream(self.socket_path, self.timeout)
-            except (ServerNotRunning, ServerUpgrading):
-                if loop.time() > deadline:
-                    raise failure() from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -316,14 +289,6 @@ class Client:
                     return int(await self.request("wait", target=target))
                 except ServerUpgrading:
                     await self._connect(False, after_upgrade=True)
-
-    async def _reconnect_after_upgrade(self) -> None:
-        await self.close()
-        stream = await self._retry(
-            UPGRADE_TIMEOUT,
-            lambda: ServerNotRunning(f"no server came back on {self.socket_path} after upgrade"),
-        )
-        self._channel = Channel(stream)
 
     async def resize(self, target: Target, cols: int, rows: int) -> SessionInfo:
         return SessionInfo.from_dict(

@@ -14,12 +14,14 @@ from tmuxish.errors import (
     PermissionDenied,
     ServerGone,
     ServerNotRunning,
+    ServerUpgrading,
     StaleSocket,
     TmuxishError,
 )
 from tmuxish.paths import ensure_private_dir, is_default_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -93,6 +95,38 @@ async def open_stream(path: Path, timeout: float | None) -> Stream:
         stream.close()
         raise
     return stream
+
+
+async def open_when_up(
+    path: Path, timeout: float | None, limit: float, failure: Callable[[], TmuxishError]
+) -> Stream:
+    """Connect as soon as a server answers on ``path``; ``failure()`` after ``limit`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    delay = 0.002
+    while True:
+        try:
+            return await open_stream(path, timeout)
+        except (ServerNotRunning, ServerUpgrading):
+            if loop.time() > deadline:
+                raise failure() from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def start_server(path: Path, timeout: float | None) -> Stream:
+    """Start a server on ``path`` and connect to it."""
+    from tmuxish.client.autostart import START_TIMEOUT, _last_log_line, spawn_server
+
+    if is_default_dir(path.parent):
+        ensure_private_dir(path.parent)
+    spawn_server(path)
+    return await open_when_up(
+        path,
+        timeout,
+        START_TIMEOUT,
+        lambda: ServerNotRunning(f"the server did not start on {path}{_last_log_line(path)}"),
+    )
 
 
 class Channel:
