@@ -152,9 +152,7 @@ class Connection(asyncio.Protocol):
         elif kind == protocol.INPUT:
             if self.session is None:
                 raise protocol.ProtocolError("INPUT while not attached")
-            if not self.readonly:
-                self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
-                self.session.write_input(message[1])
+            self._typed(message[1])
         elif kind == protocol.RESIZE:
             if self.session is None:
                 raise protocol.ProtocolError("RESIZE while not attached")
@@ -239,7 +237,7 @@ class Connection(asyncio.Protocol):
                 fd,
                 loop,
                 direct,
-                on_input=self._terminal_input,
+                on_input=self._typed,
                 on_detach=self._detach_now,
                 on_gone=self._terminal_gone,
                 on_behind=self._terminal_behind,
@@ -252,10 +250,14 @@ class Connection(asyncio.Protocol):
         self.terminal.write(initial)
         return b""
 
-    def _terminal_input(self, data: bytes) -> None:
-        if self.session is not None and not self.readonly:
+    def _typed(self, data: bytes) -> None:
+        """Input from this client's terminal (relayed or read here): it reaches the program, and
+        under the `latest` policy it makes this client's size the session's, as in tmux."""
+        session = self.session
+        if session is not None and not self.readonly:
             self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
-            self.session.write_input(data)
+            session.apply_size()
+            session.write_input(data)
 
     def _terminal_behind(self, behind: bool) -> None:
         if behind:
