@@ -55,6 +55,8 @@ class Connection(asyncio.Protocol):
         self._behind_since: float | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Reasons the input this connection brings is on hold (a session's full input queue).
+        self._input_holds = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -130,6 +132,33 @@ class Connection(asyncio.Protocol):
             self._stall_timer = None
         if self.session is not None:
             self.session.client_behind_changed()
+
+    def pause_input(self) -> None:
+        """The program does not read: stop taking input from this client until resume_input()
+        (its terminal is not read, or its socket is not read, as a terminal would do)."""
+        self._input_holds += 1
+        if self._input_holds == 1:
+            self._hold_input(True)
+
+    def resume_input(self) -> None:
+        if self._input_holds == 0:
+            return
+        self._input_holds -= 1
+        if self._input_holds == 0:
+            self._hold_input(False)
+
+    def _hold_input(self, hold: bool) -> None:
+        if self.terminal is not None:
+            if hold:
+                self.terminal.pause_input()
+            else:
+                self.terminal.resume_input()
+        elif self.transport is not None and not self.closed:
+            with contextlib.suppress(RuntimeError):
+                if hold:
+                    self.transport.pause_reading()
+                else:
+                    self.transport.resume_reading()
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -232,6 +261,8 @@ class Connection(asyncio.Protocol):
             return initial
         loop = asyncio.get_running_loop()
         fd = self.passed_fds.pop(0)
+        if self._input_holds:
+            self._hold_input(False)  # attach paused the socket: the terminal is to pause instead
         try:
             self.terminal = DirectTerminal(
                 fd,
@@ -247,6 +278,8 @@ class Connection(asyncio.Protocol):
             os.close(fd)
             self._leave_session()
             raise
+        if self._input_holds:
+            self._hold_input(True)
         self.terminal.write(initial)
         return b""
 
