@@ -79,7 +79,10 @@ class Relay:
         self.readonly = readonly
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
+        #: What undoes the program's terminal modes, b"" if unknown (the defaults do then) ...
         self.reset = b""
+        #: ... unless the server has already reset the terminal itself (direct attach).
+        self.reset_written = False
         self.attached_size = (0, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[AttachResult] | None = None
@@ -126,6 +129,12 @@ class Relay:
                 loop.remove_writer(self.sock.fileno())
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGWINCH)
+
+    def closing_reset(self) -> bytes:
+        """What to write to the terminal once the attachment is over."""
+        if self.reset_written:
+            return b""
+        return self.reset or protocol.SANE_MODES
 
     def _finish(self, message: str, status: int) -> None:
         if self._done is not None and not self._done.done():
@@ -193,7 +202,9 @@ class Relay:
                 self._upgrading = True
             elif message[1] == "reset" and isinstance(message[2], dict):
                 data = message[2].get("data")
-                if isinstance(data, bytes):
+                if message[2].get("written"):
+                    self.reset_written = True
+                elif isinstance(data, bytes):
                     self.reset = data
         elif kind == protocol.ERROR:
             self._finish(f"[server error: {message[3]}]", 1)
@@ -368,5 +379,5 @@ def _attach_loop(
             cols, rows = user_size()
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
-            write_all(1, (relay.reset or protocol.SANE_MODES) + b"\r\n")
+            write_all(1, relay.closing_reset() + b"\r\n")
     return result

@@ -348,7 +348,7 @@ class Connection(asyncio.Protocol):
         if self.terminal is not None:
             # We write to the terminal ourselves; the client must not reset it after us.
             self._end_terminal(data or protocol.SANE_MODES)
-            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": b""}]))
+            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"written": True}]))
         elif data:
             self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
 
