@@ -259,11 +259,11 @@ class Handlers:
     ) -> int:
         """The program is behind on its input: the reply (and this connection's next request)
         waits until it has caught up, so `send` slows down instead of input being dropped."""
-        conn.pause_input()
+        conn.hold_reading(True)
         try:
             await room
         finally:
-            conn.resume_input()
+            conn.hold_reading(False)
         return count
 
     def resize(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
