@@ -233,15 +233,16 @@ class Relay:
     def _send(self, frame: bytes) -> None:
         if self._outbox:
             self._outbox += frame
-            return
-        try:
-            n = self.sock.send(frame)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
-            return
-        if n < len(frame):
+        else:
+            try:
+                n = self.sock.send(frame)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+                return
+            if n == len(frame):
+                return
             self._outbox += frame[n:]
             assert self._loop is not None
             self._loop.add_writer(self.sock.fileno(), self._on_writable)
