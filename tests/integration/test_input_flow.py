@@ -58,6 +58,41 @@ async def test_send_and_clients_wait_for_a_program_that_does_not_read(
         client.close()
 
 
+#: Like LATE_READER, but it asks for the cursor position before it reads: the answer (from the
+#: server's screen model, no writable client being attached) must arrive after the input held up.
+LATE_ASKER = LATE_READER.replace(
+    "n = 0\n",
+    "sys.stdout.write('\\x1b[6n'); sys.stdout.flush()\nn = 0\ntail = b''\n",
+).replace(
+    "    n += len(os.read(0, 65536))\n",
+    "    data = os.read(0, 65536)\n    n += len(data)\n    tail = (tail + data)[-32:]\n",
+).replace('f"COUNT {n}', 'f"TAIL {tail!r} COUNT {n}')
+
+
+async def test_an_emulator_answer_is_never_lost_behind_held_input(
+    server: Server, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    c = await proto_connect(server.socket_path)
+    await c.request("new", command=[sys.executable, "-c", LATE_ASKER, str(go)], cols=80, rows=24)
+    watcher = await proto_connect(server.socket_path)
+    await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
+    await watcher.output_until(b"READY")
+    data = b"y" * (6 * INPUT_HIGH)
+    reply = asyncio.ensure_future(c.request("send", target=1, data=data))
+    done, _ = await asyncio.wait([reply], timeout=0.5)
+    assert not done
+    go.touch()
+    assert await asyncio.wait_for(reply, DEADLINE) == len(data)
+    answer = b"\x1b[2;1R"  # the cursor is on row 2 after READY\r\n
+    seen = await watcher.output_until(b"COUNT")
+    while not seen.endswith(b"\r\n"):
+        seen += await watcher.output_until(b"\n")
+    assert f"TAIL {(data + answer)[-32:]!r} COUNT {len(data) + len(answer)}".encode() in seen
+    c.close()
+    watcher.close()
+
+
 async def test_an_attached_connection_takes_no_requests_until_it_detaches(
     server: Server,
 ) -> None:
