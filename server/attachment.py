@@ -80,8 +80,9 @@ class ClientAttachment:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._input_holds = 0
 
-    def drive_terminal(self, fd: int, detach_filter: DetachFilter) -> None:
-        """Read keystrokes from and write output to the terminal ``fd`` (which this now owns)."""
+    def drive_terminal(self, fd: int, detach_filter: DetachFilter, initial: bytes) -> None:
+        """Read keystrokes from and write output to the terminal ``fd`` (which this now owns),
+        starting with ``initial``."""
         try:
             self.terminal = DirectTerminal(
                 fd,
@@ -100,6 +101,7 @@ class ClientAttachment:
             # terminal instead (the socket carries only resizes and detaches now).
             self.conn.hold_reading(False)
             self.terminal.pause_input()
+        self.terminal.write(initial)
 
     # -- from the client -------------------------------------------------------------------------
 

@@ -225,11 +225,10 @@ class Connection(asyncio.Protocol):
         if direct is None:
             return initial
         try:
-            attached.drive_terminal(self.passed_fds.pop(0), direct)
+            attached.drive_terminal(self.passed_fds.pop(0), direct, initial)
         except BaseException:
             attached.end(attachment.LOST)
             raise
-        attached.terminal.write(initial)  # type: ignore[union-attr]
         return b""
 
     def attachment_ended(self, attached: ClientAttachment, close: float | None) -> None:
@@ -241,7 +240,7 @@ class Connection(asyncio.Protocol):
 
     def hold_reading(self, hold: bool) -> None:
         """Stop (or start again) reading the client's socket: its input has nowhere to go."""
-        self._read_holds += 1 if hold else -1
+        self._read_holds = max(0, self._read_holds + (1 if hold else -1))
         transport = self.transport
         if transport is None or self.closed or self._read_holds not in (0, 1):
             return
