@@ -162,7 +162,10 @@ class ClientAttachment:
 
     def pause_input(self) -> None:
         """The program is not reading: take no input from this client until ``resume_input``
-        (its terminal, or its socket, is not read, as a terminal would do)."""
+        (its terminal, or its socket, is not read, as a terminal would do). A read-only
+        client's input goes nowhere, so it is never held (its detach keys keep working)."""
+        if self.readonly:
+            return
         self._input_holds += 1
         if self._input_holds == 1:
             self._hold_input(True)

@@ -50,6 +50,9 @@ async def test_send_and_clients_wait_for_a_program_that_does_not_read(
     await late.request("attach", target=1, cols=80, rows=24)
     [held] = [a for a in server.registry.get(1).clients if not a.readonly]
     assert isinstance(held, ClientAttachment) and held._input_holds == 1
+    # A read-only client's input goes nowhere anyway: it is not held (its detach keys work).
+    [free] = [a for a in server.registry.get(1).clients if a.readonly]
+    assert isinstance(free, ClientAttachment) and free._input_holds == 0
     go.touch()
     assert await asyncio.wait_for(reply, DEADLINE) == len(data)
     assert held._input_holds == 0
