@@ -238,7 +238,7 @@ class Handlers:
         conn_loop(self.server).call_soon(self.server.request_stop)
         return True
 
-    def send(self, conn: Connection, args: dict[str, Any]) -> int:
+    def send(self, conn: Connection, args: dict[str, Any]) -> int | Awaitable[int]:
         session = self.server.registry.get(args.get("target"))
         data = args.get("data")
         if not isinstance(data, bytes):
@@ -249,7 +249,22 @@ class Handlers:
         if isinstance(app_data, bytes) and session.application_cursor_keys():
             data = app_data
         session.write_input(data)
-        return len(data)
+        room = session.input_room()
+        if room is None:
+            return len(data)
+        return self._sent_when_room(conn, room, len(data))
+
+    async def _sent_when_room(
+        self, conn: Connection, room: asyncio.Future[None], count: int
+    ) -> int:
+        """The program is behind on its input: the reply (and this connection's next request)
+        waits until it has caught up, so `send` slows down instead of input being dropped."""
+        conn.hold_reading(True)
+        try:
+            await room
+        finally:
+            conn.hold_reading(False)
+        return count
 
     def resize(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         session = self.server.registry.get(args.get("target"))

@@ -24,8 +24,11 @@ from tmuxish.server.reaper import Reaper
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-#: Input typed or pasted faster than the program reads is queued up to this bound.
-MAX_INPUT_QUEUE = 4 * 1024 * 1024
+#: Input typed or pasted faster than the program reads waits here. Above HIGH the session's input
+#: sources pause (a direct terminal is not read, a relaying client's socket is not read, `send` is
+#: not answered) until the queue is below LOW: input is never dropped, as in a terminal.
+INPUT_HIGH = 1024 * 1024
+INPUT_LOW = 256 * 1024
 #: After the program exits, how long to wait for the PTY to report EOF (output still in flight).
 EXIT_GRACE = 0.5
 #: The largest window a client can give a session, in cells. The screen model costs ~8 bytes a
@@ -59,6 +62,8 @@ class Attachment(Protocol):
     def send_output(self, header: bytes, data: bytes) -> None: ...
     def send_frame(self, frame: bytes) -> None: ...
     def session_exited(self, code: int) -> None: ...
+    def pause_input(self) -> None: ...
+    def resume_input(self) -> None: ...
 
 
 class ScreenModel(Protocol):
@@ -130,6 +135,9 @@ class Session:
         self._exit_timer: asyncio.TimerHandle | None = None
         self._input = bytearray()
         self._writing = False
+        #: The input queue went over INPUT_HIGH: sources are paused, `send` replies wait.
+        self._input_full = False
+        self._room_waiters: list[asyncio.Future[None]] = []
         self._waiters: list[asyncio.Future[int]] = []
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
@@ -206,6 +214,9 @@ class Session:
             self._writing = False
         os.close(self.fd)
         self.fd = None
+        self._input.clear()
+        if self._input_full:
+            self._input_room()  # no program left to wait for
         for func in self.cleanup:
             try:
                 func()
@@ -498,25 +509,38 @@ class Session:
     # -- input -----------------------------------------------------------------------------------
 
     def write_input(self, data: bytes) -> None:
+        """Queue ``data`` for the program; never drops it. Callers that can wait ask
+        ``input_room()`` afterwards; attached clients are paused and resumed by the session."""
         if self.fd is None or not data:
             return
         if self._input:
-            if len(self._input) + len(data) > MAX_INPUT_QUEUE:
-                log.warning("session %d: input queue full, dropping %d bytes", self.id, len(data))
-                return
             self._input += data
-            return
-        try:
-            n = os.write(self.fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            log.info("session %d: write failed: %s", self.id, exc)
-            return
-        if n < len(data):
-            self._input += data[n:]
+        else:
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                log.info("session %d: write failed: %s", self.id, exc)
+                return
+            if n == len(data):
+                return
+            self._input += memoryview(data)[n:]
             self._loop.add_writer(self.fd, self._on_writable)
             self._writing = True
+        if not self._input_full and len(self._input) > INPUT_HIGH:
+            self._input_full = True
+            for client in self.clients:
+                client.pause_input()
+
+    def input_room(self) -> asyncio.Future[None] | None:
+        """None if more input may come now, else a future done once the queue has drained below
+        INPUT_LOW (or the session has ended)."""
+        if not self._input_full:
+            return None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._room_waiters.append(waiter)
+        return waiter
 
     def _on_writable(self) -> None:
         assert self.fd is not None
@@ -530,6 +554,18 @@ class Session:
         if not self._input:
             self._loop.remove_writer(self.fd)
             self._writing = False
+        if self._input_full and len(self._input) < INPUT_LOW:
+            self._input_room()
+
+    def _input_room(self) -> None:
+        """The queue drained (or the session ended): resume the paused input sources."""
+        self._input_full = False
+        for client in self.clients:
+            client.resume_input()
+        waiters, self._room_waiters = self._room_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- clients and size ------------------------------------------------------------------------
 
@@ -543,6 +579,8 @@ class Session:
             raise SessionExited(f"session {self.id} has exited (code {self.exit_code})")
         self.last_used = time.monotonic()
         self.clients.append(client)
+        if self._input_full:
+            client.pause_input()
         self.apply_size()
         initial = b""
         if self.screen is not None:
@@ -570,6 +608,8 @@ class Session:
     def detach(self, client: Attachment) -> None:
         if client in self.clients:
             self.clients.remove(client)
+            if self._input_full:
+                client.resume_input()
             self.last_used = time.monotonic()
             self.apply_size()
             self.client_behind_changed()

@@ -64,7 +64,8 @@ Detach reasons (str): ``"detached"`` (the user asked: DETACH, or the detach keys
 attach), ``"terminal gone"`` (the terminal passed with HELLO hung up), ``"client too slow:
 ..."`` and ``"client stopped reading for Ns"`` (the server dropped a client that fell behind).
 Events: ``"reset" {"data": bin}`` the bytes that undo the terminal modes the program turned on
-(empty: the server already wrote them to the terminal it drives); ``"upgrade" {}`` the server
+or ``"reset" {"written": true}`` on a direct attach: the server already wrote them to the
+terminal it drives and the client must not reset it again; ``"upgrade" {}`` the server
 is re-executing itself (``tmuxish server upgrade``) and closes every connection: clients
 connect again, attached ones re-attach, ``wait`` waits on. It may arrive on any connection.
 
@@ -204,8 +205,13 @@ def event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def reset_event(data: bytes) -> bytes:
-    """The bytes that undo the program's terminal modes (empty: the server already wrote them)."""
+    """The bytes that undo the program's terminal modes, for the client to write on detach."""
     return event(RESET_EVENT, {"data": data})
+
+
+def reset_written_event() -> bytes:
+    """Direct attach: the server has already reset the terminal; the client must not again."""
+    return event(RESET_EVENT, {"written": True})
 
 
 def upgrade_event() -> bytes:
