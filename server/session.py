@@ -76,6 +76,11 @@ class ScreenModel(Protocol):
 
 
 class Session:
+    """A program we spawned on a new PTY (the "program" kind; see server/factory.py)."""
+
+    #: Names the class in saved state (server upgrade); subclasses are the other kinds.
+    kind = "program"
+
     def __init__(
         self,
         sid: int,
@@ -236,8 +241,10 @@ class Session:
         if not self.running:
             raise SessionExited(f"session {self.id} has already exited")
         if self.pid is None:
-            # A console-socket session without a known pid: hang up the terminal instead.
-            self._close_fd()
+            # A console-socket session without a known pid: hang up the terminal instead, and
+            # end the session now (nothing else will: the PTY we read is gone).
+            self.child_done = True
+            self._finish()
             return
         try:
             os.killpg(os.getpgid(self.pid), sig)
@@ -246,6 +253,32 @@ class Session:
         except PermissionError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
+
+    def state(self, history_lines: int) -> dict[str, Any]:
+        """What rebuilds this session in another process (msgpack-able). The PTY master is not
+        in it: whoever restores passes the fd to use (server/factory.py)."""
+        screen = b""
+        if self.screen is not None and self.fd is not None:
+            try:
+                screen = self.screen.history(history_lines) + self.screen.repaint()
+            except Exception as exc:
+                log.warning("session %d: screen not carried over: %s", self.id, exc)
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "command": self.command,
+            "pid": self.pid,
+            "cols": self.cols,
+            "rows": self.rows,
+            "policy": self.policy,
+            "exit_code": self.exit_code,
+            "child_done": self.child_done,
+            "created": self.created.isoformat(),
+            "extra": self.extra,
+            "screen": screen,
+            "screen_was_on": self.screen is not None,
+        }
 
     # -- output ----------------------------------------------------------------------------------
 
