@@ -268,3 +268,98 @@ async def test_shutdown_removes_console_sockets(sock_dir: Path) -> None:
     await asyncio.wait_for(task, DEADLINE)
     assert not os.path.exists(one) and not os.path.exists(many)
     assert srv.console_listeners == []
+
+
+async def test_kill_ends_a_console_session(
+    server: Server, client: ProtoClient, fds: list[int]
+) -> None:
+    # A console session has no pid: `kill` hangs up the terminal, and that must end the
+    # session as an exit does (status, attached clients, waiters).
+    path = (await client.request("console-socket", name="web"))["path"]
+    master, slave = os.openpty()
+    fds.append(slave)
+    send_console(path, b" ", [master])
+    os.close(master)
+    await eventually(lambda: session_named(client, "web"), "session web")
+    await client.request("attach", target="web", cols=80, rows=24)
+    waiter = await proto_connect(server.socket_path)
+    waiting = asyncio.ensure_future(waiter.request("wait", target="web"))
+    killer = await proto_connect(server.socket_path)
+    try:
+        await killer.request("kill", target="web")
+        assert await asyncio.wait_for(waiting, DEADLINE) == 0
+        while True:
+            message = await client.recv()
+            assert message is not None, "the attached client got no exit"
+            if message[0] == protocol.EXITED:
+                break
+        [info] = await sessions(killer)
+        assert info["status"] == "exited"
+        os.set_blocking(slave, False)
+        assert os.read(slave, 1) == b"", "hung up: the master is closed"
+    finally:
+        waiter.close()
+        killer.close()
+
+
+async def test_console_session_restores_from_state_and_other_fds(
+    server: Server, client: ProtoClient, fds: list[int], sock_dir: Path
+) -> None:
+    # The state round trip a crash-recovery keeper relies on: a msgpack blob plus fds that
+    # need not have the numbers they had, restored in another server.
+    import msgpack
+    from helpers import serving
+
+    from tmuxish.server import upgrade
+
+    path = (await client.request("console-socket", name="web"))["path"]
+    master, slave = os.openpty()
+    fds.append(slave)
+    send_console(path, b" ", [master])
+    os.close(master)
+    await eventually(lambda: session_named(client, "web"), "session web")
+    os.write(slave, b"before-42\r\n")
+    await eventually(
+        lambda: client.request("capture", target="web"), "output in the screen"
+    )
+    await client.request("new", command=["sleep", "100"], name="prog")
+
+    [old] = [s for s in server.registry if s.name == "web"]
+    while "before-42" not in await client.request("capture", target="web"):
+        await asyncio.sleep(0.01)
+    old.suspend()
+    state, old_fds = upgrade.capture(server)
+    state = msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
+    [item] = [s for s in state["sessions"] if s["name"] == "web"]
+    assert item["kind"] == "console"
+    moved = [os.dup(fd) for fd in old_fds]
+    assert moved != old_fds
+    # Only the console session moves (the program stays with the first server).
+    state["sessions"] = [item]
+    state["listeners"] = []
+    server.registry.remove(old)
+    old.close()
+    keep = moved[item["fd"]]
+    for fd in moved:
+        if fd != keep:
+            os.close(fd)
+    slots = [keep if i == item["fd"] else -1 for i in range(len(moved))]
+
+    async with serving(sock_dir / "second") as second:
+        while second.loop is None:
+            await asyncio.sleep(0.001)
+        upgrade.restore(second, state, slots)
+        other = await proto_connect(second.socket_path)
+        try:
+            [info] = await sessions(other)
+            assert (info["id"], info["name"], info["pid"]) == (old.id, "web", None)
+            assert info["status"] == "running"
+            assert "before-42" in await other.request("capture", target="web")
+            os.write(slave, b"after-43\r\n")
+            while "after-43" not in await other.request("capture", target="web"):
+                await asyncio.sleep(0.01)
+            await other.request("kill", target="web")
+            [info] = await sessions(other)
+            assert info["status"] == "exited"
+        finally:
+            other.close()
