@@ -215,8 +215,9 @@ class SessionFactory:
             return session
         server.registry.add(session)
         session.schedule_compact()  # the restored history is all in uncompressed pages
-        if item["child_done"]:
-            # The program had exited but its PTY was still draining when we stopped.
+        if item["exit_code"] is not None:
+            # The program had exited but its PTY was still draining when we stopped. (A
+            # console session's child_done says only that it has no process to wait for.)
             session.exit_code = item["exit_code"]
             session.start(watch=False)
             session.child_exited(item["pid"] or 0, item["exit_code"])
