@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tmuxish import protocol
-from tmuxish.errors import SessionExited
+from tmuxish.errors import SessionExited, SessionNotFound
 from tmuxish.server import pty
 from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.pacing import PacedScreen
@@ -228,6 +228,13 @@ class Session:
         self._close_fd()
         if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
+        # Removed (rm -f, shutdown) before it finished: nobody will learn its code now.
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    SessionNotFound(f"session {self.id} was removed before it exited")
+                )
+        self._waiters.clear()
 
     def wait(self) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = self._loop.create_future()
