@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
+#: What attached clients are told when their session ends without a known exit code.
+UNKNOWN_EXIT = "session ended; its exit code is unknown"
 
 
 class Connection(asyncio.Protocol):
@@ -317,11 +319,15 @@ class Connection(asyncio.Protocol):
         elif data:
             self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
 
-    def session_exited(self, code: int) -> None:
+    def session_exited(self, code: int | None) -> None:
         if self.session is not None:
             self._send_reset(self.session)
         self.session = None
-        self.send_frame(protocol.encode([protocol.EXITED, code]))
+        if code is None:
+            # EXITED carries a code; never invent one.
+            self.send_frame(protocol.encode([protocol.DETACHED, UNKNOWN_EXIT]))
+        else:
+            self.send_frame(protocol.encode([protocol.EXITED, code]))
         self._close()
 
     def upgrade_notice(self) -> None:

@@ -207,18 +207,20 @@ class SessionFactory:
         init: InitWatch | None = None
         if isinstance(session, ContainerSession):
             self._arm_container(session, ContainerSpec.from_state(item["container"]))
+        # States from before "ended" existed had no unknown codes: an exit code meant the end.
+        ended = item.get("ended", item["exit_code"] is not None)
         if fd is None:
             session.fd = None
             session.child_done = True
+            session.ended = ended
             session.exit_code = item["exit_code"]
             server.registry.add(session)
             return session
         server.registry.add(session)
         session.schedule_compact()  # the restored history is all in uncompressed pages
-        if item["exit_code"] is not None:
+        if ended:
             # The program had exited but its PTY was still draining when we stopped. (A
             # console session's child_done says only that it has no process to wait for.)
-            session.exit_code = item["exit_code"]
             session.start(watch=False)
             session.child_exited(item["pid"] or 0, item["exit_code"])
         elif isinstance(session, ContainerSession) and session.pid is not None:

@@ -12,7 +12,13 @@ import signal
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
+from tmuxish.errors import (
+    BadRequest,
+    ExitCodeUnknown,
+    SessionNotFound,
+    SessionRunning,
+    TmuxishError,
+)
 from tmuxish.keys import DetachFilter
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session, clamp_size
@@ -161,7 +167,7 @@ class Handlers:
             )
         if not session.running:
             raise TmuxishError(
-                f"session {session.id} has exited with code {session.exit_code}; "
+                f"session {session.id} has exited ({session.exit_text}); "
                 f"'tmuxish rm {session.id}' removes it"
             )
         cols = _int(args, "cols", 0)
@@ -239,7 +245,13 @@ class Handlers:
 
     async def wait(self, conn: Connection, args: dict[str, Any]) -> int:
         session = self.server.registry.get(args.get("target"))
-        return await session.wait()
+        code = await session.wait()
+        if code is None:
+            raise ExitCodeUnknown(
+                f"session {session.id} has ended; its exit code is unknown "
+                "(its process is not the server's child)"
+            )
+        return code
 
     def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))

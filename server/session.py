@@ -58,7 +58,7 @@ class Attachment(Protocol):
 
     def send_output(self, header: bytes, data: bytes) -> None: ...
     def send_frame(self, frame: bytes) -> None: ...
-    def session_exited(self, code: int) -> None: ...
+    def session_exited(self, code: int | None) -> None: ...
 
 
 class ScreenModel(Protocol):
@@ -121,7 +121,10 @@ class Session:
         self.extra = extra or {}
         self.created = datetime.now(UTC)
         self.last_used = time.monotonic()
+        #: The program's exit code; None while running, and also after the end when it is not
+        #: known (a console session's process is not ours).
         self.exit_code: int | None = None
+        self.ended = False
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
         #: Called once when the PTY is released (log files, container clean-up).
@@ -135,7 +138,7 @@ class Session:
         self._exit_timer: asyncio.TimerHandle | None = None
         self._input = bytearray()
         self._writing = False
-        self._waiters: list[asyncio.Future[int]] = []
+        self._waiters: list[asyncio.Future[int | None]] = []
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
@@ -149,11 +152,16 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self.exit_code is None
+        return not self.ended
 
     @property
     def status(self) -> str:
         return "running" if self.running else "exited"
+
+    @property
+    def exit_text(self) -> str:
+        """How the end is told to users: "code 3", or "exit code unknown"."""
+        return "exit code unknown" if self.exit_code is None else f"code {self.exit_code}"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -175,7 +183,8 @@ class Session:
 
     def child_exited(self, pid: int, code: int | None) -> None:
         self.child_done = True
-        self.exit_code = code if code is not None else 0
+        self.ended = True
+        self.exit_code = code
         if self._pty_eof or self.fd is None:
             self._finish()
         else:
@@ -190,8 +199,8 @@ class Session:
         if self.fd is not None:
             self._drain_now()
             self._close_fd()
-        code = self.exit_code if self.exit_code is not None else 0
-        self.exit_code = code
+        self.ended = True
+        code = self.exit_code
         for client in list(self.clients):
             client.session_exited(code)
         self.clients.clear()
@@ -236,9 +245,10 @@ class Session:
                 )
         self._waiters.clear()
 
-    def wait(self) -> asyncio.Future[int]:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        if self.exit_code is not None and self.fd is None:
+    def wait(self) -> asyncio.Future[int | None]:
+        """The exit code once the session has ended (None if it is not known)."""
+        fut: asyncio.Future[int | None] = self._loop.create_future()
+        if self.ended and self.fd is None:
             fut.set_result(self.exit_code)
         else:
             self._waiters.append(fut)
@@ -280,6 +290,7 @@ class Session:
             "rows": self.rows,
             "policy": self.policy,
             "exit_code": self.exit_code,
+            "ended": self.ended,
             "child_done": self.child_done,
             "created": self.created.isoformat(),
             "extra": self.extra,
@@ -580,7 +591,7 @@ class Session:
         continues exactly where the repaint ends.
         """
         if self.fd is None:
-            raise SessionExited(f"session {self.id} has exited (code {self.exit_code})")
+            raise SessionExited(f"session {self.id} has exited ({self.exit_text})")
         self.last_used = time.monotonic()
         self.clients.append(client)
         self.apply_size()

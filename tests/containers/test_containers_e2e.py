@@ -94,9 +94,18 @@ def test_console_socket_attach_resize_detach(
     again.expect_exact("30 100")
     detach(again)
 
-    # The container ends: the session sees the PTY's end (EIO); its exit status is unknown.
+    # The container ends: the session sees the PTY's end (EIO); its exit status is unknown,
+    # and is shown as such, never as a made-up code.
     runtime.run("kill", cid, "KILL")
     wait_for(lambda: named(cli, "web")["status"] == "exited", what="session to end")
+    assert named(cli, "web")["exit_code"] is None
+    assert "exited (?)" in cli.run("ls").stdout
+    waited = cli.run("wait", "web", check=False)
+    assert waited.returncode == 125
+    assert waited.stderr.strip().splitlines() == [
+        f"tmuxish: session {web['id']} has ended; its exit code is unknown "
+        "(its process is not the server's child)"
+    ]
 
 
 def test_persistent_console_socket_numbers_sessions(

@@ -25,6 +25,7 @@ import pytest
 from helpers import DEADLINE, ProtoClient, proto_connect
 
 from tmuxish import protocol
+from tmuxish.server.connection import UNKNOWN_EXIT
 from tmuxish.server.console_socket import MAX_PAYLOAD
 from tmuxish.server.daemon import Server
 
@@ -121,6 +122,17 @@ async def session_named(client: ProtoClient, name: str) -> dict[str, Any] | None
     return next((s for s in await sessions(client) if s["name"] == name), None)
 
 
+async def ended_unknown(client: ProtoClient) -> bool:
+    """Read an attached client's stream to its end: True if it was told the session ended
+    with an unknown exit code (never an EXITED with an invented code)."""
+    while True:
+        message = await client.recv()
+        assert message is not None, "the attached client was not told the session ended"
+        assert message[0] != protocol.EXITED, f"an exit code was invented: {message}"
+        if message[0] == protocol.DETACHED:
+            return bool(message[1] == UNKNOWN_EXIT)
+
+
 PAYLOADS = [
     pytest.param(b"/dev/ptmx", id="runc-old"),
     pytest.param(b"/dev/pts/ptmx", id="runc-new"),
@@ -165,17 +177,16 @@ async def test_master_becomes_a_session(
     os.write(slave, b"pong-2\r\n")
     await client.output_until(b"pong-2")
 
-    # The container's side closes: EIO on the master ends the session (exit status unknown: 0).
+    # The container's side closes: EIO on the master ends the session. Its exit status is
+    # unknown, and nobody is told a made-up one.
     fds.remove(slave)
     os.close(slave)
-    while True:
-        message = await client.recv()
-        assert message is not None
-        if message[0] == protocol.EXITED:
-            break
+    assert await ended_unknown(client)
     checker = await proto_connect(server.socket_path)
     [info] = await sessions(checker)
-    assert info["status"] == "exited" and info["exit_code"] == 0
+    assert info["status"] == "exited" and info["exit_code"] is None
+    with pytest.raises(RuntimeError, match="exit-code-unknown: session 1 has ended"):
+        await checker.request("wait", target="web")
     checker.close()
 
 
@@ -287,14 +298,11 @@ async def test_kill_ends_a_console_session(
     killer = await proto_connect(server.socket_path)
     try:
         await killer.request("kill", target="web")
-        assert await asyncio.wait_for(waiting, DEADLINE) == 0
-        while True:
-            message = await client.recv()
-            assert message is not None, "the attached client got no exit"
-            if message[0] == protocol.EXITED:
-                break
+        with pytest.raises(RuntimeError, match="exit-code-unknown"):
+            await asyncio.wait_for(waiting, DEADLINE)
+        assert await ended_unknown(client)
         [info] = await sessions(killer)
-        assert info["status"] == "exited"
+        assert info["status"] == "exited" and info["exit_code"] is None
         os.set_blocking(slave, False)
         assert os.read(slave, 1) == b"", "hung up: the master is closed"
     finally:
