@@ -6,6 +6,11 @@ listeners pass through the exec as inherited file descriptors; everything else (
 statuses, sizes, the screen contents) goes in a msgpack state blob in a memfd. The new process
 feeds each session's saved history and repaint into a fresh screen model, so a re-attach repaints
 as before. Attached clients are told, disconnected, and reconnect by themselves.
+
+:func:`capture` and :func:`restore` are the round trip itself, apart from exec: the state is a
+plain msgpack-able dict (each session's ``state()``, each console-socket listener's) that refers
+to fds by their index in a list, so a restorer in a fresh process (a crash-recovery keeper that
+kept the fds) passes the fds as it holds them.
 """
 
 from __future__ import annotations
