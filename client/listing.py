@@ -32,7 +32,8 @@ def format_age(created: str, now: datetime) -> str:
 def format_table(sessions: list[dict[str, Any]]) -> str:
     rows = [("ID", "NAME", "COMMAND", "STATUS", "CLIENTS", "SIZE", "AGE")]
     for s in sessions:
-        status = s["status"] if s["status"] == "running" else f"exited ({s['exit_code']})"
+        code = "?" if s["exit_code"] is None else s["exit_code"]
+        status = s["status"] if s["status"] == "running" else f"exited ({code})"
         if s["status"] == "running" and not s.get("screen", True):
             # No repaint and no capture for this one: say so where users look.
             status += " (no screen)"

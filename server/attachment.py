@@ -48,8 +48,12 @@ def dropped(reason: str, grace: float) -> Ending:
     return Ending(protocol.detached(reason), False, grace)
 
 
-def exited(code: int) -> Ending:
-    return Ending(protocol.exited(code), True, 5.0)
+def exited(code: int | None) -> Ending:
+    """The program ended; EXITED carries its code, so an unknown one ends with DETACHED."""
+    frame = protocol.exited(code) if code is not None else protocol.detached(
+        protocol.DETACHED_EXIT_UNKNOWN
+    )
+    return Ending(frame, True, 5.0)
 
 
 #: The server is re-executing itself: the client reconnects and attaches again by itself.
@@ -133,7 +137,7 @@ class ClientAttachment:
     def send_frame(self, frame: bytes) -> None:
         self.conn.send_frame(frame)
 
-    def session_exited(self, code: int) -> None:
+    def session_exited(self, code: int | None) -> None:
         self.end(exited(code))
 
     # -- flow control ----------------------------------------------------------------------------

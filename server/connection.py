@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
+#: What attached clients are told when their session ends without a known exit code.
 
 
 class Connection(asyncio.Protocol):

@@ -20,6 +20,7 @@ from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.factory import SessionFactory
 from tmuxish.server.feeder import Feeder
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
@@ -82,6 +83,7 @@ class Server:
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
+        self.factory = SessionFactory(self)
         from tmuxish.server import handlers
 
         handlers.install(self)

@@ -12,9 +12,14 @@ import signal
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
+from tmuxish.errors import (
+    BadRequest,
+    ExitCodeUnknown,
+    SessionNotFound,
+    SessionRunning,
+    TmuxishError,
+)
 from tmuxish.keys import DetachFilter
-from tmuxish.server import pty
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session, clamp_size
 
@@ -111,26 +116,8 @@ class Handlers:
         ):
             raise BadRequest("env must map strings to strings")
         env = dict(env_arg) if args.get("replace_env") else {**os.environ, **env_arg}
-        sid = server.registry.next_id
-        env["TMUXISH"] = f"{server.socket_path},{sid}"
-        pid, fd = pty.spawn(command, cwd, env, cols, rows)
-        server.registry.allocate_id()
-        session = Session(
-            sid,
-            name,
-            command,
-            pid,
-            fd,
-            cols,
-            rows,
-            loop=conn_loop(server),
-            reaper=server.reaper,
-            policy=policy,
-            screen=make_screen(server, cols, rows),
-            on_exit=server.session_exited,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
-        )
+        conn_loop(server)
+        session = server.factory.program(command, name, cwd, env, cols, rows, policy)
         log_path = _str_or_none(args, "log")
         if log_path:
             from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
@@ -149,7 +136,7 @@ class Handlers:
             session.extra["log_max"] = output_log.max_bytes
         server.registry.add(session)
         session.start()
-        log.info("session %d started: pid %d, %r", sid, pid, command)
+        log.info("session %d started: pid %s, %r", session.id, session.pid, command)
         return session.info()
 
     def attach(
@@ -180,7 +167,7 @@ class Handlers:
             )
         if not session.running:
             raise TmuxishError(
-                f"session {session.id} has exited with code {session.exit_code}; "
+                f"session {session.id} has exited ({session.exit_text}); "
                 f"'tmuxish rm {session.id}' removes it"
             )
         cols = _int(args, "cols", 0)
@@ -273,7 +260,13 @@ class Handlers:
 
     async def wait(self, conn: Connection, args: dict[str, Any]) -> int:
         session = self.server.registry.get(args.get("target"))
-        return await session.wait()
+        code = await session.wait()
+        if code is None:
+            raise ExitCodeUnknown(
+                f"session {session.id} has ended; its exit code is unknown "
+                "(its process is not the server's child)"
+            )
+        return code
 
     def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tmuxish import protocol
-from tmuxish.errors import SessionExited
+from tmuxish.errors import SessionExited, SessionNotFound
 from tmuxish.server import pty
 from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.pacing import PacedScreen
@@ -61,7 +61,7 @@ class Attachment(Protocol):
 
     def send_output(self, header: bytes, data: bytes) -> None: ...
     def send_frame(self, frame: bytes) -> None: ...
-    def session_exited(self, code: int) -> None: ...
+    def session_exited(self, code: int | None) -> None: ...
     def pause_input(self) -> None: ...
     def resume_input(self) -> None: ...
 
@@ -81,6 +81,11 @@ class ScreenModel(Protocol):
 
 
 class Session:
+    """A program we spawned on a new PTY (the "program" kind; see server/factory.py)."""
+
+    #: Names the class in saved state (server upgrade); subclasses are the other kinds.
+    kind = "program"
+
     def __init__(
         self,
         sid: int,
@@ -121,7 +126,10 @@ class Session:
         self.extra = extra or {}
         self.created = datetime.now(UTC)
         self.last_used = time.monotonic()
+        #: The program's exit code; None while running, and also after the end when it is not
+        #: known (a console session's process is not ours).
         self.exit_code: int | None = None
+        self.ended = False
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
         #: Called once when the PTY is released (log files, container clean-up).
@@ -138,7 +146,7 @@ class Session:
         #: The input queue went over INPUT_HIGH: sources are paused, `send` replies wait.
         self._input_full = False
         self._room_waiters: list[asyncio.Future[None]] = []
-        self._waiters: list[asyncio.Future[int]] = []
+        self._waiters: list[asyncio.Future[int | None]] = []
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
@@ -152,11 +160,16 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self.exit_code is None
+        return not self.ended
 
     @property
     def status(self) -> str:
         return "running" if self.running else "exited"
+
+    @property
+    def exit_text(self) -> str:
+        """How the end is told to users: "code 3", or "exit code unknown"."""
+        return "exit code unknown" if self.exit_code is None else f"code {self.exit_code}"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -178,7 +191,8 @@ class Session:
 
     def child_exited(self, pid: int, code: int | None) -> None:
         self.child_done = True
-        self.exit_code = code if code is not None else 0
+        self.ended = True
+        self.exit_code = code
         if self._pty_eof or self.fd is None:
             self._finish()
         else:
@@ -193,8 +207,8 @@ class Session:
         if self.fd is not None:
             self._drain_now()
             self._close_fd()
-        code = self.exit_code if self.exit_code is not None else 0
-        self.exit_code = code
+        self.ended = True
+        code = self.exit_code
         for client in list(self.clients):
             client.session_exited(code)
         self.clients.clear()
@@ -234,10 +248,18 @@ class Session:
         self._close_fd()
         if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
+        # Removed (rm -f, shutdown) before it finished: nobody will learn its code now.
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    SessionNotFound(f"session {self.id} was removed before it exited")
+                )
+        self._waiters.clear()
 
-    def wait(self) -> asyncio.Future[int]:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        if self.exit_code is not None and self.fd is None:
+    def wait(self) -> asyncio.Future[int | None]:
+        """The exit code once the session has ended (None if it is not known)."""
+        fut: asyncio.Future[int | None] = self._loop.create_future()
+        if self.ended and self.fd is None:
             fut.set_result(self.exit_code)
         else:
             self._waiters.append(fut)
@@ -247,8 +269,10 @@ class Session:
         if not self.running:
             raise SessionExited(f"session {self.id} has already exited")
         if self.pid is None:
-            # A console-socket session without a known pid: hang up the terminal instead.
-            self._close_fd()
+            # A console-socket session without a known pid: hang up the terminal instead, and
+            # end the session now (nothing else will: the PTY we read is gone).
+            self.child_done = True
+            self._finish()
             return
         try:
             os.killpg(os.getpgid(self.pid), sig)
@@ -257,6 +281,33 @@ class Session:
         except PermissionError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
+
+    def state(self, history_lines: int) -> dict[str, Any]:
+        """What rebuilds this session in another process (msgpack-able). The PTY master is not
+        in it: whoever restores passes the fd to use (server/factory.py)."""
+        screen = b""
+        if self.screen is not None and self.fd is not None:
+            try:
+                screen = self.screen.history(history_lines) + self.screen.repaint()
+            except Exception as exc:
+                log.warning("session %d: screen not carried over: %s", self.id, exc)
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "command": self.command,
+            "pid": self.pid,
+            "cols": self.cols,
+            "rows": self.rows,
+            "policy": self.policy,
+            "exit_code": self.exit_code,
+            "ended": self.ended,
+            "child_done": self.child_done,
+            "created": self.created.isoformat(),
+            "extra": self.extra,
+            "screen": screen,
+            "screen_was_on": self.screen is not None,
+        }
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -576,7 +627,7 @@ class Session:
         continues exactly where the repaint ends.
         """
         if self.fd is None:
-            raise SessionExited(f"session {self.id} has exited (code {self.exit_code})")
+            raise SessionExited(f"session {self.id} has exited ({self.exit_text})")
         self.last_used = time.monotonic()
         self.clients.append(client)
         if self._input_full:

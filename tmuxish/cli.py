@@ -169,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("target")
     sk.add_argument("keys", nargs="+", metavar="KEY")
 
-    w = cmd("wait", "wait for a session's program to exit; exit with its code", "tmuxish wait 3")
+    w = cmd(
+        "wait",
+        "wait for a session's program to exit; exit with its code (125 if it is unknown, as "
+        "for console-socket sessions)",
+        "tmuxish wait 3",
+    )
     w.add_argument("target")
 
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")

@@ -69,6 +69,14 @@ class SessionRunning(TmuxishError):
     code = "session-running"
 
 
+class ExitCodeUnknown(TmuxishError):
+    """`wait` on a session that ended without a known exit code (a console-socket session:
+    the process on the other end of its terminal is not the server's child)."""
+
+    code = "exit-code-unknown"
+    exit_status = 125
+
+
 class ConfigError(TmuxishError):
     code = "config-error"
     exit_status = 2
@@ -102,6 +110,7 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
         VersionMismatch,
         SessionExited,
         SessionRunning,
+        ExitCodeUnknown,
         ConfigError,
         UsageError,
         RemoteError,

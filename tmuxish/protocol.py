@@ -62,7 +62,9 @@ Stream (one-way, after a successful ``attach`` request)::
 
 Detach reasons (str): ``"detached"`` (the user asked: DETACH, or the detach keys on a direct
 attach), ``"terminal gone"`` (the terminal passed with HELLO hung up), ``"client too slow:
-..."`` and ``"client stopped reading for Ns"`` (the server dropped a client that fell behind).
+..."`` and ``"client stopped reading for Ns"`` (the server dropped a client that fell behind),
+``"session ended; its exit code is unknown"`` (a console session ended: EXITED never carries an
+invented code).
 Events: ``"reset" {"data": bin}`` the bytes that undo the terminal modes the program turned on
 or ``"reset" {"written": true}`` on a direct attach: the server already wrote them to the
 terminal it drives and the client must not reset it again; ``"upgrade" {}`` the server
@@ -111,6 +113,9 @@ RESET_EVENT: Final = "reset"
 UPGRADE_EVENT: Final = "upgrade"
 #: The DETACHED reason when the user detached (any other reason ends the client with status 1).
 DETACHED_BY_USER: Final = "detached"
+#: The program ended but its exit code is unknown (a console session): EXITED carries a code,
+#: so this ends the attachment instead of inventing one.
+DETACHED_EXIT_UNKNOWN: Final = "session ended; its exit code is unknown"
 
 KNOWN_TYPES: Final = frozenset(
     {HELLO, REQUEST, REPLY, ERROR, INPUT, OUTPUT, RESIZE, DETACH, EXITED, DETACHED, EVENT}
