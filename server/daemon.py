@@ -134,7 +134,9 @@ class Server:
             from tmuxish.server import upgrade
 
             upgrade.restore(self, resume)
-        self._listener = Listener(sock, lambda fds, data: Connection(self, fds, data))
+        self._listener = Listener(
+            sock, lambda fds, data: Connection(self, fds, data), lambda: len(self.connections)
+        )
         self._listener.start(loop)
         log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
         await self.stopped.wait()

@@ -1,0 +1,91 @@
+"""At the descriptor limit the server backs off instead of spinning, and keeps serving.
+
+The server runs under ``prlimit --nofile=64:64``; idle connections that never send anything use
+up its descriptors. accept() then fails with EMFILE while the listening socket stays readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from hardkit import fd_count
+from helpers import Cli, pid_alive, wait_for
+
+LIMIT = 64
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+def limited_server(cli: Cli) -> Iterator[int]:
+    """A server whose descriptor limit is LIMIT; yields its pid."""
+    proc = subprocess.Popen(
+        ["prlimit", f"--nofile={LIMIT}:{LIMIT}", *cli.argv("server")],
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = wait_for(cli.server_pid, 10, "server start")
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def idle_connections(path: str, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        socks.append(s)
+    return socks
+
+
+def accept_log_lines(cli: Cli) -> int:
+    with open(f"{cli.socket_path}.log", errors="replace") as f:
+        return sum("accept" in line for line in f)
+
+
+def test_idle_connections_at_the_fd_limit_neither_spin_nor_flood_nor_lock_out(
+    cli: Cli, limited_server: int
+) -> None:
+    pid = limited_server
+    idle = idle_connections(str(cli.socket_path), LIMIT + 6)
+    try:
+        wait_for(lambda: fd_count(pid) >= LIMIT - 1, 10, "the server to reach its fd limit")
+        before_cpu, before_lines = cpu_seconds(pid), accept_log_lines(cli)
+        # The measurement window is the behaviour under test: a spinning loop burns it all.
+        window = 1.0
+        time.sleep(window)
+        spent = cpu_seconds(pid) - before_cpu
+        assert spent < 0.3 * window, f"the server used {spent:.2f}s of CPU in {window}s while idle"
+        assert accept_log_lines(cli) - before_lines < 5, "the log floods with accept failures"
+        # A real client still gets in while the idle ones are held: the oldest silent
+        # connection makes room for it.
+        started = time.monotonic()
+        out = cli.run("ls", timeout=20)
+        assert out.returncode == 0
+        assert time.monotonic() - started < 5
+    finally:
+        for s in idle:
+            s.close()
+    cli.run("ls")
+    assert pid_alive(pid)
