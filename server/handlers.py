@@ -6,6 +6,7 @@ A handler returns the reply value (or an awaitable of it) and raises TmuxishErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -61,21 +62,27 @@ def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
 
 
 def _signal_number(value: Any) -> int:
+    """A signal this system has, from a number or a name (``TERM``, ``SIGTERM``, ``15``)."""
     if value is None:
         return int(signal.SIGHUP)
+    number: int | None = None
     if type(value) is int:
-        return value
-    if isinstance(value, str):
-        name = value.upper()
-        if name.isdigit():
-            return int(name)
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            pass
-    raise BadRequest(f"unknown signal {value!r}")
+        number = value
+    elif isinstance(value, str):
+        name = value.strip().upper()
+        if name.isdigit() and len(name) < 10:
+            number = int(name)
+        elif name.isidentifier():
+            if not name.startswith("SIG"):
+                name = "SIG" + name
+            with contextlib.suppress(KeyError):
+                number = int(signal.Signals[name])
+    if number is None or number <= 0 or number not in _VALID_SIGNALS:
+        raise BadRequest(f"unknown signal {value!r}")
+    return number
+
+
+_VALID_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 
 
 class Handlers:
