@@ -48,7 +48,7 @@ from tmuxish.errors import (
     from_code,
 )
 from tmuxish.keynames import send_args
-from tmuxish.paths import ensure_private_dir, is_default_dir, resolve_socket
+from tmuxish.paths import current_umask, ensure_private_dir, is_default_dir, resolve_socket
 
 if TYPE_CHECKING:
     import asyncio
@@ -222,6 +222,8 @@ def new_args(
         "rows": rows,
         "env": full_env,
         "replace_env": True,
+        # The session's files are created as this client would create them, not as the server.
+        "umask": current_umask(),
     }
     if window_size is not None:
         args["window_size"] = window_size

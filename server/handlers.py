@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
 from tmuxish.keys import DetachFilter
 from tmuxish.server import pty
+from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session, clamp_size
 
@@ -118,46 +119,68 @@ class Handlers:
         ):
             raise BadRequest("env must map strings to strings")
         env = dict(env_arg) if args.get("replace_env") else {**os.environ, **env_arg}
+        umask = _int(args, "umask", -1, 0, 0o777)
+        output_log = self._open_log(args)
+        # The id is taken only once the session exists: a refused request uses none up.
         sid = server.registry.next_id
         env["TMUXISH"] = f"{server.socket_path},{sid}"
-        pid, fd = pty.spawn(command, cwd, env, cols, rows)
+        try:
+            pid, fd = pty.spawn(command, cwd, env, cols, rows, None if umask < 0 else umask)
+        except BaseException:
+            if output_log is not None:
+                output_log.close()
+            raise
+        try:
+            session = Session(
+                sid,
+                name,
+                command,
+                pid,
+                fd,
+                cols,
+                rows,
+                loop=conn_loop(server),
+                reaper=server.reaper,
+                policy=policy,
+                screen=make_screen(server, cols, rows),
+                on_exit=server.session_exited,
+                feeder=server.session_feeder,
+                paced=server.paced_screens,
+            )
+        except OSError as exc:
+            # Out of descriptors (pidfd) or memory: end the program we just started.
+            log.warning("session for %r not started: %s", command, exc)
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            if output_log is not None:
+                output_log.close()
+            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
         server.registry.allocate_id()
-        session = Session(
-            sid,
-            name,
-            command,
-            pid,
-            fd,
-            cols,
-            rows,
-            loop=conn_loop(server),
-            reaper=server.reaper,
-            policy=policy,
-            screen=make_screen(server, cols, rows),
-            on_exit=server.session_exited,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
-        )
-        log_path = _str_or_none(args, "log")
-        if log_path:
-            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
-
-            try:
-                log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
-                output_log = OutputLog(log_path, log_max)
-            except OSError as exc:
-                session.kill(signal.SIGHUP)
-                session.close()
-                raise BadRequest(f"cannot open log file {log_path}: {exc.strerror}") from exc
+        if output_log is not None:
             session.log_sink = output_log.write
             session.cleanup.append(output_log.close)
-            session.extra["log"] = log_path
+            session.extra["log"] = output_log.path
             # Kept with the path: a server upgrade reopens the log and needs the cap too.
             session.extra["log_max"] = output_log.max_bytes
         server.registry.add(session)
         session.start()
         log.info("session %d started: pid %d, %r", sid, pid, command)
         return session.info()
+
+    def _open_log(self, args: dict[str, Any]) -> OutputLog | None:
+        """The ``--log`` file, opened before anything starts: a refused one starts nothing."""
+        path = _str_or_none(args, "log")
+        if not path:
+            return None
+        log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+        try:
+            return OutputLog(path, log_max)
+        except OSError as exc:
+            raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
 
     def attach(
         self, conn: Connection, args: dict[str, Any]

@@ -39,3 +39,20 @@ def resolve_socket(
 
 def log_path(socket_path: Path) -> Path:
     return socket_path.with_name(socket_path.name + ".log")
+
+
+def current_umask() -> int:
+    """This process's umask, which `new` sends so files a session creates get the modes its
+    user expects. /proc says it without the set-and-restore race of os.umask."""
+    import os
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
