@@ -89,3 +89,22 @@ def test_idle_connections_at_the_fd_limit_neither_spin_nor_flood_nor_lock_out(
             s.close()
     cli.run("ls")
     assert pid_alive(pid)
+
+
+def test_new_at_the_fd_limit_says_too_many_open_files(cli: Cli, limited_server: int) -> None:
+    pid = limited_server
+    made = 0
+    for _ in range(LIMIT):
+        proc = cli.run("new", "-d", "--", "sleep", "100", check=False)
+        if proc.returncode != 0:
+            break
+        made += 1
+    else:
+        raise AssertionError(f"{LIMIT} sessions fit in {LIMIT} descriptors")
+    assert made > 0
+    assert "Traceback" not in proc.stderr and "internal" not in proc.stderr, proc.stderr
+    assert "too many open files" in proc.stderr.lower(), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # Nothing half-made is left behind, and the server still answers.
+    assert len(cli.sessions()) == made
+    assert pid_alive(pid)
