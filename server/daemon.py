@@ -20,9 +20,11 @@ from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_server_log
+from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.feeder import Feeder
+from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
@@ -78,6 +80,12 @@ class Server:
         self.registry = Registry()
         self.reaper = Reaper()
         self.connections: set[Connection] = set()
+        self.limits = ConnectionLimits(
+            handshake_timeout=_env_float("TMUXISH_HANDSHAKE_TIMEOUT", limits.HANDSHAKE_TIMEOUT),
+            frame_timeout=_env_float("TMUXISH_FRAME_TIMEOUT", limits.FRAME_TIMEOUT),
+            max_buffered=int(_env_float("TMUXISH_MAX_BUFFERED", limits.MAX_BUFFERED)),
+        )
+        self.max_connections = int(_env_float("TMUXISH_MAX_CLIENTS", listener.MAX_CONNECTIONS))
         self.handlers: dict[str, Handler] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopped: asyncio.Event | None = None
@@ -154,7 +162,10 @@ class Server:
 
             upgrade.restore(self, resume)
         self._listener = Listener(
-            sock, lambda fds, data: Connection(self, fds, data), lambda: len(self.connections)
+            sock,
+            lambda fds, data: Connection(self, fds, data),
+            lambda: len(self.connections),
+            self.max_connections,
         )
         self._listener.start(loop)
         log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
@@ -208,6 +219,7 @@ class Server:
             session.settle_screen()
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
+        self.limits.close()
         self.feeder.stop()
         self.reaper.stop()
 
@@ -231,6 +243,7 @@ class Server:
             session.close()
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
+        self.limits.close()
         self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
