@@ -60,8 +60,8 @@ class Listener:
             name="listener",
             max_pending=MAX_PENDING,
             timeout=FIRST_MESSAGE_TIMEOUT,
-            admit=self._admit,
         )
+        self._refused = 0
 
     @property
     def pending(self) -> int:
@@ -79,23 +79,32 @@ class Listener:
         self.pause()
         self.sock.close()
 
-    def _admit(self, conn: socket.socket) -> bool:
-        if self._active() < self.max_connections:
-            return True
-        log.warning("refused a connection: %d clients connected", self._active())
-        # Before HELLO, as a permission refusal is: the client shows the text and exits.
-        text = f"the server has too many connections ({self.max_connections}); try again later"
-        with contextlib.suppress(OSError):
-            conn.send(protocol.error(None, "error", text))
-        return False
-
     def _deliver(self, conn: socket.socket, received: Received) -> None:
         assert self._loop is not None
         fds = received.fds
         if received.truncated or len(fds) > MAX_FDS:
             close_fds(fds[MAX_FDS:])
             fds = fds[:MAX_FDS]
+        if self._active() >= self.max_connections:
+            self._refuse(conn, fds)
+            return
         self._loop.create_task(self._hand_over(conn, received.data, fds))
+
+    def _refuse(self, conn: socket.socket, fds: list[int]) -> None:
+        """Over the cap. Refused after the first read, not at accept: closing a unix socket with
+        unread data makes the peer's next read fail with ECONNRESET instead of showing this."""
+        self._refused += 1
+        if self._refused == 1 or self._refused % 1000 == 0:
+            log.warning(
+                "refused a connection: %d clients connected (%d refused so far)",
+                self._active(),
+                self._refused,
+            )
+        text = f"the server has too many connections ({self.max_connections}); try again later"
+        with contextlib.suppress(OSError):
+            conn.send(protocol.error(None, "error", text))  # before HELLO, as a refusal is
+        close_fds(fds)
+        conn.close()
 
     async def _hand_over(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
         assert self._loop is not None

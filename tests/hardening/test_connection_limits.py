@@ -112,5 +112,8 @@ def test_connections_are_capped(cli: Cli, conns: list[RawConn]) -> None:
         s.settimeout(8)
         reply = next(iter(protocol.Decoder().feed(s.recv(65536))))
     assert reply[0] == protocol.ERROR and "too many connections" in reply[3], reply
+    # The CLI shows it, rather than a broken pipe.
+    refused = cli.run("ls", check=False)
+    assert refused.returncode != 0 and "too many connections" in refused.stderr, refused.stderr
     conns.pop().close()
     wait_for(lambda: cli.run("ls", check=False).returncode == 0, 10, "room for a client again")
