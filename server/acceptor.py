@@ -16,6 +16,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import socket
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -75,6 +76,8 @@ class Acceptor(Generic[T]):
     other exception drops it with one log line. Its result goes to ``deliver(conn, result)``,
     which then owns ``conn``.
     ``admit(conn)`` may refuse a connection before anything is read (the acceptor closes it).
+    ``refuse(conn, result)`` is told about a connection accepted on the reserve descriptor when
+    the process is out of descriptors; it may send a last word, the acceptor closes ``conn``.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Acceptor(Generic[T]):
         max_pending: int,
         timeout: float,
         admit: Callable[[socket.socket], bool] | None = None,
+        refuse: Callable[[socket.socket, T], None] | None = None,
         retry_delay: float = RETRY_DELAY,
     ) -> None:
         self.sock = sock
@@ -105,6 +109,11 @@ class Acceptor(Generic[T]):
         self._starved = False
         self._refused = 0
         self._evicted = 0
+        self._refuse = refuse
+        #: With ``refuse``: a descriptor kept in hand so that, out of descriptors, one client at
+        #: a time can still be accepted and told why rather than left waiting in the backlog.
+        self._reserve = -1
+        self._on_reserve: socket.socket | None = None
 
     @property
     def pending(self) -> int:
@@ -113,7 +122,15 @@ class Acceptor(Generic[T]):
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._open_reserve()
         self._watch(True)
+
+    def close(self) -> None:
+        """pause(), and give back the reserve descriptor; the caller closes the socket."""
+        self.pause()
+        if self._reserve >= 0:
+            os.close(self._reserve)
+            self._reserve = -1
 
     def pause(self) -> None:
         """Stop accepting and drop waiting connections; new ones wait in the backlog."""
@@ -143,10 +160,11 @@ class Acceptor(Generic[T]):
                 break
             except OSError as exc:
                 if exc.errno in RESOURCE_ERRNOS:
-                    if self._pending:
-                        # The oldest connection still silent is the cheapest to lose: its
-                        # descriptor lets a client that is waiting in the backlog in.
-                        self._evict_oldest(exc)
+                    if not self._backlog_waiting():
+                        # accept() takes a descriptor before it looks at the backlog, so it
+                        # fails like this with nobody waiting: nothing to make room for.
+                        break
+                    if self._evict_oldest(exc) or self._accept_on_reserve():
                         continue
                     self._starve(exc)
                     return
@@ -175,7 +193,12 @@ class Acceptor(Generic[T]):
         self._watch(False)
         self._retry = self._loop.call_later(self.retry_delay, self._resume)
 
-    def _evict_oldest(self, exc: OSError) -> None:
+    def _evict_oldest(self, exc: OSError) -> bool:
+        """Close the oldest connection still silent, if any: it is the cheapest to lose, and its
+        descriptor lets a client that waits in the backlog in."""
+        oldest = next((c for c in self._pending if c is not self._on_reserve), None)
+        if oldest is None:
+            return False
         self._evicted += 1
         if self._evicted == 1 or self._evicted % 1000 == 0:
             log.warning(
@@ -185,7 +208,42 @@ class Acceptor(Generic[T]):
                 exc.strerror,
                 self._evicted,
             )
-        self._drop(next(iter(self._pending)))
+        self._drop(oldest)
+        return True
+
+    def _backlog_waiting(self) -> bool:
+        """True if a connection waits to be accepted (poll needs no new descriptor)."""
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
+    def _open_reserve(self) -> None:
+        if self._refuse is not None and self._reserve < 0 and self._on_reserve is None:
+            with contextlib.suppress(OSError):
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def _accept_on_reserve(self) -> bool:
+        """Accept one connection in the reserve's place; it is refused once it has spoken."""
+        if self._reserve < 0 or self._loop is None:
+            return False
+        os.close(self._reserve)
+        self._reserve = -1
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            self._open_reserve()
+            return False
+        conn.setblocking(False)
+        self._on_reserve = conn
+        # Refused only after its first message is read: closing a unix socket with unread
+        # data makes the peer's next read fail with ECONNRESET instead of showing why.
+        self._pending[conn] = self._loop.call_later(self.timeout, self._expire, conn)
+        self._loop.add_reader(conn.fileno(), self._on_readable, conn)
+        self._on_readable(conn)
+        return True
 
     def _resume(self) -> None:
         self._retry = None
@@ -227,6 +285,13 @@ class Acceptor(Generic[T]):
             self._drop(conn)
             return
         self._forget(conn)
+        if conn is self._on_reserve and self._refuse is not None:
+            try:
+                self._refuse(conn, result)
+            finally:
+                conn.close()
+                self._reserve_back()
+            return
         self._deliver(conn, result)
 
     def _expire(self, conn: socket.socket) -> None:
@@ -248,3 +313,9 @@ class Acceptor(Generic[T]):
     def _drop(self, conn: socket.socket) -> None:
         self._forget(conn)
         conn.close()
+        if conn is self._on_reserve:
+            self._reserve_back()
+
+    def _reserve_back(self) -> None:
+        self._on_reserve = None
+        self._open_reserve()

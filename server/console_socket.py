@@ -314,7 +314,7 @@ class ConsoleSocketListener:
         if self._closed:
             return
         self._closed = True
-        self._acceptor.pause()
+        self._acceptor.close()
         self._sock.close()
         # Unlink only the socket we bound: someone may have replaced the path since.
         if self._identity is not None and self._path_identity() == self._identity:

@@ -60,6 +60,7 @@ class Listener:
             name="listener",
             max_pending=MAX_PENDING,
             timeout=FIRST_MESSAGE_TIMEOUT,
+            refuse=self._out_of_fds,
         )
         self._refused = 0
 
@@ -76,7 +77,7 @@ class Listener:
         self._acceptor.pause()
 
     def close(self) -> None:
-        self.pause()
+        self._acceptor.close()
         self.sock.close()
 
     def _deliver(self, conn: socket.socket, received: Received) -> None:
@@ -89,6 +90,15 @@ class Listener:
             self._refuse(conn, fds)
             return
         self._loop.create_task(self._hand_over(conn, received.data, fds))
+
+    def _out_of_fds(self, conn: socket.socket, received: Received) -> None:
+        close_fds(received.fds)
+        text = (
+            "the server is out of file descriptors (too many open files); "
+            "end some sessions or raise its limit (ulimit -n)"
+        )
+        with contextlib.suppress(OSError):
+            conn.send(protocol.error(None, "error", text))
 
     def _refuse(self, conn: socket.socket, fds: list[int]) -> None:
         """Over the cap. Refused after the first read, not at accept: closing a unix socket with

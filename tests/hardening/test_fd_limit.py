@@ -18,6 +18,8 @@ import pytest
 from hardkit import fd_count
 from helpers import Cli, pid_alive, wait_for
 
+from tmuxish import protocol
+
 LIMIT = 64
 
 
@@ -103,8 +105,37 @@ def test_new_at_the_fd_limit_says_too_many_open_files(cli: Cli, limited_server: 
         raise AssertionError(f"{LIMIT} sessions fit in {LIMIT} descriptors")
     assert made > 0
     assert "Traceback" not in proc.stderr and "internal" not in proc.stderr, proc.stderr
-    assert "too many open files" in proc.stderr.lower(), proc.stderr
+    assert "too many open files" in proc.stderr.lower(), (
+        proc.stderr + open(f"{cli.socket_path}.log").read()[-3000:]
+    )
     assert len(proc.stderr.strip().splitlines()) == 1
     # Nothing half-made is left behind, and the server still answers.
     assert len(cli.sessions()) == made
     assert pid_alive(pid)
+
+
+def test_a_client_at_the_fd_limit_is_told_so_at_once(cli: Cli, limited_server: int) -> None:
+    """Greeted connections (not evictable) use up the descriptors: the next client gets a
+    one-line answer instead of waiting in the backlog for its own timeout."""
+    held: list[socket.socket] = []
+    try:
+        while True:
+            assert len(held) <= LIMIT, "the limit was never reached"
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(s)
+            s.settimeout(5)
+            s.connect(str(cli.socket_path))
+            s.sendall(protocol.hello({}))
+            reply = next(iter(protocol.Decoder().feed(s.recv(65536))))
+            if reply[0] != protocol.HELLO:
+                assert "too many open files" in reply[3], reply
+                break
+        started = time.monotonic()
+        proc = cli.run("ls", check=False, timeout=20)
+        assert time.monotonic() - started < 3
+        assert proc.returncode != 0 and "too many open files" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: cli.run("ls", check=False).returncode == 0, 10, "the server to recover")
