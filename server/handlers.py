@@ -159,7 +159,6 @@ class Handlers:
             if output_log is not None:
                 output_log.close()
             raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
-        server.registry.allocate_id()
         if output_log is not None:
             session.log_sink = output_log.write
             session.cleanup.append(output_log.close)
@@ -167,7 +166,19 @@ class Handlers:
             # Kept with the path: a server upgrade reopens the log and needs the cap too.
             session.extra["log_max"] = output_log.max_bytes
         server.registry.add(session)
-        session.start()
+        try:
+            session.start()
+        except OSError as exc:
+            # The process watcher needs a descriptor too (pidfd).
+            log.warning("session %d not started: %s", sid, exc)
+            with contextlib.suppress(TmuxishError, OSError):
+                session.kill(signal.SIGKILL)
+            session.close()
+            server.registry.remove(session)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
+        server.registry.allocate_id()
         log.info("session %d started: pid %d, %r", sid, pid, command)
         return session.info()
 
