@@ -131,8 +131,11 @@ class Server:
         path = self.socket_path
         if is_default_dir(path.parent):
             check_private_dir(path.parent)
+        # Only a socket is stale: -S may name a file the user cares about. (We hold the lock,
+        # so a socket found here belongs to no live server.)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:

@@ -51,3 +51,10 @@ def test_the_server_never_follows_a_symlink_at_its_own_files(
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert not victim.exists(), f"the server wrote through {suffix}"
+
+
+def test_the_server_never_deletes_a_file_that_is_not_a_socket(cli: Cli) -> None:
+    cli.socket_path.write_text("precious\n")
+    proc = cli.run("new", "-d", "--", "sleep", "100", check=False, timeout=30)
+    assert proc.returncode != 0
+    assert cli.socket_path.read_text() == "precious\n"
