@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tmuxish.client.connection import Connection
 from tmuxish.errors import ServerNotRunning
-from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
+from tmuxish.paths import ensure_private_dir, is_default_dir, log_path, open_server_log
 
 START_TIMEOUT = 10.0
 
@@ -49,7 +49,11 @@ def spawn_server(socket_path: Path) -> None:
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
-    with open(log_path(socket_path), "ab") as log:
+    try:
+        log_fd = open_server_log(log_path(socket_path))
+    except OSError as exc:
+        raise ServerNotRunning(f"cannot start a server: {exc.filename}: {exc.strerror}") from None
+    with os.fdopen(log_fd, "ab") as log:
         subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
