@@ -152,12 +152,17 @@ class Recording:
             self._pending += len(data)
             self._cond.notify()
 
+    @property
+    def backlog(self) -> int:
+        """Output bytes queued and not yet written."""
+        return self._pending
+
     # -- the writer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             self._emit(self._cast.header())
-            while True:
+            while self.failed is None:
                 with self._cond:
                     while not self._queue:
                         self._cond.wait()
