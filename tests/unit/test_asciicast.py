@@ -100,7 +100,7 @@ def test_utf8_split_anywhere_decodes_whole(text: str, cuts: list[int]) -> None:
 
 def test_utf8_split_character_is_held_back_not_mangled() -> None:
     stream = TextStream()
-    assert stream.decode("h".encode() + "é".encode()[:1]) == "h"
+    assert stream.decode(b"h" + "é".encode()[:1]) == "h"
     assert stream.decode("é".encode()[1:] + b"llo") == "éllo"
 
 
