@@ -192,9 +192,7 @@ class Recording:
                 lines.append(cast.resize(t, int(cols), int(rows)))
             elif code == _GAP:
                 self._text.reset()
-                lines.append(
-                    cast.marker(t, f"tmuxish: {int(data)} bytes of output dropped here")
-                )
+                lines.append(cast.marker(t, f"tmuxish: {int(data)} bytes of output dropped here"))
             elif code == _END:
                 if data:
                     lines.append(cast.exit(t, int(data)))
