@@ -16,6 +16,7 @@ from helpers import Cli, wait_for
 
 from tmuxish import asciicast
 from tmuxish.client.api import SyncClient
+from tmuxish.errors import TmuxishError
 
 needs_asciinema = pytest.mark.skipif(
     shutil.which("asciinema") is None, reason="asciinema is not installed (apt install asciinema)"
@@ -184,3 +185,33 @@ def test_a_relative_path_is_the_clients(cli: Cli, tmp_path: Path) -> None:
         os.chdir(old)
     cli.run("record", "--stop", sid)
     assert "here" in output_of(tmp_path / "rel.cast")
+
+
+def test_malformed_record_requests_get_errors(cli: Cli, tmp_path: Path) -> None:
+    sid = cli.new("sleep", "100")
+    done = cli.new("true")
+    cli.run("wait", str(done))
+    good = str(tmp_path / "ok.cast")
+    with SyncClient(cli.socket_path) as client:
+        for command, args in (
+            ("record", {"target": sid}),
+            ("record", {"target": sid, "path": 5}),
+            ("record", {"target": sid, "path": "relative.cast"}),
+            ("record", {"target": sid, "path": good, "format": "v9"}),
+            ("record", {"target": sid, "path": good, "format": ["v2"]}),
+            ("record", {"target": 4242, "path": good}),
+            ("record", {"target": done, "path": good}),
+            ("record-stop", {"target": sid}),
+            ("new", {"command": ["true"], "record": "relative.cast"}),
+            ("new", {"command": ["true"], "record": good, "record_format": 3}),
+        ):
+            with pytest.raises(TmuxishError) as info:
+                client.request(command, **args)
+            assert info.value.code in ("bad-request", "session-not-found", "error"), info.value
+            assert "\n" not in str(info.value)
+        assert not os.path.exists(good)
+        # The connection and the server are fine, and a good request works after all that.
+        client.request("record", target=sid, path=good, term=7)
+        info2 = client.request("record-stop", target=sid)
+        assert info2["recording"]["path"] == good and info2["recording"]["error"] is None
+        assert [s.id for s in client.sessions()] == [sid, done]
