@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Queued bytes (output not yet written) past which output is dropped instead of queued.
 MAX_PENDING: Final = 8 * 1024 * 1024
+#: Bytes of output the writer encodes and writes at a time.
+BATCH: Final = 256 * 1024
 #: How long a server that is exiting waits for its recordings to reach their files.
 FLUSH_TIMEOUT: Final = 2.0
 
@@ -166,8 +168,7 @@ class Recording:
                 with self._cond:
                     while not self._queue:
                         self._cond.wait()
-                    batch = list(self._queue)
-                    self._queue.clear()
+                    batch = self._take_batch()
                 if not self._write_batch(batch):
                     return
         except Exception:
@@ -177,6 +178,16 @@ class Recording:
                 os.close(self._fd)
             with _live_lock:
                 _live.discard(self)
+
+    def _take_batch(self) -> list[tuple[float, str, bytes]]:
+        """Queued events up to ~BATCH bytes (with the lock held): encoding holds the GIL, so
+        the session's thread never waits long for it."""
+        batch, size, queue = [], 0, self._queue
+        while queue and size < BATCH:
+            item = queue.popleft()
+            batch.append(item)
+            size += len(item[2])
+        return batch
 
     def _write_batch(self, batch: list[tuple[float, str, bytes]]) -> bool:
         """Encode and write ``batch``; False once the recording has ended."""

@@ -177,3 +177,30 @@ def test_a_fifo_with_a_reader_and_devices_are_refused(tmp_path: Path) -> None:
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         Recording(str(tmp_path), 80, 24)
+
+
+def test_a_backlog_is_written_in_bounded_batches(cast_path: Path) -> None:
+    """Encoding holds the GIL: a big backlog goes out a batch at a time, not in one piece."""
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def gated_write(fd: int, data: memoryview) -> int:
+        release.wait(30)
+        sizes.append(len(data))
+        return os.write(fd, data)
+
+    rec = Recording(str(cast_path), 80, 24, write=gated_write)
+    chunk = b"y" * 65536
+    for _ in range(64):  # 4 MiB, all queued behind the header
+        rec.output(chunk)
+    release.set()
+    rec.close()
+    assert rec.join(10)
+    assert rec.dropped_total == 0
+    assert len(sizes) >= 4 * 1024 * 1024 // recording.BATCH
+    assert max(sizes) < recording.BATCH + len(chunk) + 1024
+    assert output_len(cast_path) == 64 * len(chunk)
+
+
+def output_len(path: Path) -> int:
+    return sum(len(d) for _, c, d in events(path)[1] if c == "o")
