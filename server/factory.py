@@ -231,6 +231,10 @@ class SessionFactory:
         else:
             session.start()
         self._reopen_log(session)
+        if item.get("recording"):
+            from tmuxish.server.record_requests import resume
+
+            resume(session, item["recording"])
         return session
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 A recording lives in the server, not in the client that asked for it: it goes on after that
 client exits and ends with ``record-stop`` or when the session ends (a v3 file then gets the
-exit code). A server upgrade ends it too (the file is complete up to the upgrade).
+exit code). Across a server upgrade it goes on: the state carries it and ``resume`` appends.
 """
 
 from __future__ import annotations
@@ -82,15 +82,36 @@ def start(
     except OSError as exc:
         raise BadRequest(f"cannot record to {path}: {exc.strerror or exc}") from exc
     session.recording = rec
+    _watch_end(session, rec)
+    log.info("session %d: recording to %s (%s)", session.id, path, fmt)
+    return rec
 
+
+def _watch_end(session: Session, rec: Recording) -> None:
     def session_ended() -> None:
         if session.recording is rec:
             session.recording = None
             rec.close(session.exit_code)
 
     session.cleanup.append(session_ended)
-    log.info("session %d: recording to %s (%s)", session.id, path, fmt)
-    return rec
+
+
+def resume(session: Session, state: Mapping[str, Any]) -> None:
+    """After a server upgrade: go on appending to the recording the previous server wrote."""
+    try:
+        rec = Recording(
+            state["path"],
+            int(state["cols"]),
+            int(state["rows"]),
+            fmt=state["format"],
+            record_input=bool(state["input"]),
+            resume=state,
+        )
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        log.warning("session %d: recording not resumed: %s", session.id, exc)
+        return
+    session.recording = rec
+    _watch_end(session, rec)
 
 
 def stop(session: Session) -> Recording:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from tmuxish.asciicast import DEFAULT_FORMAT, Asciicast, TextStream
 
@@ -39,19 +39,20 @@ _live: set[Recording] = set()
 _live_lock = threading.Lock()
 
 
-def open_regular(path: str) -> int:
+def open_regular(path: str, append: bool = False) -> int:
     """Open ``path`` for a recording, refusing anything but a regular file.
 
     O_NONBLOCK: opening a FIFO nobody reads would block the whole server (it fails with ENXIO
     instead); a FIFO with a reader, a terminal or a device could block later writes, so they are
     refused too. Raises OSError.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     fd = os.open(path, flags, 0o600)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(0, "not a regular file")
-        os.ftruncate(fd, 0)  # only now: truncating before the check could wipe a device's data
+        if not append:
+            os.ftruncate(fd, 0)  # only now: truncating before the check could wipe a device
     except BaseException:
         os.close(fd)
         raise
@@ -77,9 +78,11 @@ class Recording:
         max_pending: int = MAX_PENDING,
         write: Callable[[int, memoryview], int] = os.write,
         clock: Callable[[], float] = time.monotonic,
+        resume: Mapping[str, Any] | None = None,
     ) -> None:
         """Opens the file (OSError if it cannot be) and starts the writer thread. ``first`` is
-        the first output event: the repaint of the current screen."""
+        the first output event: the repaint of the current screen. ``resume``: go on with a
+        file a previous server wrote (its ``state()``; after an upgrade)."""
         self.path = path
         self.format = fmt
         self.record_input = record_input
@@ -96,8 +99,12 @@ class Recording:
         )
         self._write = write
         self._clock = clock
-        self._fd = open_regular(path)
-        self._start = clock()
+        self._fd = open_regular(path, append=resume is not None)
+        # The clock is CLOCK_MONOTONIC, which an exec (server upgrade) does not reset.
+        self._start = clock() if resume is None else float(resume["start"])
+        if resume is not None:
+            self._cast.last = float(resume["last"])
+        self._resumed = resume is not None
         self._cond = threading.Condition()
         self._queue: deque[tuple[float, str, bytes]] = deque()
         self._pending = 0
@@ -163,7 +170,8 @@ class Recording:
 
     def _run(self) -> None:
         try:
-            self._emit(self._cast.header())
+            if not self._resumed:
+                self._emit(self._cast.header())
             while self.failed is None:
                 with self._cond:
                     while not self._queue:
@@ -228,6 +236,21 @@ class Recording:
             # A full disk must not take the session down: the recording stops here.
             log.warning("recording %s: %s; recording stopped", self.path, exc)
             self.failed = exc.strerror or str(exc)
+
+    def state(self) -> dict[str, Any] | None:
+        """What a server after an upgrade needs to go on with this file (msgpack-able), once
+        the writer has finished; None if it has not or the file failed."""
+        if self._thread.is_alive() or self.failed is not None:
+            return None
+        return {
+            "path": self.path,
+            "format": self.format,
+            "input": self.record_input,
+            "start": self._start,
+            "last": self._cast.last,
+            "cols": self._cast.cols,
+            "rows": self._cast.rows,
+        }
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the writer to finish (after ``close``); whether it has."""

@@ -312,6 +312,8 @@ class Session:
             "extra": self.extra,
             "screen": screen,
             "screen_was_on": self.screen is not None,
+            # Finished by then (recording.finish_all); the next server appends to the file.
+            "recording": self.recording.state() if self.recording is not None else None,
         }
 
     # -- output ----------------------------------------------------------------------------------

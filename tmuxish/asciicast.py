@@ -50,7 +50,7 @@ class Asciicast:
         self.command = command
         self.env = dict(env or {})
         #: v3 times are relative: the (rounded) time of the last event written.
-        self._last = 0.0
+        self.last = 0.0
 
     def header(self) -> str:
         head: dict[str, Any] = {"version": self.version}
@@ -77,7 +77,7 @@ class Asciicast:
         t = _seconds(t)
         if self.version == 3:
             # Relative to the rounded previous time, so the intervals add up to the real times.
-            t, self._last = _seconds(t - self._last), max(t, self._last)
+            t, self.last = _seconds(t - self.last), max(t, self.last)
         return json.dumps([t, code, data], ensure_ascii=False) + "\n"
 
     def output(self, t: float, text: str) -> str:

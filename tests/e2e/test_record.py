@@ -215,3 +215,31 @@ def test_malformed_record_requests_get_errors(cli: Cli, tmp_path: Path) -> None:
         info2 = client.request("record-stop", target=sid)
         assert info2["recording"]["path"] == good and info2["recording"]["error"] is None
         assert [s.id for s in client.sessions()] == [sid, done]
+
+
+@pytest.mark.parametrize("fmt", ["v2", "v3"])
+def test_a_recording_goes_on_across_a_server_upgrade(cli: Cli, tmp_path: Path, fmt: str) -> None:
+    """One file, one header, times that keep counting, and (v3) the exit code at the end."""
+    cast = tmp_path / "up.cast"
+    script = "echo before-upgrade; read x; echo after-upgrade-$x; exit 4"
+    cli.run("new", "-d", "--record", str(cast), "--record-format", fmt, "--", "sh", "-c", script)
+    with SyncClient(cli.socket_path) as client:
+        client.wait_for_text(1, "before-upgrade")
+    wait_for(lambda: has_text(cast, "before-upgrade"), what="output before the upgrade")
+    cli.run("server", "upgrade")
+    cli.run("send", "1", "go", "Enter")
+    assert cli.run("wait", "1", check=False).returncode == 4
+    wait_for(lambda: has_text(cast, "after-upgrade-go"), what="output after the upgrade")
+    if fmt == "v3":
+        wait_for(lambda: cast.read_text().rstrip().endswith('"x", "4"]'), what="exit event")
+    lines = cast.read_text().splitlines()
+    assert sum(line.startswith("{") for line in lines) == 1
+    header, events = read_cast(cast)
+    assert header["version"] == int(fmt[1])
+    times = [t for t, _, _ in events]
+    assert times == sorted(times)
+    t_before = next(t for t, c, d in events if "before-upgrade" in d)
+    t_after = next(t for t, c, d in events if "after-upgrade-go" in d)
+    assert t_after > t_before
+    if fmt == "v3":
+        assert events[-1][1:] == ("x", "4")
