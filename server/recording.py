@@ -155,7 +155,9 @@ class Recording:
                 self.dropped_total += len(data)
                 return
             if self._dropped:
-                self._queue.append((t, _GAP, str(self._dropped).encode()))
+                gap = str(self._dropped).encode()
+                self._queue.append((t, _GAP, gap))
+                self._pending += len(gap)  # every item counts, as the writer subtracts them all
                 self._dropped = 0
             self._queue.append((t, code, data))
             self._pending += len(data)
@@ -179,8 +181,9 @@ class Recording:
                     batch = self._take_batch()
                 if not self._write_batch(batch):
                     return
-        except Exception:
+        except Exception as exc:
             log.exception("recording %s: writer failed", self.path)
+            self.failed = self.failed or f"writer failed: {exc}"  # nothing more is queued
         finally:
             with contextlib.suppress(OSError):
                 os.close(self._fd)

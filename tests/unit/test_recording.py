@@ -112,6 +112,7 @@ def test_a_stalled_disk_never_stalls_the_session_and_drops_are_marked(cast_path:
     assert outputs == "x" * queued + "back"
     markers = [d for _, c, d in evs if c == "m"]
     assert markers == [f"tmuxish: {rec.dropped_total} bytes of output dropped here"]
+    assert rec.backlog == 0  # the budget is whole again: nothing counted twice or never
     assert [c for _, c, _ in evs][-2:] == ["m", "o"]
 
 
