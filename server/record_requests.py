@@ -81,19 +81,27 @@ def start(
         )
     except OSError as exc:
         raise BadRequest(f"cannot record to {path}: {exc.strerror or exc}") from exc
-    session.recording = rec
-    _watch_end(session, rec)
+    _attach(session, rec)
     log.info("session %d: recording to %s (%s)", session.id, path, fmt)
     return rec
 
 
-def _watch_end(session: Session, rec: Recording) -> None:
+def _attach(session: Session, rec: Recording) -> None:
+    """Make ``rec`` the session's recording until it is stopped or the session ends."""
+    session.recording = rec
+    session.extra["recording"] = rec.path  # in `ls --json`, as "log" is
+
     def session_ended() -> None:
         if session.recording is rec:
-            session.recording = None
+            _detach(session)
             rec.close(session.exit_code)
 
     session.cleanup.append(session_ended)
+
+
+def _detach(session: Session) -> None:
+    session.recording = None
+    session.extra.pop("recording", None)
 
 
 def resume(session: Session, state: Mapping[str, Any]) -> None:
@@ -109,16 +117,16 @@ def resume(session: Session, state: Mapping[str, Any]) -> None:
         )
     except (OSError, KeyError, ValueError, TypeError) as exc:
         log.warning("session %d: recording not resumed: %s", session.id, exc)
+        _detach(session)
         return
-    session.recording = rec
-    _watch_end(session, rec)
+    _attach(session, rec)
 
 
 def stop(session: Session) -> Recording:
     rec = session.recording
     if rec is None:
         raise BadRequest(f"session {session.id} is not being recorded")
-    session.recording = None
+    _detach(session)
     rec.close()
     return rec
 

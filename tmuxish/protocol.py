@@ -25,7 +25,8 @@ Control (request/response, client to server)::
 Requests (a TARGET is a session id, an all-digits string, or a name; None: the most recent).
 SESSION is the session map: ``id, name, command (list), pid (None for a console session),
 status ("running"|"exited"), exit_code, clients, cols, rows, created (ISO 8601), screen (bool),
-screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``::
+screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``,
+``recording`` (the path, while one is written)::
 
     new            command (list[str] | None: the server user's $SHELL), name, cwd, cols, rows,
                    env (map), replace_env (bool: env is the whole environment), window_size

@@ -81,12 +81,14 @@ def test_record_a_running_session_from_its_screen(cli: Cli, tmp_path: Path) -> N
     with SyncClient(cli.socket_path) as client:
         client.wait_for_text(sid, "before-recording")
         cli.run("record", "--input", str(sid), str(cast))
+        assert cli.session(sid)["recording"] == str(cast)
         client.resize(sid, 70, 12)
         wait_for(lambda: has_text(cast, "before-recording"), what="the repaint")
         client.send(sid, ["hi", "Enter"])
         client.wait_for_text(sid, "got-hi")
     wait_for(lambda: has_text(cast, "got-hi"), what="the output after the input")
     cli.run("record", "--stop", str(sid))
+    assert "recording" not in cli.session(sid)
     header, events = read_cast(cast)
     assert (header["width"], header["height"]) == (80, 24)
     first_time, first_code, first_data = events[0]
@@ -227,9 +229,11 @@ def test_a_recording_goes_on_across_a_server_upgrade(cli: Cli, tmp_path: Path, f
         client.wait_for_text(1, "before-upgrade")
     wait_for(lambda: has_text(cast, "before-upgrade"), what="output before the upgrade")
     cli.run("server", "upgrade")
+    assert cli.session(1)["recording"] == str(cast)
     cli.run("send", "1", "go", "Enter")
     assert cli.run("wait", "1", check=False).returncode == 4
     wait_for(lambda: has_text(cast, "after-upgrade-go"), what="output after the upgrade")
+    assert "recording" not in cli.session(1)  # it ended with the session
     if fmt == "v3":
         wait_for(lambda: cast.read_text().rstrip().endswith('"x", "4"]'), what="exit event")
     lines = cast.read_text().splitlines()
