@@ -104,8 +104,12 @@ def _detach(session: Session) -> None:
     session.extra.pop("recording", None)
 
 
-def resume(session: Session, state: Mapping[str, Any]) -> None:
-    """After a server upgrade: go on appending to the recording the previous server wrote."""
+def resume(session: Session, state: Mapping[str, Any] | None) -> None:
+    """After a server upgrade: go on appending to the recording the previous server wrote
+    (None: it could not be finished in time, so it is not carried on)."""
+    if state is None:
+        _detach(session)
+        return
     try:
         rec = Recording(
             state["path"],

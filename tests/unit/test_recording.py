@@ -205,3 +205,35 @@ def test_a_backlog_is_written_in_bounded_batches(cast_path: Path) -> None:
 
 def output_len(path: Path) -> int:
     return sum(len(d) for _, c, d in events(path)[1] if c == "o")
+
+
+def test_state_and_resume_continue_one_file(cast_path: Path) -> None:
+    """What a server upgrade does: the old writer finishes, the new one appends, no new header,
+    and v3 intervals go on from the last event the old one wrote."""
+    clock = FakeClock()
+    rec = Recording(str(cast_path), 80, 24, fmt="v3", clock=clock)
+    clock.now += 1
+    rec.output(b"one")
+    clock.now += 1
+    rec.resize(90, 30)
+    assert rec.state() is None  # the writer still runs: nothing to carry yet
+    recording.finish_all(5)
+    state = rec.state()
+    assert state is not None and state["cols"] == 90 and state["last"] == 2.0
+    clock.now += 3
+    again = Recording(str(cast_path), 1, 1, fmt="v3", clock=clock, resume=state)
+    again.output(b"two")
+    again.close(0)
+    assert again.join(5)
+    assert cast_path.read_text().count('"version"') == 1
+    _, evs = events(cast_path)
+    assert evs == [(1.0, "o", "one"), (2.0, "r", "90x30"), (5.0, "o", "two"), (5.0, "x", "0")]
+
+
+def test_a_failed_recording_is_not_carried_over(cast_path: Path) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    rec = Recording(str(cast_path), 80, 24, write=full)
+    assert rec.join(5)
+    assert rec.state() is None
