@@ -250,9 +250,7 @@ def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     rc.add_argument(
         "--format", dest="format", choices=("v2", "v3"), default="v2", help="default v2"
     )
-    rc.add_argument(
-        "--input", dest="input", action="store_true", help="record what is typed too"
-    )
+    rc.add_argument("--input", dest="input", action="store_true", help="record what is typed too")
     rc.add_argument(
         "--stop",
         dest="stop",
