@@ -141,6 +141,8 @@ class Handlers:
             session.extra["log"] = output_log.path
             # Kept with the path: a server upgrade reopens the log and needs the cap too.
             session.extra["log_max"] = output_log.max_bytes
+        if args.get("record"):
+            _record_new(session, args, env)
         server.registry.add(session)
         try:
             session.start()
@@ -342,6 +344,18 @@ class Handlers:
         }
 
 
+def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:
+    """`new --record FILE`; a file that cannot be opened undoes the session, as for --log."""
+    from tmuxish.server import record_requests
+
+    try:
+        record_requests.start_for_new(session, args, env)
+    except TmuxishError:
+        session.kill(signal.SIGHUP)
+        session.close()
+        raise
+
+
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:
     if server.loop is None:
         raise SessionNotFound("server not running")
@@ -371,3 +385,6 @@ def install(server: Server) -> None:
     from tmuxish.server import containers
 
     containers.install(server)  # console-socket, new-container
+    from tmuxish.server import record_requests
+
+    record_requests.install(server)  # record, record-stop
