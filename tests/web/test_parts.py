@@ -1,0 +1,115 @@
+"""The pure parts of `tmuxish web`: frames, the flow window, the request guard, the options;
+and the command's refusal to listen in the open without TLS."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from helpers import Cli
+
+from tmuxish.client.web import wire
+from tmuxish.client.web.flow import FlowWindow
+from tmuxish.client.web.gateway import WebOptions, check_options, parse_listen
+from tmuxish.client.web.guard import Guard, host_names
+from tmuxish.errors import UsageError
+
+
+def test_frames_round_trip_exactly() -> None:
+    every_byte = bytes(range(256))
+    assert wire.parse(wire.input_frame(every_byte)) == wire.Input(every_byte)
+    assert wire.parse(wire.resize_frame(132, 43)) == wire.Resize(132, 43)
+    assert wire.parse(wire.ack_frame(1 << 40)) == wire.Ack(1 << 40)
+    assert wire.output(every_byte) == b"\x01" + every_byte
+    assert wire.exited(-1) == b"\x05\xff\xff\xff\xff"
+    assert wire.error("né") == b"\x06n\xc3\xa9"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"", "text", b"\x07", b"\x01output", b"\x03\x00\x50", b"\x03\x00\x00\x00\x18", b"\x04\x00"],
+)
+def test_frames_that_are_not_ours_are_refused(frame: bytes | str) -> None:
+    with pytest.raises(wire.WireError):
+        wire.parse(frame)
+
+
+def test_window_queues_under_the_limit_and_drops_past_it() -> None:
+    w = FlowWindow(limit=100)
+    w.offer(b"a" * 60)
+    assert w.take(25) == b"a" * 25 and w.take(1000) == b"a" * 35
+    assert (w.sent, w.in_flight, w.behind) == (60, 60, False)
+    w.offer(b"b" * 30)
+    w.offer(b"c" * 20)  # 60 unacknowledged + 30 queued + 20 > 100
+    assert w.behind and w.queued == 0 and w.dropped == 50
+    w.offer(b"d" * 5)
+    assert w.dropped == 55 and w.take(1000) == b""
+    w.ack(30)
+    assert not w.caught_up
+    with pytest.raises(ValueError):
+        w.ack(61)
+    w.ack(60)
+    assert w.caught_up
+    w.resume(b"repaint")
+    assert not w.behind and w.take(1000) == b"repaint"
+    w.ack(10)  # an old ack never moves the count back
+    assert w.acked == 60
+
+
+def test_window_acknowledged_output_makes_room() -> None:
+    w = FlowWindow(limit=100)
+    for _ in range(10):
+        w.offer(b"x" * 90)
+        assert w.take(1000) == b"x" * 90
+        w.ack(w.sent)
+    assert not w.behind and w.dropped == 0
+
+
+def test_guard_hosts_origins_and_queries() -> None:
+    hosts = host_names("127.0.0.1", 8000)
+    assert hosts == {"127.0.0.1:8000", "localhost:8000"}
+    assert host_names("::1", 80) == {"[::1]:80", "localhost:80"}
+    assert host_names("10.0.0.2", 443) == {"10.0.0.2:443"}
+    g = Guard(hosts, tls=False, token="secret-token", cookie="cookie-value")
+    assert g.check_request("/", "127.0.0.1:8000", None, websocket=False) is None
+    assert g.check_request("/ws", "localhost:8000", "http://localhost:8000", True) is None
+    cases = [
+        (("/", "127.0.0.1:8001", None, False), HTTPStatus.MISDIRECTED_REQUEST),
+        (("/", None, None, False), HTTPStatus.MISDIRECTED_REQUEST),
+        (("/", "127.0.0.1:8000", "http://127.0.0.1:8001", False), HTTPStatus.FORBIDDEN),
+        (("/", "127.0.0.1:8000", "https://127.0.0.1:8000", False), HTTPStatus.FORBIDDEN),
+        (("/ws", "127.0.0.1:8000", None, True), HTTPStatus.FORBIDDEN),
+        (("/?token=x", "127.0.0.1:8000", None, False), HTTPStatus.BAD_REQUEST),
+        (("/?a=secret-token", "127.0.0.1:8000", None, False), HTTPStatus.BAD_REQUEST),
+    ]
+    for args, status in cases:
+        refusal = g.check_request(*args)
+        assert refusal is not None and refusal.status == status, args
+    assert g.token_ok("secret-token") and not g.token_ok("secret-tokeN") and not g.token_ok(None)
+    assert g.cookie_ok("a=b; tmuxish_web=cookie-value")
+    for header in (None, "", "tmuxish_web=other", "tmuxish_web", "\x00;=;", "x=cookie-value"):
+        assert not g.cookie_ok(header)
+    assert "Secure" not in g.set_cookie()
+    assert "; Secure" in Guard(hosts, True, "t", "c").set_cookie()
+
+
+def test_options() -> None:
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("[::1]:8080") == ("::1", 8080)
+    assert parse_listen(":9000") == ("127.0.0.1", 9000)
+    for bad in ("8080", "host:", "host:port", "h:70000"):
+        with pytest.raises(UsageError):
+            parse_listen(bad)
+    sock = Path("/tmp/x")
+    check_options(WebOptions(sock, host="::1"))
+    with pytest.raises(UsageError, match="without TLS"):
+        check_options(WebOptions(sock, host="0.0.0.0"))
+    with pytest.raises(UsageError, match="go together"):
+        check_options(WebOptions(sock, tls_cert=Path("c")))
+
+
+def test_the_command_refuses_to_listen_in_the_open_without_tls(cli: Cli) -> None:
+    proc = cli.run("web", "--listen", "0.0.0.0:0", check=False)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "without TLS" in proc.stderr
