@@ -47,6 +47,8 @@ class Tab:
         self.window = window
         self._wake = asyncio.Event()
         self._ended = asyncio.Event()
+        #: Set by the sender each time it has sent everything the window held.
+        self._flushed = asyncio.Event()
         self._resyncing = False
         self._final: bytes | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -61,11 +63,10 @@ class Tab:
             await asyncio.wait((ended, pager), return_when="FIRST_COMPLETED")
             if self._final is not None:
                 # Let what the window holds reach the page before the ending, within reason.
+                self._flushed.clear()
+                self._wake.set()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        while self.window.queued and not pager.done():
-                            self._wake.set()
-                            await asyncio.sleep(0.01)
+                    await asyncio.wait_for(self._flushed.wait(), 5)
                 with contextlib.suppress(ConnectionClosed):
                     await self.ws.send(self._final)
                     await self.ws.close()
@@ -104,6 +105,7 @@ class Tab:
                 if not data:
                     break
                 await self.ws.send(wire.output(data))
+            self._flushed.set()
 
     async def _page_loop(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -112,7 +114,7 @@ class Tab:
                     frame = wire.parse(message)
                     if isinstance(frame, wire.Ack):
                         self.window.ack(frame.written)
-                    if isinstance(frame, wire.Input):
+                    elif isinstance(frame, wire.Input):
                         if not self.readonly:
                             await self.stream.write(frame.data)
                     elif isinstance(frame, wire.Resize):
