@@ -3,6 +3,9 @@ and the command's refusal to listen in the open without TLS."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
 from http import HTTPStatus
 from pathlib import Path
 
@@ -113,3 +116,36 @@ def test_the_command_refuses_to_listen_in_the_open_without_tls(cli: Cli) -> None
     proc = cli.run("web", "--listen", "0.0.0.0:0", check=False)
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "without TLS" in proc.stderr
+
+
+def test_the_wheel_ships_the_page_and_xterm_with_its_licences(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("tmuxish-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = "tmuxish/client/web/static/"
+    for name in (
+        "index.html",
+        "page.js",
+        "page.css",
+        "xterm/xterm.js",
+        "xterm/xterm.css",
+        "xterm/addon-fit.js",
+        "xterm/LICENSE.xterm",
+        "xterm/LICENSE.addon-fit",
+    ):
+        assert static + name in names
+    assert "tmuxish/client/web/gateway.py" in names
+    # The committed files are the pinned releases, unmodified.
+    check = subprocess.run(
+        [sys.executable, str(root / "scripts" / "fetch_xterm.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr

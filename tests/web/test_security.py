@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import Cli, wait_for
-from webkit import Web
+from webkit import Web, start_web, stop_web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -149,3 +151,49 @@ def test_200_idle_connections_hit_the_bound(cli: Cli, web: Web) -> None:
     with open_tab(web, sid):
         pass
     assert_nothing_leaked(web, cli)
+
+
+def test_tls(cli: Cli, tmp_path: Path) -> None:
+    """With a certificate it serves https and wss, its cookie is Secure, and its origin is the
+    https one."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    web = start_web(cli, tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert web.url.startswith("https://")
+        web.tls = ssl.create_default_context(cafile=str(cert))
+        sid = cli.new("sh")
+        status, headers, _ = web.request("/login", {"X-Tmuxish-Token": web.token})
+        assert status == 204 and "; Secure" in headers["set-cookie"]
+        web.cookie = headers["set-cookie"].split(";", 1)[0]
+        plain = f"http://{web.host}"
+        assert web.request("/api/sessions", {"Cookie": web.cookie, "Origin": plain})[0] == 403
+        assert refused(web, sid, origin=plain, ssl=web.tls) == 403
+        with open_tab(web, sid, ssl=web.tls) as tab:
+            tab.send(wire.resize_frame(100, 30))
+            wait_for(lambda: cli.session(sid)["cols"] == 100, 10, "the resize over wss")
+        assert_nothing_leaked(web, cli)
+    finally:
+        stop_web(web)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import re
 import signal
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ class Web:
     token: str = ""
     cookie: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Set for a server started with TLS: trusts its certificate.
+    tls: ssl.SSLContext | None = None
 
     @property
     def host(self) -> str:
@@ -33,13 +36,17 @@ class Web:
 
     @property
     def origin(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def request(
         self, path: str, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         """One GET with exactly ``headers`` (Host defaults to ours); status, headers, body."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = (
+            http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls)
+            if self.tls
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        )
         try:
             conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
             sent = {"Host": self.host, **(headers or {})}
@@ -62,7 +69,7 @@ class Web:
         return self.cookie
 
     def ws_url(self, query: str) -> str:
-        return f"ws://{self.host}/ws?{query}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}/ws?{query}"
 
     def rss(self) -> int:
         """Resident memory of the web process, in bytes."""
@@ -90,7 +97,7 @@ def start_web(cli: Cli, tmp: Path, *extra: str) -> Web:
     def started() -> re.Match[str] | None:
         if proc.poll() is not None:
             raise AssertionError(f"tmuxish web exited {proc.returncode}: {err.read_text()}")
-        return re.search(r"open (http://127\.0\.0\.1:(\d+)/#(\S+))\n", out.read_text())
+        return re.search(r"open (https?://127\.0\.0\.1:(\d+)/#(\S+))\n", out.read_text())
 
     match = wait_for(started, 20, "tmuxish web to listen")
     web.url, web.port, web.token = match.group(1), int(match.group(2)), match.group(3)
