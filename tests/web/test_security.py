@@ -10,12 +10,14 @@ import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from helpers import Cli, wait_for
 from webkit import Web, start_web, stop_web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from tmuxish.client.web import wire
 
@@ -197,3 +199,33 @@ def test_tls(cli: Cli, tmp_path: Path) -> None:
         assert_nothing_leaked(web, cli)
     finally:
         stop_web(web)
+
+
+def test_starting_commands_needs_allow_new(cli: Cli, web: Web, tmp_path: Path) -> None:
+    cookie = web.login()
+    marker = tmp_path / "started"
+    query = f"/ws?new=1&cmd=touch+{marker}"
+    headers = {"Cookie": cookie, "Origin": web.origin, **UPGRADE}
+    assert web.request(query, headers)[0] == 403
+    assert not marker.exists() and cli.sessions() == []
+
+    (tmp_path / "allowing").mkdir()
+    allowing = start_web(cli, tmp_path / "allowing", "--allow-new")
+    command = "sh -c 'echo made-$((7*6)); exec cat'"
+    try:
+        allowing.login()
+        with connect(
+            allowing.ws_url(urlencode({"new": 1, "cmd": command, "cols": 70, "rows": 20})),
+            origin=Origin(allowing.origin),
+            additional_headers={"Cookie": allowing.cookie},
+            open_timeout=10,
+        ) as tab:
+            seen = b""
+            while b"made-42" not in seen:
+                message = tab.recv(timeout=10)
+                assert isinstance(message, bytes)
+                seen += message[1:]
+        [session] = cli.sessions()
+        assert session["command"][:2] == ["sh", "-c"] and session["cols"] == 70
+    finally:
+        stop_web(allowing)
