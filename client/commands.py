@@ -349,8 +349,9 @@ def cmd_web(args: argparse.Namespace) -> int:
     try:
         from tmuxish.client.web import gateway
     except ImportError as exc:
-        raise UsageError(f"tmuxish web needs the web extra ({exc.name} is missing): "
-                         "pip install 'tmuxish[web]'") from None
+        raise UsageError(
+            f"tmuxish web needs the web extra ({exc.name} is missing): pip install 'tmuxish[web]'"
+        ) from None
     from tmuxish.eventloop import new_event_loop
 
     if _host(args) is not None:
@@ -366,9 +367,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         tls_key=Path(args.tls_key) if args.tls_key else None,
     )
     logging.basicConfig(format="tmuxish web: %(message)s", level=logging.INFO)
-    announce = lambda url: _out(f"tmuxish web: open {url}\n")  # noqa: E731
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(gateway.run(options, announce))
+        runner.run(gateway.run(options, lambda url: _out(f"tmuxish web: open {url}\n")))
     return 0
 
 
