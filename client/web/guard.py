@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 COOKIE = "tmuxish_web"
 #: The header the page sends the token in when it trades it for the cookie.
@@ -66,9 +66,9 @@ class Guard:
             return Refusal(HTTPStatus.FORBIDDEN, "foreign Origin\n")
         if websocket and origin is None:
             return Refusal(HTTPStatus.FORBIDDEN, "a WebSocket needs an Origin header\n")
-        query = urlsplit(path).query
-        if "token" in parse_qs(query) or (self.token and self.token in query):
-            return Refusal(HTTPStatus.BAD_REQUEST, "never put the token in a URL\n")
+        for key, value in parse_qsl(urlsplit(path).query, keep_blank_values=True):
+            if key == "token" or _same(key, self.token) or _same(value, self.token):
+                return Refusal(HTTPStatus.BAD_REQUEST, "never put the token in a URL\n")
         return None
 
     def token_ok(self, given: str | None) -> bool:

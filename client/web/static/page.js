@@ -10,9 +10,9 @@ const $ = (id) => document.getElementById(id);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-// What the tests look at (and may change: holdAcks withholds acknowledgements).
+// The tab's state, on window for the tests to read.
 const state = window.tmuxish = {
-  received: 0, written: 0, acked: 0, holdAcks: false,
+  received: 0, written: 0, acked: 0,
   attached: null, exitCode: null, ended: null, term: null, ws: null,
 };
 
@@ -82,9 +82,8 @@ function sendResize(ws, cols, rows) {
   send(ws, RESIZE, p);
 }
 
-function maybeAck(ws, force) {
-  if (state.holdAcks) return;
-  if (!force && state.written - state.acked < ACK_EVERY && state.written !== state.received) return;
+function maybeAck(ws) {
+  if (state.written - state.acked < ACK_EVERY && state.written !== state.received) return;
   if (state.written === state.acked) return;
   const p = new Uint8Array(8);
   new DataView(p.buffer).setBigUint64(0, BigInt(state.written));
@@ -129,7 +128,7 @@ function attach(query, title) {
     if (type === OUTPUT) {
       const data = frame.subarray(1);
       state.received += data.length;
-      term.write(data, () => { state.written += data.length; maybeAck(ws, false); });
+      term.write(data, () => { state.written += data.length; maybeAck(ws); });
     } else if (type === EXIT) {
       const code = new DataView(frame.buffer, 1, 4).getInt32(0);
       state.exitCode = code;
@@ -144,8 +143,6 @@ function attach(query, title) {
   term.onResize(({ cols, rows }) => sendResize(ws, cols, rows));
   const refit = () => { if (!$("terminal").hidden) fit.fit(); };
   window.onresize = refit;
-  // Withheld acknowledgements resume when the tests lift the hold.
-  state.releaseAcks = () => { state.holdAcks = false; maybeAck(ws, true); };
 
   function finish(why) {
     if (state.ended !== null) return;
