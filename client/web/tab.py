@@ -49,7 +49,8 @@ class Tab:
         self._ended = asyncio.Event()
         #: Set by the sender each time it has sent everything the window held.
         self._flushed = asyncio.Event()
-        self._resyncing = False
+        #: Set when the tab may have caught up: an ack came, or output found nothing owed.
+        self._check = asyncio.Event()
         self._final: bytes | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -58,6 +59,7 @@ class Tab:
         sender = asyncio.create_task(self._send_loop())
         self._reader = asyncio.create_task(self._read_loop(self.stream))
         pager = asyncio.create_task(self._page_loop())
+        resyncer = asyncio.create_task(self._resync_loop())
         ended = asyncio.create_task(self._ended.wait())
         try:
             await asyncio.wait((ended, pager), return_when="FIRST_COMPLETED")
@@ -71,7 +73,7 @@ class Tab:
                     await self.ws.send(self._final)
                     await self.ws.close()
         finally:
-            tasks = (sender, self._reader, pager, ended)
+            tasks = (sender, self._reader, pager, resyncer, ended)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -87,10 +89,15 @@ class Tab:
                     break
                 self.window.offer(chunk)
                 self._wake.set()
+                if self.window.caught_up:
+                    # One chunk larger than the window, with nothing owed: no ack will come.
+                    self._check.set()
         except TmuxishError as exc:
             self._final = wire.error(f"lost the session: {exc}")
         else:
             if stream.exit_code is not None:
+                if self.window.behind:
+                    await self._last_screen(stream)
                 self._final = wire.exited(stream.exit_code)
             else:
                 self._final = wire.error(f"detached: {stream.detach_reason or 'by the server'}")
@@ -123,19 +130,35 @@ class Tab:
                 except (wire.WireError, ValueError) as exc:
                     await self.ws.close(1002, str(exc)[:100])
                     return
-                if self.window.caught_up and not self._resyncing:
-                    await self._resync()
+                if self.window.caught_up:
+                    self._check.set()
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await self._check.wait()
+            self._check.clear()
+            if self.window.caught_up:
+                await self._resync()
+
+    async def _last_screen(self, stream: AttachStream) -> None:
+        """The program exited while the tab was behind: there is no attaching any more, so its
+        repaint is the final screen as the screen model has it."""
+        try:
+            text = await self.client.capture(stream.session.id, escapes=True)
+        except TmuxishError:
+            return
+        screen = text.rstrip("\n").replace("\n", "\r\n").encode("utf-8", "surrogateescape")
+        self.window.resume(RESYNC + screen)
+        self._wake.set()
 
     async def _resync(self) -> None:
         """Swap in a fresh attachment; its repaint is the tab's next output."""
-        self._resyncing = True
+        cols, rows = self.size
         try:
-            cols, rows = self.size
             fresh = await self.client.attach(
                 self.stream.session.id, cols=cols, rows=rows, readonly=self.readonly
             )
         except TmuxishError:
-            self._resyncing = False
             return  # the session ended meanwhile: the old attachment will say so
         # Stop reading the old attachment before closing it: its end is not the session's.
         if self._reader is not None:
@@ -146,5 +169,4 @@ class Tab:
         self.window.resume(RESYNC + fresh.take_initial())
         self._reader = asyncio.create_task(self._read_loop(fresh))
         self._wake.set()
-        self._resyncing = False
         await old.close()

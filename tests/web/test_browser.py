@@ -150,7 +150,12 @@ def test_64_mib_through_a_tab_with_memory_bounded(cli: Cli, web: Web, page: Any)
     sampler.start()
     try:
         page.keyboard.press("Enter")
-        wait_screen(page, "END-25", timeout=90)
+        try:
+            wait_screen(page, "END-25", timeout=90)
+        except AssertionError:
+            state = "() => [window.tmuxish.received, window.tmuxish.written, window.tmuxish.acked]"
+            print("tab state:", page.evaluate(state), "log:", web.log(), "screen:", screen(page))
+            raise
     finally:
         done.set()
         sampler.join()

@@ -95,3 +95,25 @@ async def test_stalled_tab_slows_no_terminal_client(cli: Cli, web: Web) -> None:
             await deaf.close()
         finally:
             await stream.close()
+
+
+async def test_exit_while_behind_shows_the_last_screen(cli: Cli, web: Web) -> None:
+    program = f"read x; yes 0123456789abcdef | head -c {4 << 20}; echo BYE-$((6*7)); exit 5"
+    sid = cli.new("sh", "-c", program)
+    web.login()
+    tab = await open_tab(web, sid)  # never acknowledges: behind when the program exits
+    try:
+        await tab.send(wire.input_frame(b"\n"))
+        frames: list[bytes] = []
+        async with asyncio.timeout(30):
+            while not frames or frames[-1][0] != wire.EXIT:
+                message = await tab.recv()
+                assert isinstance(message, bytes)
+                frames.append(message)
+        assert frames[-1] == wire.exited(5)
+        last = frames[-2]
+        assert last[0] == wire.OUTPUT and last[1:].startswith(RESYNC)
+        assert b"BYE-42" in last
+        assert sum(len(f) - 1 for f in frames[:-2]) <= DEFAULT_LIMIT
+    finally:
+        await tab.close()

@@ -60,6 +60,13 @@ def test_window_queues_under_the_limit_and_drops_past_it() -> None:
     assert w.acked == 60
 
 
+def test_window_one_chunk_larger_than_the_window_is_caught_up_at_once() -> None:
+    # Nothing is owed, so no acknowledgement will come: the tab must repaint on this alone.
+    w = FlowWindow(limit=100)
+    w.offer(b"x" * 101)
+    assert w.behind and w.caught_up
+
+
 def test_window_acknowledged_output_makes_room() -> None:
     w = FlowWindow(limit=100)
     for _ in range(10):
