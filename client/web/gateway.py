@@ -173,7 +173,11 @@ class Gateway:
         context = None
         if opts.tls_cert is not None and opts.tls_key is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(opts.tls_cert, opts.tls_key)
+            try:
+                context.load_cert_chain(opts.tls_cert, opts.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise UsageError(f"cannot load --tls-cert/--tls-key: {detail}") from None
         try:
             self.server = await serve(
                 self._handle,

@@ -156,3 +156,26 @@ def test_the_wheel_ships_the_page_and_xterm_with_its_licences(tmp_path: Path) ->
         timeout=60,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_the_command_says_in_one_line_what_it_cannot_do(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    for argv in (
+        ["web", "--listen", "nonsense"],
+        ["web", "--tls-cert", str(missing), "--tls-key", str(missing), "--listen", "127.0.0.1:0"],
+        ["web", "--tls-cert", str(missing)],
+    ):
+        proc = cli.run(*argv, check=False)
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tmuxish: "), proc.stderr
+        assert "internal error" not in proc.stderr
+    # Without the web extra: what to install, in one line.
+    code = (
+        "import sys; sys.modules['websockets'] = None; from tmuxish.cli import main; "
+        f"sys.exit(main(['-S', {str(cli.socket_path)!r}, 'web']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "pip install 'tmuxish[web]'" in proc.stderr
+    assert proc.stderr.count("\n") == 1

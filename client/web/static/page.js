@@ -169,3 +169,5 @@ $("new").onsubmit = (ev) => {
 };
 
 login().then(listSessions);
+// Keep the list current while it is shown (sessions come, go and exit).
+setInterval(() => { if (!$("list").hidden && !document.hidden) listSessions(); }, 3000);
