@@ -18,6 +18,7 @@ import json
 import logging
 import shlex
 import signal
+import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,7 +202,8 @@ class Gateway:
         self.guard = guards.Guard(
             guards.host_names(opts.host, port), context is not None, self.token, guards.new_secret()
         )
-        shown = f"[{opts.host}]" if ":" in opts.host else opts.host
+        name = socket.getfqdn() if opts.host in guards.WILDCARDS else opts.host
+        shown = f"[{name}]" if ":" in name else name
         self.url = f"{'https' if context else 'http'}://{shown}:{port}/#{self.token}"
         return self.url
 

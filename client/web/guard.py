@@ -10,8 +10,10 @@ strings end up in histories, logs and Referer headers. Pure: values in, a verdic
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
+import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
@@ -32,14 +34,32 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _with_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def host_names(host: str, port: int) -> frozenset[str]:
-    """Every Host header value that names this server: the address it listens on, and
-    ``localhost`` when that is a loopback address."""
-    shown = f"[{host}]" if ":" in host else host
-    names = {f"{shown}:{port}"}
+    """Every Host header value that names this server: the address or name it listens on, and
+    ``localhost`` when that is a loopback address. On a wildcard address, the machine's own
+    names and addresses instead (``--listen NAME:PORT`` admits exactly NAME)."""
+    names = {_with_port(host, port)}
     if host in ("127.0.0.1", "::1", "localhost"):
         names.add(f"localhost:{port}")
+    if host in WILDCARDS:
+        names = {_with_port(h, port) for h in own_names()}
     return frozenset(names)
+
+
+def own_names() -> set[str]:
+    """This machine's host names and the addresses they resolve to, loopback included."""
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    for name in list(names):
+        with contextlib.suppress(OSError):
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+    return {n for n in names if n}
 
 
 def _same(given: str | None, expected: str) -> bool:

@@ -3,6 +3,7 @@ and the command's refusal to listen in the open without TLS."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import zipfile
@@ -81,6 +82,10 @@ def test_guard_hosts_origins_and_queries() -> None:
     assert hosts == {"127.0.0.1:8000", "localhost:8000"}
     assert host_names("::1", 80) == {"[::1]:80", "localhost:80"}
     assert host_names("10.0.0.2", 443) == {"10.0.0.2:443"}
+    assert host_names("box.example", 443) == {"box.example:443"}
+    everywhere = host_names("0.0.0.0", 443)
+    assert {"127.0.0.1:443", f"{socket.gethostname()}:443"} <= everywhere
+    assert "0.0.0.0:443" not in everywhere and "evil.example:443" not in everywhere
     g = Guard(hosts, tls=False, token="secret-token", cookie="cookie-value")
     assert g.check_request("/", "127.0.0.1:8000", None, websocket=False) is None
     assert g.check_request("/ws", "localhost:8000", "http://localhost:8000", True) is None

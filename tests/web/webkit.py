@@ -97,7 +97,7 @@ def start_web(cli: Cli, tmp: Path, *extra: str) -> Web:
     def started() -> re.Match[str] | None:
         if proc.poll() is not None:
             raise AssertionError(f"tmuxish web exited {proc.returncode}: {err.read_text()}")
-        return re.search(r"open (https?://127\.0\.0\.1:(\d+)/#(\S+))\n", out.read_text())
+        return re.search(r"open (https?://[^/\s]+:(\d+)/#(\S+))\n", out.read_text())
 
     match = wait_for(started, 20, "tmuxish web to listen")
     web.url, web.port, web.token = match.group(1), int(match.group(2)), match.group(3)
