@@ -16,8 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import Cli
 from webkit import Web, start_web, stop_web
 
-pytest.importorskip("websockets", reason="the web extra (websockets) is not installed")
-
 CHROMIUM = Path("/usr/bin/chromium")
 
 

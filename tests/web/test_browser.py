@@ -8,6 +8,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytest.importorskip("websockets", reason="the web extra (websockets) is not installed")
+
 from helpers import Cli, wait_for
 from webkit import Web, start_web, stop_web
 

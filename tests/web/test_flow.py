@@ -8,6 +8,10 @@ import asyncio
 import contextlib
 import time
 
+import pytest
+
+pytest.importorskip("websockets", reason="the web extra (websockets) is not installed")
+
 from helpers import Cli
 from webkit import Web
 from websockets.asyncio.client import ClientConnection, connect

@@ -11,6 +11,9 @@ from http import HTTPStatus
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("websockets", reason="the web extra (websockets) is not installed")
+
 from helpers import Cli
 
 from tmuxish.client.web import wire

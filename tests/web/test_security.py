@@ -13,6 +13,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+
+pytest.importorskip("websockets", reason="the web extra (websockets) is not installed")
+
 from helpers import Cli, wait_for
 from webkit import Web, start_web, stop_web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
