@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ def test_64_mib_through_a_tab_with_memory_bounded(cli: Cli, web: Web, page: Any)
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
+        started = time.monotonic()
         page.keyboard.press("Enter")
         try:
             wait_screen(page, "END-25", timeout=90)
@@ -163,12 +165,12 @@ def test_64_mib_through_a_tab_with_memory_bounded(cli: Cli, web: Web, page: Any)
     finally:
         done.set()
         sampler.join()
+    elapsed = time.monotonic() - started
     received = page.evaluate("() => window.tmuxish.received")
-    print(
-        f"64 MiB: tab received {received} bytes; web RSS {web_before >> 20} -> peak "
-        f"{peaks['web'] >> 20} MiB; server RSS {server_before >> 20} -> peak "
-        f"{peaks['server'] >> 20} MiB"
-    )
+    web_mib = f"{web_before >> 20} -> peak {peaks['web'] >> 20} MiB"
+    server_mib = f"{server_before >> 20} -> peak {peaks['server'] >> 20} MiB"
+    print(f"64 MiB in {elapsed:.1f}s: tab received {received} bytes; web RSS {web_mib}; ", end="")
+    print(f"server RSS {server_mib}")
     # The tab's window is 1 MiB; what the web process holds for it is bounded by that, not by
     # what the program prints.
     assert peaks["web"] - web_before < 48 << 20
