@@ -391,6 +391,37 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """`tmuxish web`: serve the browser page until interrupted; the URL with its token once."""
+    import asyncio
+    import logging
+
+    try:
+        from tmuxish.client.web import gateway
+    except ImportError as exc:
+        raise UsageError(
+            f"tmuxish web needs the web extra ({exc.name} is missing): pip install 'tmuxish[web]'"
+        ) from None
+    from tmuxish.eventloop import new_event_loop
+
+    if _host(args) is not None:
+        raise UsageError("-H does not apply to `web`: run it on the host, beside the server")
+    host, port = gateway.parse_listen(args.listen)
+    options = gateway.WebOptions(
+        socket_path=_socket(args),
+        host=host,
+        port=port,
+        readonly=args.readonly,
+        allow_new=args.allow_new,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+    )
+    logging.basicConfig(format="tmuxish web: %(message)s", level=logging.INFO)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(gateway.run(options, lambda url: _out(f"tmuxish web: open {url}\n")))
+    return 0
+
+
 #: Seconds `new --runtime` waits for the server to start the container.
 CONTAINER_START_TIMEOUT = 120.0
 
@@ -466,6 +497,7 @@ COMMANDS = {
     "wait": cmd_wait,
     "rename": cmd_rename,
     "record": cmd_record,
+    "web": cmd_web,
     "config": cmd_config,
     "completion": cmd_completion,
     "dial-stdio": cmd_dial_stdio,

@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         'eval "$(tmuxish completion bash)"    # in ~/.bashrc (zsh: after compinit)',
     )
     co.add_argument("shell", choices=("bash", "zsh"))
+    web_parser(cmd("web", "serve a page that attaches from a web browser", "tmuxish web"))
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
@@ -259,6 +260,21 @@ def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
     )
     rc.add_argument("target", help="session id or name")
     rc.add_argument("file", nargs="?", metavar="FILE", help="the recording (replaced if it exists)")
+
+
+def web_parser(w: argparse.ArgumentParser) -> None:
+    w.add_argument(
+        "--listen",
+        default="127.0.0.1:7683",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:7683; anything else needs TLS)",
+    )
+    w.add_argument("--read-only", dest="readonly", action="store_true", help="tabs cannot type")
+    w.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
+    w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
+    w.add_argument(
+        "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
