@@ -434,8 +434,6 @@ class ContainerManager:
             screen=make_screen(server, cols, rows),
             on_exit=server.session_exited,
             extra=extra,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
         )
         if own and container is not None:
             self._add_container_cleanup(session, container)

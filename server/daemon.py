@@ -20,7 +20,6 @@ from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
-from tmuxish.server.feeder import Feeder
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
@@ -29,23 +28,6 @@ from tmuxish.server.session import Session
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict[str, Any]], Any]
-
-
-#: How screen models are fed (TMUXISH_SCREEN_FEED): see ``_screen_feeding``.
-SCREEN_FEEDINGS = ("paced", "inline", "thread")
-
-
-def _screen_feeding(setting: str) -> str:
-    """How to feed screen models: "paced" (default), "inline" or "thread".
-
-    paced (server/pacing.py): on the loop, after the relay, within a share of its time while
-    the program floods; a model that falls far behind skips to the tail of the output. inline:
-    every chunk as it is relayed; the model is never behind, and dense colour output moves at
-    about half speed. thread: a worker thread, with the program held back while it catches up;
-    measured on 2 CPUs it was slower than inline (dense SGR at 0.30x dtach against 0.43x: the
-    worker, the program and the terminal share the cores and the loop waits for the GIL).
-    """
-    return setting if setting in SCREEN_FEEDINGS else "paced"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -76,24 +58,12 @@ class Server:
         self.upgrading = False
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
-        self.feeder = Feeder()
-        #: How screen models are fed: "paced", "inline" or "thread" (TMUXISH_SCREEN_FEED).
-        self.screen_feeding = _screen_feeding(os.environ.get("TMUXISH_SCREEN_FEED", ""))
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
         from tmuxish.server import handlers
 
         handlers.install(self)
-
-    @property
-    def session_feeder(self) -> Feeder | None:
-        """The feeder new sessions use for their screen model, or None to feed inline."""
-        return self.feeder if self.screen_feeding == "thread" else None
-
-    @property
-    def paced_screens(self) -> bool:
-        return self.screen_feeding == "paced"
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -180,7 +150,6 @@ class Server:
             session.settle_screen()
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
-        self.feeder.stop()
         self.reaper.stop()
 
     async def _shutdown(self) -> None:
@@ -203,7 +172,6 @@ class Server:
             session.close()
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
-        self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)

@@ -656,10 +656,16 @@ class Screen:
             lines.extend([""] * (pad_to - len(lines)))
         return "\n".join(lines)
 
-    def reset_modes(self) -> bytes:
-        """Bytes a client writes on detach so the user's terminal is left sane."""
+    def reset_modes(self, maybe_alt: bool = False) -> bytes:
+        """Bytes a client writes on detach so the user's terminal is left sane.
+
+        ``maybe_alt``: output not parsed yet may have entered the alternate screen; leave it
+        even if this model is not on it (then with 1047, which restores no saved cursor).
+        """
         out = bytearray()
         alt = self.is_alt
+        if maybe_alt and not alt:
+            out += b"\x1b[?1047l"
         origin = self._mode_value(_pack_mode(6, False))
         if alt:
             if origin:

@@ -157,8 +157,6 @@ def restore(server: Server, state: dict[str, Any]) -> None:
             screen=screen,
             on_exit=server.session_exited,
             extra=item["extra"],
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
         )
         session.created = datetime.fromisoformat(item["created"])
         session.last_used = time.monotonic()

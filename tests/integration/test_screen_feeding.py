@@ -1,5 +1,5 @@
-"""Repaint plus live output is the whole output, once, whether the model is fed inline or on
-the worker thread (the server picks by CPU count; both must be exact)."""
+"""Repaint plus live output is the whole output, once, while the screen model catches up on a
+backlog in bounded steps."""
 
 from __future__ import annotations
 
@@ -12,31 +12,29 @@ from pathlib import Path
 import pytest
 from helpers import coloured_lines, proto_connect, serving, watched_session
 
-from tmuxish.server import pacing
+from tmuxish.server import feed as feed_mod
 from tmuxish.server.daemon import Server
 from tmuxish.server.screen import Screen
 
 LINES = 50000
 
 
-@pytest.fixture(params=["inline", "paced", "thread"])
-async def feeding_server(
-    request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Server]:
-
-    # A model slower than the relay, as libghostty is on dense colour output: the worker falls
+@pytest.fixture
+async def feeding_server(sock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Server]:
+    # A model slower than the relay, as libghostty is on dense colour output: the model falls
     # behind by many chunks, which is what attach has to get right.
     feed = Screen.feed
 
     def slow_feed(self: Screen, data: bytes) -> None:
         feed(self, data)
-        time.sleep(0.005)
+        time.sleep(0.005 * len(data) / 65536)  # 5 ms a 64 KiB read
 
     monkeypatch.setattr(Screen, "feed", slow_feed)
-    # Paced, this is about catching up on a backlog, not about letting go of one (see
-    # test_screen_behind.py): keep the whole flood within the bound.
-    monkeypatch.setattr(pacing, "BEHIND_LIMIT", 256 * 1024 * 1024)
-    async with serving(sock_dir / "s", feeding=request.param) as srv:
+    # This is about catching up on a backlog, not about letting go of one (see
+    # test_screen_behind.py): keep the whole flood within the bounds.
+    monkeypatch.setattr(feed_mod, "BEHIND_LIMIT", 256 * 1024 * 1024)
+    monkeypatch.setattr(feed_mod, "BEHIND_TIME", 3600.0)
+    async with serving(sock_dir / "s") as srv:
         yield srv
 
 

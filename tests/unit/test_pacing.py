@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tmuxish.server.pacing import FeedBudget, resync_start
+from tmuxish.server.feed import FeedBudget, resync_start
 
 
 def test_budget_starts_with_its_bank() -> None:
@@ -64,17 +64,24 @@ def test_a_cut_tail_of_plain_bytes_is_fed_as_is() -> None:
 def test_a_resync_does_not_let_an_unfinished_sequence_swallow_the_tail() -> None:
     import asyncio
 
-    from tmuxish.server.pacing import PacedScreen
+    from tmuxish.server.feed import ScreenFeed
     from tmuxish.server.screen import Screen
 
     loop = asyncio.new_event_loop()
     try:
-        paced = PacedScreen(Screen(80, 24), loop, lambda *event: None)
-        paced.feed(b"abc\x1b")  # the model stops right after an ESC ...
+        paced = ScreenFeed(
+            Screen(80, 24),
+            loop,
+            answer=lambda _: None,
+            left_alt=lambda: None,
+            failed=lambda _: None,
+            reading=lambda: True,
+        )
+        paced.push(b"abc\x1b")  # the model stops right after an ESC ...
         paced._fall_behind()
-        paced.feed(b"^Cdone")  # ... and ESC ^ would start a privacy message
+        paced.push(b"^Cdone")  # ... and ESC ^ would start a privacy message
         assert paced.behind
-        paced.catch_up()
+        loop.run_until_complete(paced.catch_up())
         assert not paced.behind and paced.resynced
         assert paced.screen_text().splitlines()[0] == "abc^Cdone"
     finally:
