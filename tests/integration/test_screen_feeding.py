@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import coloured_lines, proto_connect, serving, watched_session
 
+from tmuxish import protocol
 from tmuxish.server import feed as feed_mod
 from tmuxish.server.daemon import Server
 from tmuxish.server.screen import Screen
@@ -67,3 +69,35 @@ def _gap(numbers: list[int]) -> str:
         if b != a + 1:
             return f"after line-{a} came line-{b}"
     return f"ended at line-{numbers[-1]}"
+
+
+# A flood that takes the model seconds to parse (REP: 65535 characters for 9 bytes), then the
+# alternate screen, then a marker; all of it reaches the client long before the model.
+ALT_AFTER_FLOOD = (
+    "import os, time\n"
+    "os.write(1, b'a\\x1b[65535b' * 8000)\n"
+    "os.write(1, b'\\x1b[?1049h\\x1b[Hin-alt-screen')\n"
+    "time.sleep(60)\n"
+)
+LEAVE_ALT = (b"\x1b[?1049l", b"\x1b[?1047l", b"\x1b[?47l")
+
+
+async def test_detach_right_after_a_flood_leaves_the_alternate_screen(server: Server) -> None:
+    c = await proto_connect(server.socket_path)
+    await c.request("new", command=[sys.executable, "-c", ALT_AFTER_FLOOD], cols=80, rows=24)
+    await c.request("attach", target=1, cols=80, rows=24)
+    await c.output_until(b"in-alt-screen")
+    session = server.registry.get(1)
+    assert not session.screen_settled, "the model kept up: the test proves nothing"
+    c.writer.write(protocol.encode([protocol.DETACH]))
+    reset = b""
+    while True:
+        message = await c.recv()
+        assert message is not None, "closed before DETACHED"
+        if message[0] == protocol.EVENT and message[1] == "reset":
+            reset = message[2]["data"]
+        if message[0] == protocol.DETACHED:
+            break
+    # The user's terminal is on the alternate screen: the reset must take it off.
+    assert any(seq in reset for seq in LEAVE_ALT), reset
+    c.close()
