@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tmuxish import __version__
-from tmuxish.errors import PermissionDenied, TmuxishError
+from tmuxish import __version__, config
+from tmuxish.errors import ConfigError, PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
@@ -37,6 +37,15 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def _history_limit() -> int:
+    """history_limit from the environment the server started with, or its config file."""
+    try:
+        return int(config.load()["history_limit"])
+    except ConfigError as exc:
+        log.warning("%s; history_limit is %d", exc, config.DEFAULT_HISTORY_LIMIT)
+        return config.DEFAULT_HISTORY_LIMIT
+
+
 class Server:
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
@@ -53,7 +62,8 @@ class Server:
         self.stall_timeout = _env_float("TMUXISH_STALL_TIMEOUT", 10.0)
         self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
         self.drop_grace = 30.0
-        self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
+        #: Lines of history each session's screen model keeps (config history_limit).
+        self.history_limit = _history_limit()
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
         #: How many times this server has re-executed itself (shown by `info`).

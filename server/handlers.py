@@ -55,7 +55,7 @@ def make_screen(server: Server, cols: int, rows: int) -> Screen | None:
         log.warning("screen model unavailable: %s", exc)
         return None
     try:
-        return Screen(cols, rows, history_bytes=server.history_bytes)
+        return Screen(cols, rows, history_lines=server.history_limit)
     except Exception as exc:
         log.warning("screen model unavailable: %s", exc)
         return None

@@ -46,7 +46,7 @@ async def test_attach_mid_flood_loses_and_repeats_nothing(feeding_server: Server
     # Attach once the flood is well under way, with some history before the repaint.
     await watcher.output_until(b"line-10000")
     info = await c.request("attach", target=1, cols=80, rows=24, history=200)
-    client = Screen(80, 24, history_bytes=50_000_000)
+    client = Screen(80, 24, history_lines=70_000)
     client.feed(info["initial"])
     seen = await c.output_until(b"DONE")
     client.feed(seen)
@@ -101,3 +101,24 @@ async def test_detach_right_after_a_flood_leaves_the_alternate_screen(server: Se
     # The user's terminal is on the alternate screen: the reset must take it off.
     assert any(seq in reset for seq in LEAVE_ALT), reset
     c.close()
+
+
+async def test_history_limit_is_read_from_the_environment_at_start(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMUXISH_CONFIG", str(sock_dir / "no-config.toml"))
+    monkeypatch.setenv("TMUXISH_HISTORY_LIMIT", "2000")
+    program = (
+        "import sys, time\n"
+        "sys.stdout.write(''.join(f'line-{i}\\n' for i in range(12000)) + 'DONE\\n')\n"
+        "sys.stdout.flush(); time.sleep(60)\n"
+    )
+    async with serving(sock_dir / "s") as srv:
+        c, watcher = await watched_session(srv.socket_path, program)
+        await watcher.output_until(b"DONE")
+        history = await c.request("capture", target=1, history=True)
+        kept = len(re.findall(r"line-\d+", history))
+        # At least the limit, at most a page or two more (the default would keep all 12000).
+        assert 2000 <= kept <= 6000, kept
+        c.close()
+        watcher.close()
