@@ -145,6 +145,11 @@ class SliceCost:
         seconds (at least ``MIN_SLICE`` bytes), and its predicted cost."""
         end = min(len(data), start + MAX_SLICE)
         while True:
+            if end < len(data):
+                # End after a line if there is one in the second half: a model left behind
+                # mid-slice (a flood it lets go of) then holds no half line.
+                nl = data.rfind(b"\n", start + (end - start) // 2, end)
+                end = nl + 1 if nl >= 0 else end
             cost = self.predict(data, start, end)
             if cost <= budget or end - start <= MIN_SLICE:
                 return end, cost
@@ -220,7 +225,11 @@ class ScreenFeed:
         self._alt = screen.is_alt
         self._budget = FeedBudget(SHARE, BANK, time.perf_counter())
         self._handle: asyncio.Handle | None = None
+        #: Whether ``_handle`` is for the next loop turn rather than a timer.
+        self._handle_soon = False
         self._waiters: list[asyncio.Future[None]] = []
+        #: Parse at full speed until current: someone asked (``start_catch_up``).
+        self._hurry = False
         #: Longest parse step taken so far (seconds): the loop stall this feed caused.
         self.longest_step = 0.0
 
@@ -281,9 +290,14 @@ class ScreenFeed:
         if self.behind and self.error is None:
             self._resync()
         if self._pending:
+            self._hurry = True
             self._schedule(0.0)
         else:
             self._wake()
+
+    def discard(self) -> None:
+        """The session is gone: parse nothing more (readers see the model as it is)."""
+        self._stop("discarded")
 
     def settle(self, budget: float = READ_STEP) -> bool:
         """Parse for at most ``budget`` seconds now; True if the model is then current."""
@@ -305,13 +319,14 @@ class ScreenFeed:
 
     def _schedule(self, delay: float) -> None:
         if self._handle is not None:
-            if delay > 0 or not isinstance(self._handle, asyncio.TimerHandle):
+            if delay > 0 or self._handle_soon:
                 return  # a step is on its way already
             self._handle.cancel()  # someone waits: not for the quiet period
         if delay > 0:
             self._handle = self._loop.call_later(delay, self._run, self._chunks)
         else:
             self._handle = self._loop.call_soon(self._run, self._chunks)
+        self._handle_soon = delay <= 0
 
     def _run(self, chunks: int) -> None:
         """One step: at full speed if output paused or someone waits, else within the budget."""
@@ -320,10 +335,10 @@ class ScreenFeed:
             self._wake()
             return
         now = time.perf_counter()
-        if self._waiters or (chunks == self._chunks and self._reading()):
+        if self._hurry or self._waiters or (chunks == self._chunks and self._reading()):
             self._budget.spend(self._step(STEP))
             if self._pending:
-                self._handle = self._loop.call_soon(self._run, self._chunks)
+                self._schedule(0.0)
             else:
                 self._wake()
             return
@@ -331,9 +346,7 @@ class ScreenFeed:
         if credit > 0:
             self._budget.spend(self._step(min(STEP, credit)))
         if self._pending:
-            self._handle = self._loop.call_later(
-                max(QUIET, self._budget.wait()), self._run, self._chunks
-            )
+            self._schedule(max(QUIET, self._budget.wait()))
         else:
             self._wake()
 
@@ -393,6 +406,7 @@ class ScreenFeed:
         self._cost.resize(cols, rows)
 
     def _wake(self) -> None:
+        self._hurry = False
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -404,9 +418,9 @@ class ScreenFeed:
         log.info("screen model %d bytes behind a flood: skipping to its tail", self.backlog)
         self.behind = True
         self.skipped = self.backlog
-        for item in self._pending:
+        for n, item in enumerate(self._pending):
             if isinstance(item, _Chunk):
-                self._keep(item.data)
+                self._keep(item.data[self._offset :] if n == 0 else item.data)
             else:
                 self._apply_resize(item.cols, item.rows)
         self._pending.clear()
@@ -415,6 +429,9 @@ class ScreenFeed:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._hurry = False
+        if self._waiters:
+            self.start_catch_up()  # someone waits for the model: resync from the tail
 
     def _keep(self, data: bytes) -> None:
         self._tail += data
@@ -442,12 +459,19 @@ class ScreenFeed:
         self._tail_cut = False
         self.resynced = True
         # CAN first: the model may have stopped inside an escape sequence, which would
-        # otherwise swallow the start of the tail (ESC ^ even the whole of it).
-        data = b"\x18" + bytes(tail[start:])
+        # otherwise swallow the start of the tail (ESC ^ even the whole of it); and a tail cut
+        # at a line start starts on a line of its own, not after half a line the model had.
+        newline = b"\r\n" if start and tail[start - 1] == 10 and self.screen.cursor[0] else b""
+        data = b"\x18" + newline + bytes(tail[start:])
         self._pending.append(_Chunk(data, False))
         self.backlog += len(data)
 
     def _fail(self, error: str) -> None:
+        if self.error is None:
+            self._stop(error)
+            self._failed(error)
+
+    def _stop(self, error: str) -> None:
         self.error = error
         self._pending.clear()
         self._offset = 0
@@ -458,7 +482,6 @@ class ScreenFeed:
             self._handle.cancel()
             self._handle = None
         self._wake()
-        self._failed(error)
 
     # -- readers: each parses what it can first --------------------------------------------------
 

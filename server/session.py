@@ -210,6 +210,8 @@ class Session:
         if self._compact_timer is not None:
             self._compact_timer.cancel()
             self._compact_timer = None
+        if self.screen is not None:
+            self.screen.discard()
         self._close_fd()
         if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
@@ -388,7 +390,8 @@ class Session:
             return
         if relays != self._relays or not screen.idle:
             # Still printing, or parsing what it printed: compressing now would slow the feed.
-            screen.start_catch_up()  # if output paused, the feed goes on at full speed anyway
+            if relays == self._relays:
+                screen.start_catch_up()  # output paused: resync if behind, parse the rest
             self._compact_timer = self._loop.call_later(
                 COMPACT_IDLE, self._compact_when_quiet, self._relays
             )
