@@ -398,7 +398,10 @@ class ScreenFeed:
             return
         spent = time.perf_counter() - t0
         self._cost.learn(predicted, spent)
-        self._rate = self._rate * 0.75 + spent / len(data) * 0.25 if data else self._rate
+        if data:
+            # Weighted by bytes: one slice the scheduler preempted is no change of content.
+            weight = len(data) / (len(data) + 256 * 1024)
+            self._rate += (spent / len(data) - self._rate) * weight
         left_alt, self._alt = self._alt and not alt, alt
         if responses and answer:
             self._answer(responses)
