@@ -262,7 +262,7 @@ class ScreenFeed:
             credit = self._budget.available(time.perf_counter())
             if credit > 0:
                 # Typing, a shell, an editor: parsed as it comes, as an inline model would.
-                self._budget.spend(self._step(min(STEP, credit)))
+                self._budget.spend(self._step(STEP))
         if self._pending:
             self._schedule(QUIET)
 
@@ -352,7 +352,7 @@ class ScreenFeed:
             return
         credit = self._budget.available(now)
         if credit > 0:
-            self._budget.spend(self._step(min(STEP, credit)))
+            self._budget.spend(self._step(STEP))
         if self._pending:
             self._schedule(max(QUIET, self._budget.wait()))
         else:
