@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Longest the loop is held by one parse step (seconds).
 STEP = 0.004
+#: A step longer than this is logged: the prediction missed a cost (or the CPU was taken).
+SLOW_STEP = 0.05
 #: Longest a synchronous reader (detach's mode reset, `send`) parses before reading.
 READ_STEP = 0.01
 #: The share of wall-clock time the model may take while the program floods the relay.
@@ -238,8 +240,6 @@ class ScreenFeed:
         self._waiters: list[asyncio.Future[None]] = []
         #: Parse at full speed until current: someone asked (``start_catch_up``).
         self._hurry = False
-        #: Longest parse step taken so far (seconds): the loop stall this feed caused.
-        self.longest_step = 0.0
 
     # -- producer side ---------------------------------------------------------------------------
 
@@ -384,7 +384,8 @@ class ScreenFeed:
             if now >= deadline:
                 break
         spent = now - t0
-        self.longest_step = max(self.longest_step, spent)
+        if spent > SLOW_STEP:
+            log.info("screen model: a parse step held the loop %.0f ms", spent * 1000)
         return spent
 
     def _parse(self, data: bytes, answer: bool, predicted: float) -> None:
