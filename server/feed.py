@@ -344,7 +344,8 @@ class ScreenFeed:
             return
         now = time.perf_counter()
         if self._hurry or self._waiters or (chunks == self._chunks and self._reading()):
-            self._budget.spend(self._step(STEP))
+            # Nothing to relay (or someone waits for the model): not the flood's budget.
+            self._step(STEP)
             if self._pending:
                 self._schedule(0.0)
             else:
