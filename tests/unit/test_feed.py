@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from tmuxish.server import feed as feed_mod
-from tmuxish.server.feed import MIN_SLICE, FeedBudget, ScreenFeed, SliceCost, resync_start
+from tmuxish.server.feed import FeedBudget, ScreenFeed, resync_start
+from tmuxish.server.parse_cost import MIN_SLICE, SliceCost
 from tmuxish.server.screen import Screen
 
 
