@@ -58,6 +58,8 @@ TAIL = 1024 * 1024
 RESYNC_TIME = 0.5
 #: How far into the tail to look for a line start to resync from (not mid-sequence).
 _RESYNC_SEARCH = 64 * 1024
+#: How far a model left mid-line looks for the end of that line before it lets go.
+_FINISH_LINE_SEARCH = 4096
 
 
 class FeedBudget:
@@ -349,6 +351,9 @@ class ScreenFeed:
 
     def _fall_behind(self) -> None:
         log.info("screen model %d bytes behind a flood: skipping to its tail", self.backlog)
+        self._finish_line()
+        if self.error is not None:
+            return
         self.behind = True
         self.skipped = self.backlog
         for n, item in enumerate(self._pending):
@@ -365,6 +370,24 @@ class ScreenFeed:
         self._hurry = False
         if self._waiters:
             self.start_catch_up()  # someone waits for the model: resync from the tail
+
+    def _finish_line(self) -> None:
+        """Parse to the end of a line the model stopped in the middle of, if that is cheap:
+        the history then holds no half line where the flood was skipped."""
+        head = self._pending[0] if self._pending else None
+        if not isinstance(head, _Chunk) or not self._offset or self.error is not None:
+            return
+        start = self._offset
+        if head.data[start - 1] == 10:  # "\n": already at a line start
+            return
+        nl = head.data.find(b"\n", start, start + _FINISH_LINE_SEARCH)
+        if nl < 0:
+            return
+        predicted = self._cost.predict(head.data, start, nl + 1)
+        if predicted <= STEP:
+            self._parse(head.data[start : nl + 1], head.answer, predicted)
+            self.backlog -= nl + 1 - start
+            self._offset = nl + 1
 
     def _keep(self, data: bytes) -> None:
         self._tail += data

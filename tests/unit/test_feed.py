@@ -4,13 +4,14 @@ catches up to exactly what a whole-chunk feed gives."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tmuxish.server import feed as feed_mod
-from tmuxish.server.feed import FeedBudget, ScreenFeed, resync_start
+from tmuxish.server.feed import FeedBudget, ScreenFeed, _Chunk, resync_start
 from tmuxish.server.parse_cost import MIN_SLICE, SliceCost
 from tmuxish.server.screen import Screen
 
@@ -171,6 +172,25 @@ def test_a_reset_before_the_model_caught_up_leaves_the_alternate_screen(
     assert feed.is_alt
     reset = feed.reset_modes()
     assert b"\x1b[?1049l" in reset and b"\x1b[?1047l" not in reset
+
+
+def test_a_model_let_go_mid_line_keeps_no_half_line(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feed_mod, "TAIL", 4096)  # the tail resynced from is cut, at a line
+    feed = make_feed(loop)
+    data = b"".join(b"line-%d\r\n" % i for i in range(1000, 2000))
+    cut = data.index(b"line-1500") + 8
+    feed._parse(data[:cut], True, 0.0)  # the model stopped after "line-150" of "line-1500" ...
+    feed._pending.append(_Chunk(data, True))
+    feed._offset = cut
+    feed.backlog = len(data) - cut
+    feed._fall_behind()  # ... when the flood was let go
+    feed.push(b"".join(b"line-%d\r\n" % i for i in range(5000, 6000)))
+    loop.run_until_complete(feed.catch_up())
+    numbers = [int(n) for n in re.findall(r"line-(\d+)", feed.history_text() + "\n")]
+    assert 150 not in numbers and 1500 in numbers  # the line was finished, not cut
+    assert numbers[-1] == 5999
 
 
 @pytest.mark.parametrize(
