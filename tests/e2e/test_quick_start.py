@@ -141,3 +141,22 @@ def test_detach_exits_at_once(cli: Cli) -> None:
     assert child.exitstatus == 0
     # Generous for a loaded machine; the bench measures the real figure (a few ms).
     assert took < 1.5, took
+
+
+def test_a_fast_attach_rides_through_a_server_upgrade(cli: Cli) -> None:
+    cli.env["PS1"] = "PROMPT> "
+    cli.env["ENV"] = "/dev/null"
+    sid = cli.new("sh")
+    child = cli.spawn("attach", str(sid))
+    child.expect_exact("PROMPT> ")
+    wait_for(lambda: cli.session(sid)["clients"] == 1, what="client to attach")
+    assert "generation 1" in cli.run("server", "upgrade").stdout
+    # The client connected again by itself, handing the new server its terminal once more.
+    wait_for(lambda: cli.session(sid)["clients"] == 1, what="client to reconnect")
+    child.send("echo after-$((2*22))\r")
+    child.expect_exact("after-44")
+    child.send("exit 5\r")
+    child.expect_exact(f"[session {sid} exited with code 5]")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5
