@@ -317,3 +317,17 @@ def test_a_stuck_server_costs_one_deadline_not_two(
     assert code == 1
     assert capsys.readouterr().err == "tmuxish: the server did not answer in time\n"
     assert elapsed < 0.9, elapsed
+
+
+@pytest.mark.parametrize(
+    "value", ["/tmp/x/s,3", "/tmp/x/../x/s,4", "/tmp/x/s,", "/tmp/y/s,3", "3", "", "/tmp/x/s,a"]
+)
+def test_the_session_we_run_inside_is_the_full_clis(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmuxish.client import commands
+
+    monkeypatch.setenv("TMUXISH", value)
+    monkeypatch.delenv("TMUXISH_HOST", raising=False)
+    args = build_parser().parse_args(["-S", "/tmp/x/s", "attach", "1"])
+    assert quick.inside_session("/tmp/x/s") == commands._inside(args)
