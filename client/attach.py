@@ -9,23 +9,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from tmuxish import protocol
 from tmuxish.client import core
 from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
-from tmuxish.keyreader import KeyReader
 from tmuxish.keys import DetachFilter
 
+#: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish attach` ~15 ms.
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
-    # asyncio (and uvloop) are imported once the attach request is out: ~50 ms of imports
-    # that would otherwise delay the first screen (the server paints it in direct mode).
+    # asyncio (and uvloop) are imported only to relay (direct attach waits with poll): ~50 ms
+    # of imports that would otherwise delay the first screen and the exit after a detach.
     import asyncio
+    from collections.abc import Callable
 
     from tmuxish.client.connection import Connection
+    from tmuxish.keyreader import KeyReader
 
 SOCKET_READ = 262144
 #: Input waiting to go to the server: above HIGH the terminal is not read until below LOW.
@@ -93,9 +96,13 @@ class Relay:
         self._read_stdin = read_stdin
         self._keys: KeyReader | None = None
         self._upgrading = False
+        #: How it ended, once it has (also without an event loop: ``watch``).
+        self.result: AttachResult | None = None
 
     async def run(self) -> AttachResult:
         import asyncio
+
+        from tmuxish.keyreader import KeyReader
 
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -104,6 +111,8 @@ class Relay:
         # Messages that arrived together with the attach reply.
         while self.conn.pending:
             self._handle(self.conn.pending.popleft())
+        if self.result is not None:
+            return self.result
         loop.add_reader(self.sock.fileno(), self._on_socket)
         if self._read_stdin:
             self._keys = KeyReader(
@@ -137,9 +146,50 @@ class Relay:
             return b""
         return self.reset or protocol.SANE_MODES
 
-    def _finish(self, message: str, status: int) -> None:
+    def watch(self) -> AttachResult | None:
+        """Direct mode without an event loop: the server drives the terminal, so all that is left
+        is to forward SIGWINCH and wait for the end. None off the main thread (no signals there)."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            old_wakeup = signal.set_wakeup_fd(wake_w)
+        except ValueError:
+            os.close(wake_r)
+            os.close(wake_w)
+            return None
+        # A Python handler, so that the signal reaches the wakeup pipe (poll is retried).
+        old_handler = signal.signal(signal.SIGWINCH, lambda _signum, _frame: None)
+        try:
+            while self.conn.pending and self.result is None:
+                self._handle(self.conn.pending.popleft())
+            # As in ``run``: a resize since the attach request was measured.
+            if self.result is None and get_size(self.stdout_fd) != self.attached_size:
+                self._on_winch()
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            poller.register(wake_r, select.POLLIN)
+            while self.result is None:
+                for fd, _events in poller.poll():
+                    if fd == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 64)
+                        self._on_winch()
+                    elif self.result is None:
+                        self._on_socket()
+            return self.result
+        finally:
+            signal.signal(signal.SIGWINCH, old_handler)
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _end(self, result: AttachResult) -> None:
+        if self.result is None:
+            self.result = result
         if self._done is not None and not self._done.done():
-            self._done.set_result(AttachResult(message, status))
+            self._done.set_result(self.result)
+
+    def _finish(self, message: str, status: int) -> None:
+        self._end(AttachResult(message, status))
 
     # -- socket -> terminal ----------------------------------------------------------------------
 
@@ -153,8 +203,7 @@ class Relay:
             return
         if not data:
             if self._upgrading:
-                if self._done is not None and not self._done.done():
-                    self._done.set_result(AttachResult("", 0, reconnect=True))
+                self._end(AttachResult("", 0, reconnect=True))
                 return
             self._finish("[server exited]", 1)
             return
@@ -232,6 +281,13 @@ class Relay:
             self._send(protocol.resize(cols, rows))
 
     def _send(self, frame: bytes) -> None:
+        if self._loop is None:
+            # No event loop (``watch``): the few small frames of direct mode go out whole.
+            try:
+                self.conn.send(frame)
+            except TmuxishError as exc:
+                self._finish(f"[{exc}]", 1)
+            return
         if self._outbox:
             self._outbox += frame
         else:
@@ -267,6 +323,22 @@ class Relay:
             self._writing = False
         if len(self._outbox) < OUTBOX_LOW and self._keys is not None and self._keys.paused:
             self._keys.resume()
+
+
+def _run_relay(relay: Relay, direct: bool) -> AttachResult:
+    """Direct mode waits with poll; only relaying (or a direct attach off the main thread, where
+    SIGWINCH cannot be taken) needs the event loop."""
+    if direct:
+        result = relay.watch()
+        if result is not None:
+            return result
+    from tmuxish.eventloop import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(relay.run())
+    finally:
+        loop.close()
 
 
 def terminal_for_server() -> int | None:
@@ -359,15 +431,10 @@ def _attach_loop(
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
             relay.attached_size = (cols, rows)
-            from tmuxish.eventloop import new_event_loop
-
-            loop = new_event_loop()
             try:
-                result = loop.run_until_complete(relay.run())
+                result = _run_relay(relay, direct)
             except ServerGone as exc:
                 result = AttachResult(f"[{exc}]", 1)
-            finally:
-                loop.close()
             if not result.reconnect:
                 break
             conn.close()
