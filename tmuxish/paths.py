@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tmuxish.errors import PermissionDenied
+from tmuxish.sockets import current_umask as current_umask
 from tmuxish.sockets import is_default_dir as is_default_dir
 from tmuxish.sockets import private_dir_problem, socket_directory, socket_location
 
@@ -59,20 +60,3 @@ def open_server_log(path: Path) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     return fd
-
-
-def current_umask() -> int:
-    """This process's umask, which `new` sends so files a session creates get the modes its
-    user expects. /proc says it without the set-and-restore race of os.umask."""
-    import os
-
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

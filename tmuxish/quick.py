@@ -234,6 +234,8 @@ def _size(value: str | None, default: int) -> int:
 
 def _new(line: Line) -> Request:
     """`new -d`: what tmuxish.client.commands.cmd_new sends for a detached local session."""
+    from tmuxish.sockets import current_umask
+
     opts = line.options
     config = settings()
     argv = list(line.args)
@@ -259,6 +261,7 @@ def _new(line: Line) -> Request:
         "window_size": config["window_size"],
         "log": None,
         "log_max": None,
+        "umask": current_umask(),
     }
 
 

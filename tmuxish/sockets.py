@@ -64,3 +64,18 @@ def private_dir_problem(path: str) -> str | None:
             f"(mode {stat.S_IMODE(st.st_mode):o}); run 'chmod 700 {path}'"
         )
     return None
+
+
+def current_umask() -> int:
+    """This process's umask, which `new` sends so files a session creates get the modes its
+    user expects. /proc says it without the set-and-restore race of os.umask."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
