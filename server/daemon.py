@@ -101,6 +101,9 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        if session.extra.get("auto_remove"):
+            # `new --rm`: its waiters and clients have had the code by now.
+            self.registry.remove(session)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -120,20 +120,15 @@ class Handlers:
         session = server.factory.program(command, name, cwd, env, cols, rows, policy)
         log_path = _str_or_none(args, "log")
         if log_path:
-            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
-
             try:
-                log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
-                output_log = OutputLog(log_path, log_max)
-            except OSError as exc:
+                start_log(session, log_path, args.get("log_max"))
+            except TmuxishError:
                 session.kill(signal.SIGHUP)
                 session.close()
-                raise BadRequest(f"cannot open log file {log_path}: {exc.strerror}") from exc
-            session.log_sink = output_log.write
-            session.cleanup.append(output_log.close)
-            session.extra["log"] = log_path
-            # Kept with the path: a server upgrade reopens the log and needs the cap too.
-            session.extra["log_max"] = output_log.max_bytes
+                raise
+        if args.get("auto_remove"):
+            # `new --rm`: forgotten once it exits (the server's session_exited does it).
+            session.extra["auto_remove"] = True
         server.registry.add(session)
         session.start()
         log.info("session %d started: pid %s, %r", session.id, session.pid, command)
@@ -143,6 +138,9 @@ class Handlers:
         self, conn: Connection, args: dict[str, Any]
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
+        if args.get("target") in (None, "") and not session.running:
+            # No target means the most recently used running session (as tmux does).
+            raise SessionNotFound("no running sessions")
         if not session.screen_settled:
             # The screen model is still catching up on output clients already have: hold the
             # PTY, let it catch up, then repaint and register in one step.
@@ -295,6 +293,27 @@ class Handlers:
             return text
         return session.screen.screen_text(escapes=escapes)
 
+    def prune(self, conn: Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Forget every exited session (`tmuxish prune`); the ones forgotten."""
+        gone = []
+        for session in list(self.server.registry):
+            if not session.running:
+                session.close()
+                self.server.registry.remove(session)
+                gone.append(session.info())
+        return gone
+
+    def log(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        """Start (``path``) or stop (``path`` None) a running session's output log."""
+        session = self.server.registry.get(args.get("target"))
+        path = _str_or_none(args, "path")
+        if path is not None and not session.running:
+            raise TmuxishError(f"session {session.id} has exited; there is no output to log")
+        stop_log(session)
+        if path:
+            start_log(session, path, args.get("log_max"))
+        return session.info()
+
     def upgrade(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         server = self.server
         server.upgrading = True
@@ -308,6 +327,36 @@ class Handlers:
             "sessions": len(self.server.registry),
             "generation": self.server.generation,
         }
+
+
+def start_log(session: Session, path: str, log_max: Any) -> None:
+    """Append the session's output to ``path`` from now on (`new --log`, `tmuxish log`)."""
+    from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
+
+    limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+    try:
+        output_log = OutputLog(path, limit)
+    except OSError as exc:
+        raise BadRequest(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+    session.log_sink = output_log.write
+    session.cleanup.append(output_log.close)
+    session.extra["log"] = path
+    # Kept with the path: a server upgrade reopens the log and needs the cap too.
+    session.extra["log_max"] = output_log.max_bytes
+
+
+def stop_log(session: Session) -> None:
+    """Stop a session's output log, if it has one (the file stays)."""
+    from tmuxish.server.logfile import OutputLog
+
+    output_log = getattr(session.log_sink, "__self__", None)
+    session.log_sink = None
+    session.extra.pop("log", None)
+    session.extra.pop("log_max", None)
+    if isinstance(output_log, OutputLog):
+        output_log.close()
+        session.cleanup[:] = [f for f in session.cleanup if getattr(f, "__self__", None)
+                              is not output_log]
 
 
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:
@@ -334,6 +383,8 @@ def install(server: Server) -> None:
             "capture": h.capture,
             "info": h.hello,
             "upgrade": h.upgrade,
+            "prune": h.prune,
+            "log": h.log,
         }
     )
     from tmuxish.server import containers

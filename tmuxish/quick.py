@@ -87,6 +87,8 @@ def run(argv: Sequence[str]) -> int | None:
     """
     if os.environ.get("TMUXISH_HOST"):
         return None
+    if os.environ.get("TMUXISH") and argv and argv[-1] == "capture":
+        return None  # inside a session, no target means this one: the full CLI knows which
     parsed = parse(argv)
     if parsed is None:
         return None
@@ -118,7 +120,7 @@ def run(argv: Sequence[str]) -> int | None:
         except TmuxishError as exc:
             return _report(exc)
     try:
-        if command == "ls" and result:
+        if command == "ls":  # the header even with no sessions, as tmux ls does
             from tmuxish.client.listing import format_table
 
             sys.stdout.write(format_table(result))
