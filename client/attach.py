@@ -76,6 +76,8 @@ class Relay:
         self.conn = conn
         self.sock = conn.sock
         self.session_id = session_id
+        #: How the ending line names the session: "session 3", or "session web (3)".
+        self.label = f"session {session_id}"
         self.filter = detach_filter
         self.readonly = readonly
         self.stdin_fd = stdin_fd
@@ -191,13 +193,13 @@ class Relay:
             self._write_out(message[1])
         elif kind == protocol.EXITED:
             code = message[1]
-            self._finish(f"[session {self.session_id} exited with code {code}]", code)
+            self._finish(f"[{self.label} exited with code {code}]", code)
         elif kind == protocol.DETACHED:
             reason = message[1]
             if reason == protocol.DETACHED_BY_USER:
-                self._finish(f"[detached from session {self.session_id}]", 0)
+                self._finish(f"[detached from {self.label}]", 0)
             else:
-                self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
+                self._finish(f"[detached from {self.label}: {reason}]", 1)
         elif kind == protocol.EVENT:
             if message[1] == protocol.UPGRADE_EVENT:
                 self._upgrading = True
@@ -224,7 +226,7 @@ class Relay:
         self._send(protocol.detach())
         assert self._loop is not None
         # The server confirms with DETACHED; do not hang if it is gone.
-        self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
+        self._loop.call_later(2.0, self._finish, f"[detached from {self.label}]", 0)
 
     def _on_winch(self) -> None:
         cols, rows = get_size(self.stdout_fd)
@@ -358,6 +360,8 @@ def _attach_loop(
             write_all(1, info.get("initial") or b"")
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
+            if info.get("name"):  # names are checked by the server: no control characters
+                relay.label = f"session {info['name']} ({session_id})"
             relay.attached_size = (cols, rows)
             from tmuxish.eventloop import new_event_loop
 

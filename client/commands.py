@@ -263,9 +263,17 @@ def _simple(args: argparse.Namespace, command: str, **kwargs: Any) -> Any:
         return client.request(command, **kwargs)
 
 
+def _target_or_this(args: argparse.Namespace, command: str) -> str | int:
+    """The TARGET given, else the session this runs inside; outside one a TARGET is needed."""
+    target = _target_or_inside(args)
+    if target is None:
+        raise UsageError(f"{command} needs a TARGET (session id or name) outside a session")
+    return target
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        client.kill(args.target, args.signal)
+        client.kill(_target_or_this(args, "kill"), args.signal)
     return 0
 
 
@@ -284,7 +292,18 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
                 conn.recv()
         except Exception:
             pass
+    if _host(args) is None:
+        _wait_gone(Path(str(_socket(args)) + ".lock"))
     return 0
+
+
+def _wait_gone(path: Path, timeout: float = 5.0) -> None:
+    """Until the server has removed ``path`` on its way out (its last act)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def server_upgrade(args: argparse.Namespace) -> int:
@@ -330,7 +349,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return client.wait(args.target)
+        return client.wait(_target_or_this(args, "wait"))
 
 
 def cmd_rename(args: argparse.Namespace) -> int:

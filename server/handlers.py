@@ -220,6 +220,7 @@ class Handlers:
         return session.info()
 
     def kill_server(self, conn: Connection, args: dict[str, Any]) -> bool:
+        self.server.remove_files = True
         conn_loop(self.server).call_soon(self.server.request_stop)
         return True
 

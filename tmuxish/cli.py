@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = cmd("kill", "send a signal to a session's program", "tmuxish kill -s TERM 3")
     k.add_argument("-s", dest="signal", default="HUP", help="signal name or number (default HUP)")
-    k.add_argument("target", help=TARGET_HELP)
+    k.add_argument("target", nargs="?", help=TARGET_INSIDE_HELP)
 
     r = cmd("rm", "forget an exited session", "tmuxish rm 3")
     r.add_argument("-f", dest="force", action="store_true", help="also kill a running session")
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for console-socket sessions)",
         "tmuxish wait 3",
     )
-    w.add_argument("target", help=TARGET_HELP)
+    w.add_argument("target", nargs="?", help=TARGET_INSIDE_HELP)
 
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
     rn.add_argument("target", help=TARGET_HELP)
@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TARGET_HELP = "session id or name"
+TARGET_INSIDE_HELP = "session id or name (default inside a session: that one, $TMUXISH)"
 TARGET_DEFAULT_HELP = (
     "session id or name (default: the session this runs inside, $TMUXISH; else the most "
     "recently used)"

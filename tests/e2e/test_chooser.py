@@ -83,7 +83,7 @@ def test_filter_then_enter_attaches_then_detach(cli: Cli) -> None:
     text = term.shows("in-5")
     assert f"{PROMPT}echo in-$((2+3))" in text
     term.send(DETACH)
-    term.shows(f"[detached from session {beta}]")
+    term.shows(f"[detached from session beta ({beta})]")
     assert term.exit_status() == 0
     assert cli.session(beta)["clients"] == 0
 
@@ -210,7 +210,7 @@ def test_attach_without_target_attaches_the_most_recent(cli: Cli) -> None:
     attached_to_a = wait_for(lambda: cli.session(a)["clients"] == 1, what="a client on a")
     assert attached_to_a
     term.send(DETACH)
-    term.shows(f"[detached from session {a}")
+    term.shows(f"[detached from session web ({a})]")
     assert term.exit_status() == 0
     gone = cli.new("sh", "-c", "exit 3")
     wait_for(lambda: cli.session(gone)["status"] == "exited", what="the session to exit")
@@ -219,7 +219,7 @@ def test_attach_without_target_attaches_the_most_recent(cli: Cli) -> None:
     wait_for(lambda: cli.session(a)["clients"] == 1, what="a client on session a")
     assert cli.session(b)["clients"] == 0
     term.send(DETACH)
-    term.shows(f"[detached from session {a}")
+    term.shows(f"[detached from session web ({a})]")
     assert term.exit_status() == 0
 
 
@@ -245,7 +245,7 @@ def test_choose_always_opens_the_chooser_and_r_attaches_read_only(cli: Cli) -> N
     term.shows("sent-6")
     assert "typed-4" not in cli.run("capture", str(sid)).stdout
     term.send(DETACH)
-    term.shows(f"[detached from session {sid}")
+    term.shows(f"[detached from session {sid}]")
     assert term.exit_status() == 0
 
 
