@@ -158,7 +158,9 @@ class Relay:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(AttachResult("", 0, reconnect=True))
                 return
-            self._finish("[server exited]", 1)
+            link_lost = getattr(self.conn, "link_lost", None)  # -H: the ssh link, not the server
+            reason = link_lost() if link_lost is not None else None
+            self._finish(f"[{reason or 'server exited'}]", 1)
             return
         try:
             messages = list(self.conn.decoder.feed(data))
