@@ -281,3 +281,24 @@ def test_python_example_leaves_no_pile(cli: Cli) -> None:
 def test_ls_json_is_valid_after_everything(cli: Cli) -> None:
     cli.new("sleep", "1000", name="a")
     assert json.loads(cli.run("ls", "--json").stdout)[0]["name"] == "a"
+
+
+# -- item 9: the 16 base colours keep their own SGR codes -----------------------------------------
+
+
+def test_repaint_and_capture_keep_base_colour_codes(cli: Cli) -> None:
+    """As tmux repaints them: SGR 31 stays 31 and 103 stays 103 (not 38;5;1 and 48;5;11, which
+    terminals that brighten bold only for 30-37 render differently); 256 colours stay 38;5;N."""
+    paint = r"\033[1;31mred\033[0m \033[103mhi-bg\033[0m \033[38;5;208morange\033[0m\n"
+    sid = cli.new("sh", "-c", f"printf '{paint}'; exec sleep 1000")
+    wait_for(lambda: "orange" in cli.run("capture", str(sid)).stdout, what="the paint")
+    colour = cli.run("capture", "-e", str(sid)).stdout
+    assert "\x1b[1m\x1b[31mred" in colour and "\x1b[103mhi-bg" in colour
+    assert "\x1b[38;5;208morange" in colour
+    assert "38;5;1m" not in colour and "48;5;11m" not in colour
+    term = Term(cli, "attach", str(sid))
+    term.wait_text("orange")
+    raw = bytes(term.raw)
+    assert b"\x1b[31mred" in raw and b"\x1b[103mhi-bg" in raw and b"\x1b[38;5;208m" in raw
+    assert b"38;5;1m" not in raw and b"48;5;11m" not in raw
+    term.detach()
