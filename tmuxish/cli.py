@@ -70,10 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = cmd("new", "create a session and attach to it", "tmuxish new -d -s build -- make -j8")
     n.add_argument("-d", dest="detached", action="store_true", help="do not attach; print the id")
-    n.add_argument("-s", dest="name", help="session name")
+    n.add_argument(
+        "-s",
+        dest="name",
+        help="session name (an exited session holding it gives it up)",
+    )
     n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
-    n.add_argument("-x", dest="cols", type=int, help="width (columns)")
-    n.add_argument("-y", dest="rows", type=int, help="height (rows)")
+    n.add_argument(
+        "-x",
+        dest="cols",
+        type=int,
+        help="width in columns, 1-10000 (default: the terminal's; with -d default_size)",
+    )
+    n.add_argument(
+        "-y",
+        dest="rows",
+        type=int,
+        help="height in rows, 1-10000 (default: the terminal's; with -d default_size)",
+    )
     n.add_argument(
         "-e",
         dest="env",
@@ -88,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("latest", "smallest", "largest"),
         help="size policy when several clients attach",
     )
-    n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
+    n.add_argument(
+        "--detach-keys",
+        dest="detach_keys",
+        metavar="SPEC",
+        help="detach sequence, docker format (default ctrl-p,ctrl-q; '' disables)",
+    )
     n.add_argument(
         "--log",
         dest="log",
@@ -119,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="program and arguments (default: $SHELL)",
     )
 
-    a = cmd("attach", "attach to a session", "tmuxish attach 3", aliases=("a",))
+    a = cmd(
+        "attach",
+        "attach to a session (default: the most recently used running one)",
+        "tmuxish attach 3",
+        aliases=("a",),
+    )
     a.add_argument("-r", dest="readonly", action="store_true", help="read-only: input ignored")
     a.add_argument(
         "--detach-keys",
@@ -137,8 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "target",
         nargs="?",
-        help="session id or name (default: inside a session, that one is refused; else the "
-        "most recently used running session)",
+        help="session id or name (default: the most recently used running session)",
     )
 
     ls = cmd("ls", "list sessions", "tmuxish ls --json", aliases=("list",))
@@ -210,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-start", dest="no_start", action="store_true", help="do not start a server"
     )
 
-    cf = cmd("config", "show the effective settings", "tmuxish config --show")
+    cf = cmd(
+        "config",
+        "show the effective settings, as a config file with where each came from",
+        "tmuxish config --show > ~/.config/tmuxish/config.toml",
+    )
     cf.add_argument("--show", action="store_true", help="print settings and their sources")
 
     co = cmd(
