@@ -119,6 +119,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
     if args.attach_existing:
         existing = _running_named(args)
+        if existing is not None and args.detached:
+            _out(f"{existing}\n")  # tmux's new -A -d: nothing to attach, the session is there
+            return 0
         if existing is not None:
             with _connect(args, start=False, terminal=True) as conn:
                 return _attach(conn, str(existing), settings, False, None, args)

@@ -61,6 +61,9 @@ def test_new_A_attaches_to_the_running_session_else_creates_it(cli: Cli) -> None
     assert len(cli.sessions()) == 1
     again.send(DETACH)
     assert again.exit_status() == 0
+    # With -d: the id of the running session, nothing new started.
+    assert cli.run("new", "-A", "-d", "-s", "calc", "--", "false").stdout == f"{s['id']}\n"
+    assert len(cli.sessions()) == 1
     proc = cli.run("new", "-A", "-d", "--", "true", check=False)
     assert proc.returncode == 2 and "-A needs -s NAME" in proc.stderr
 
