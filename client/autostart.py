@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tmuxish.client.connection import Connection
 from tmuxish.errors import ServerNotRunning, UsageError
-from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
+from tmuxish.paths import ensure_private_dir, is_default_dir, log_path, open_server_log
 
 START_TIMEOUT = 10.0
 
@@ -52,7 +52,11 @@ def spawn_server(socket_path: Path) -> None:
         raise UsageError(f"socket directory {socket_path.parent} does not exist")
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
-    with open(log_path(socket_path), "ab") as log:
+    try:
+        log_fd = open_server_log(log_path(socket_path))
+    except OSError as exc:
+        raise ServerNotRunning(f"cannot start a server: {exc.filename}: {exc.strerror}") from None
+    with os.fdopen(log_fd, "ab") as log:
         subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
 from tmuxish.errors import UsageError
-from tmuxish.paths import resolve_socket
+from tmuxish.paths import current_umask, resolve_socket
 from tmuxish.quick import target_arg, with_final_newline
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ def cmd_new(args: argparse.Namespace) -> int:
             window_size=settings["window_size"],
             log=log,
             log_max=args.log_max,
+            umask=None if remote else current_umask(),
             **({"auto_remove": True} if args.auto_remove else {}),
         )
         if args.detached:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tmuxish.errors import SessionExited, UsageError
-from tmuxish.paths import resolve_socket
+from tmuxish.paths import current_umask, resolve_socket
 
 #: A session id or name. Strings of digits are ids.
 Target = int | str
@@ -165,6 +165,8 @@ def new_args(
         "rows": rows,
         "env": full_env,
         "replace_env": True,
+        # The session's files are created as this client would create them, not as the server.
+        "umask": current_umask(),
     }
     if window_size is not None:
         args["window_size"] = window_size

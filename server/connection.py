@@ -46,7 +46,7 @@ class Connection(asyncio.Protocol):
         #: Descriptors the client passed with its first message (its terminal, for direct attach).
         self.passed_fds = fds or []
         self.transport: asyncio.Transport | None = None
-        self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME)
+        self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME, release_idle=True)
         self.greeted = False
         self.closed = False
         self.peer_pid = 0
@@ -92,12 +92,14 @@ class Connection(asyncio.Protocol):
             for message in self.decoder.feed(data):
                 self._dispatch(message)
                 if self.closed:
-                    return
+                    break
         except protocol.ProtocolError as exc:
             self._fail("bad-request", f"protocol error: {exc}")
         except Exception:
             log.exception("connection from pid %d: internal error", self.peer_pid)
             self._fail("error", "internal server error (see the server log)")
+        # Deadlines for an unfinished handshake or frame, and the server-wide buffer budget.
+        self.server.limits.watch(self)
 
     def eof_received(self) -> bool | None:
         return False
@@ -113,6 +115,7 @@ class Connection(asyncio.Protocol):
         for task in self._tasks:
             task.cancel()
         self.server.connections.discard(self)
+        self.server.limits.watch(self)
 
     def pause_writing(self) -> None:
         if self.attachment is not None:

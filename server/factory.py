@@ -15,12 +15,15 @@ over the fds it kept) passes the fd to use: nothing depends on the old fd number
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tmuxish.errors import TmuxishError
 from tmuxish.server import pty
 from tmuxish.server.containers import ConsoleSession, ContainerSession, ContainerSpec, InitWatch
 from tmuxish.server.handlers import make_screen
@@ -103,16 +106,31 @@ class SessionFactory:
         cols: int,
         rows: int,
         policy: str,
+        umask: int | None = None,
     ) -> Session:
-        """Spawn ``command`` on a new PTY; the session is built but not added or started."""
+        """Spawn ``command`` on a new PTY; the session is built but not added or started.
+
+        It gets the next id, which the caller allocates once the session runs (a request that
+        fails uses none up). ``umask``: the requesting client's, for the files it creates.
+        """
         server = self.server
         registry = server.registry
         registry.check_name(name)
         sid = registry.next_id
         env = {**env, "TMUXISH": f"{server.socket_path},{sid}"}
-        pid, fd = pty.spawn(command, cwd, env, cols, rows)
-        registry.allocate_id()
-        return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, None)
+        pid, fd = pty.spawn(command, cwd, env, cols, rows, umask)
+        try:
+            return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, None)
+        except OSError as exc:
+            # Out of descriptors (pidfd) or memory: end the program we just started.
+            log.warning("session for %r not started: %s", command, exc)
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
 
     def console(
         self,

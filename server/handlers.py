@@ -6,6 +6,7 @@ A handler returns the reply value (or an awaitable of it) and raises TmuxishErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from tmuxish.errors import (
     TmuxishError,
 )
 from tmuxish.keys import DetachFilter
+from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session, clamp_size
 
@@ -66,21 +68,27 @@ def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
 
 
 def _signal_number(value: Any) -> int:
+    """A signal this system has, from a number or a name (``TERM``, ``SIGTERM``, ``15``)."""
     if value is None:
         return int(signal.SIGHUP)
+    number: int | None = None
     if type(value) is int:
-        return value
-    if isinstance(value, str):
-        name = value.upper()
-        if name.isdigit():
-            return int(name)
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            pass
-    raise BadRequest(f"unknown signal {value!r}")
+        number = value
+    elif isinstance(value, str):
+        name = value.strip().upper()
+        if name.isdigit() and len(name) < 10:
+            number = int(name)
+        elif name.isidentifier():
+            if not name.startswith("SIG"):
+                name = "SIG" + name
+            with contextlib.suppress(KeyError):
+                number = int(signal.Signals[name])
+    if number is None or number <= 0 or number not in _VALID_SIGNALS:
+        raise BadRequest(f"unknown signal {value!r}")
+    return number
+
+
+_VALID_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 
 
 class Handlers:
@@ -116,23 +124,51 @@ class Handlers:
         ):
             raise BadRequest("env must map strings to strings")
         env = dict(env_arg) if args.get("replace_env") else {**os.environ, **env_arg}
+        umask = _int(args, "umask", -1, 0, 0o777)
+        output_log = self._open_log(args)
         conn_loop(server)
-        session = server.factory.program(command, name, cwd, env, cols, rows, policy)
-        log_path = _str_or_none(args, "log")
-        if log_path:
-            try:
-                start_log(session, log_path, args.get("log_max"))
-            except TmuxishError:
-                session.kill(signal.SIGHUP)
-                session.close()
-                raise
+        try:
+            session = server.factory.program(
+                command, name, cwd, env, cols, rows, policy, None if umask < 0 else umask
+            )
+        except BaseException:
+            if output_log is not None:
+                output_log.close()
+            raise
+        if output_log is not None:
+            attach_log(session, output_log)
         if args.get("auto_remove"):
             # `new --rm`: forgotten once it exits (the server's session_exited does it).
             session.extra["auto_remove"] = True
         server.registry.add(session)
-        session.start()
+        try:
+            session.start()
+        except OSError as exc:
+            # The process watcher needs a descriptor too (pidfd).
+            log.warning("session %d not started: %s", session.id, exc)
+            with contextlib.suppress(TmuxishError, OSError):
+                session.kill(signal.SIGKILL)
+            session.close()
+            server.registry.remove(session)
+            if session.pid is not None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(session.pid, 0)
+            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
+        # The id is taken only once the session runs: a refused request uses none up.
+        server.registry.allocate_id()
         log.info("session %d started: pid %s, %r", session.id, session.pid, command)
         return session.info()
+
+    def _open_log(self, args: dict[str, Any]) -> OutputLog | None:
+        """The ``--log`` file, opened before anything starts: a refused one starts nothing."""
+        path = _str_or_none(args, "log")
+        if not path:
+            return None
+        log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+        try:
+            return OutputLog(path, log_max)
+        except OSError as exc:
+            raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
 
     def attach(
         self, conn: Connection, args: dict[str, Any]
@@ -331,25 +367,26 @@ class Handlers:
 
 
 def start_log(session: Session, path: str, log_max: Any) -> None:
-    """Append the session's output to ``path`` from now on (`new --log`, `tmuxish log`)."""
-    from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
-
+    """Append the session's output to ``path`` from now on (`tmuxish log`)."""
     limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
     try:
         output_log = OutputLog(path, limit)
     except OSError as exc:
-        raise BadRequest(f"cannot open log file {path}: {exc.strerror or exc}") from exc
+        raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
+    attach_log(session, output_log)
+
+
+def attach_log(session: Session, output_log: OutputLog) -> None:
+    """Make ``output_log`` the session's log (`new --log`, `tmuxish log`)."""
     session.log_sink = output_log.write
     session.cleanup.append(output_log.close)
-    session.extra["log"] = path
+    session.extra["log"] = output_log.path
     # Kept with the path: a server upgrade reopens the log and needs the cap too.
     session.extra["log_max"] = output_log.max_bytes
 
 
 def stop_log(session: Session) -> None:
     """Stop a session's output log, if it has one (the file stays)."""
-    from tmuxish.server.logfile import OutputLog
-
     output_log = getattr(session.log_sink, "__self__", None)
     session.log_sink = None
     session.extra.pop("log", None)
