@@ -298,3 +298,16 @@ def test_repaint_and_capture_keep_base_colour_codes(cli: Cli) -> None:
     assert b"\x1b[31mred" in raw and b"\x1b[103mhi-bg" in raw and b"\x1b[38;5;208m" in raw
     assert b"38;5;1m" not in raw and b"48;5;11m" not in raw
     term.detach()
+
+
+def test_log_and_rm_survive_a_server_upgrade(cli: Cli, sock_dir: Path) -> None:
+    """A log turned on with `tmuxish log` and a `new --rm` session keep both across an upgrade."""
+    logged = cli.new("cat")
+    log = sock_dir / "up.log"
+    cli.run("log", str(logged), str(log))
+    once = int(cli.run("new", "-d", "--rm", "--", "sh", "-c", "read x; exit 4").stdout)
+    cli.run("server", "upgrade")
+    cli.run("send", str(logged), "-l", "after-upgrade\r")
+    wait_for(lambda: "after-upgrade" in log.read_text(), what="the log after the upgrade")
+    cli.run("send", str(once), "Enter")
+    wait_for(lambda: [s["id"] for s in cli.sessions()] == [logged], what="--rm after upgrade")
