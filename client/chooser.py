@@ -443,7 +443,9 @@ class ChooserState:
         enter = "Enter attach read-only" if self.readonly else "Enter attach"
         if self.query:
             return f"arrows move  {enter}  Backspace delete  Esc clear filter"
-        return f"arrows move  {enter}  ^O new  ^X kill  ^R rename  Esc quit  type to filter"
+        text = f"arrows move  {enter}  ^O new  ^X kill  ^R rename  Esc quit"
+        # The read-only variant would not fit 80 columns with the filter hint.
+        return text if self.readonly else text + "  type to filter"
 
     def preview_text(self, height: int) -> list[str]:
         if self.selected() is None:

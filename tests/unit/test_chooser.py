@@ -284,6 +284,7 @@ def test_readonly_is_shown() -> None:
     backend = FakeBackend([session(1)])
     state = ChooserState(backend, inside=None, clock=lambda: NOW, readonly=True)
     assert "read-only" in state.title() and "attach read-only" in state.help_line()
+    assert len(state.help_line()) <= 79
 
 
 def test_enter_attaches_running_only() -> None:
