@@ -301,13 +301,26 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_gone(path: Path, timeout: float = 5.0) -> None:
-    """Until the server has removed ``path`` on its way out (its last act)."""
+def _wait_gone(lock: Path, timeout: float = 5.0) -> None:
+    """Until the server has let go of its lock file: it removes the file while still holding
+    it, then exits, so a following command finds nothing of it. A free lock that stays (a
+    server that keeps the file) ends the wait as well."""
+    import fcntl
     import time
 
     deadline = time.monotonic() + timeout
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return  # removed
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return  # no server holds it
+        except OSError:
+            time.sleep(0.01)  # still held: the server is on its way out
+        finally:
+            os.close(fd)
 
 
 def server_upgrade(args: argparse.Namespace) -> int:
@@ -472,6 +485,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     path = args.file
     if path is not None and _host(args) is None:
         path = os.path.abspath(path)
+    elif path is not None and not os.path.isabs(path):
+        raise UsageError("with -H, FILE must be an absolute path on the host")
     with _connect(args, start=False) as conn:
         conn.request("log", target=target_arg(args.target), path=path, log_max=args.log_max)
     return 0
