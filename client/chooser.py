@@ -734,10 +734,10 @@ def main(args: argparse.Namespace, *, always: bool) -> int:
     """`tmuxish` alone (``always`` False) or `tmuxish choose`, both with a terminal on stdin and
     stdout.
 
-    `tmuxish` alone starts a session when there is none and attaches when there is exactly one,
-    running; otherwise, and always for `choose`, the chooser, with the most recently used
-    session selected. Then attach or start a new session, each over its own fresh connection
-    once the chooser has restored the terminal.
+    `tmuxish` alone starts a session when none is running and attaches when exactly one is
+    (exited leftovers do not make a choice); otherwise, and always for `choose`, the chooser,
+    with the most recently used session selected. Then attach or start a new session, each
+    over its own fresh connection once the chooser has restored the terminal.
     """
     from tmuxish import config
     from tmuxish.client import commands
@@ -746,9 +746,10 @@ def main(args: argparse.Namespace, *, always: bool) -> int:
     choice: Choice | None
     with commands._connect(args, start=True) as conn:
         sessions: list[Session] = conn.request("ls")
-        if not always and len(sessions) == 1 and is_running(sessions[0]):
-            choice = Choice("attach", int(sessions[0]["id"]))
-        elif not always and not sessions:
+        running = [s for s in sessions if is_running(s)]
+        if not always and len(running) == 1:
+            choice = Choice("attach", int(running[0]["id"]))
+        elif not always and not running:
             choice = Choice("new")
         else:
             recent = int(conn.request("get", target=None)["id"]) if sessions else None

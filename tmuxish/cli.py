@@ -24,7 +24,7 @@ examples:
   tmuxish new -d -s web -- top start a detached session named web
   tmuxish ls                   list sessions
   tmuxish attach web           attach to it again (Ctrl-P Ctrl-Q detaches)
-  tmuxish                      choose a session interactively (or start one when there is none)
+  tmuxish                      choose a session interactively (start one if none runs)
   tmuxish -H ssh://me@box ls   the same commands against the server on another machine
 """
 
@@ -293,7 +293,7 @@ def add_session_commands(cmd: Any, new: argparse.ArgumentParser) -> None:
     ch = cmd(
         "choose",
         "choose a session interactively, the most recently used selected ('tmuxish' alone "
-        "does this when there is more than one session)",
+        "does this when more than one session runs)",
         "tmuxish choose",
     )
     ch.epilog = CHOOSER_KEYS + "\n" + (ch.epilog or "")

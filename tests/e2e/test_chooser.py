@@ -267,6 +267,30 @@ def test_one_session_attaches_directly(cli: Cli) -> None:
     assert term.exit_status() == 0
 
 
+def test_exited_leftovers_do_not_make_a_choice(cli: Cli) -> None:
+    """Issue 14: one leftover exited session was enough to bring up the chooser. `tmuxish`
+    alone attaches to the one running session, and starts one when none runs."""
+    gone = cli.new("sh", "-c", "exit 3")
+    wait_for(lambda: cli.session(gone)["status"] == "exited", what="the session to exit")
+    sid = cli.new(*shell(cli))
+    term = start(cli)
+    term.shows(SHOWN)
+    wait_for(lambda: cli.session(sid)["clients"] == 1, what="a client")
+    assert "tmuxish:" not in term.text()
+    term.send(DETACH)
+    term.shows(f"[detached from session {sid}]")
+    assert term.exit_status() == 0
+    cli.run("kill", str(sid))
+    wait_for(lambda: cli.session(sid)["status"] == "exited", what="the shell to end")
+    term = start(cli)
+    term.shows(SHOWN)
+    new = wait_for(lambda: [s for s in cli.sessions() if s["status"] == "running"], what="new")
+    assert len(cli.sessions()) == 3 and new[0]["id"] not in (gone, sid)
+    assert "tmuxish:" not in term.text()
+    term.send(DETACH)
+    assert term.exit_status() == 0
+
+
 def test_no_session_starts_one(cli: Cli) -> None:
     shell(cli)
     assert cli.server_pid() is None
