@@ -12,7 +12,7 @@ from tmuxish import config
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
-from tmuxish.errors import UsageError
+from tmuxish.errors import TmuxishError, UsageError
 from tmuxish.paths import current_umask, resolve_socket
 from tmuxish.quick import target_arg, with_final_newline
 
@@ -166,12 +166,61 @@ def cmd_new(args: argparse.Namespace) -> int:
             log=log,
             log_max=args.log_max,
             umask=None if remote else current_umask(),
+            **_new_record_args(args, remote),
             **({"auto_remove": True} if args.auto_remove else {}),
         )
         if args.detached:
             _out(f"{info['id']}\n")
             return 0
         return _attach(conn, str(info["id"]), settings, False, None, args)
+
+
+def _record_path(path: str, remote: bool) -> str:
+    """A recording path as the server needs it: absolute (a remote one is the user's business)."""
+    return path if remote else os.path.abspath(path)
+
+
+def _new_record_args(args: argparse.Namespace, remote: bool) -> dict[str, Any]:
+    """`new --record FILE [--record-format F] [--record-input]`; nothing without --record."""
+    if not getattr(args, "record", None):
+        if getattr(args, "record_format", None) or getattr(args, "record_input", False):
+            raise UsageError("--record-format and --record-input go with --record FILE")
+        return {}
+    return {
+        "record": _record_path(args.record, remote),
+        "record_format": args.record_format or "v2",
+        "record_input": bool(args.record_input),
+    }
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """`record TARGET FILE` starts a recording in the server; `record --stop TARGET` ends it."""
+    if args.stop:
+        if args.file is not None:
+            raise UsageError("record --stop takes the session only, not a FILE")
+        with _client(args) as client:
+            info = client.request("record-stop", target=args.target, timeout=30.0)
+        rec = info["recording"]
+        if rec.get("error"):
+            raise TmuxishError(f"the recording {rec['path']} stopped early: {rec['error']}")
+        if rec.get("dropped"):
+            sys.stderr.write(
+                f"tmuxish: {rec['dropped']} bytes of output could not be written in time and "
+                f"are missing from {rec['path']} (marked there)\n"
+            )
+        return 0
+    if args.file is None:
+        raise UsageError("record needs a TARGET and a FILE (or --stop TARGET)")
+    with _client(args) as client:
+        client.request(
+            "record",
+            target=args.target,
+            path=_record_path(args.file, _host(args) is not None),
+            format=args.format,
+            input=args.input,
+            term=os.environ.get("TERM"),
+        )
+    return 0
 
 
 def _attach(
@@ -394,6 +443,37 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """`tmuxish web`: serve the browser page until interrupted; the URL with its token once."""
+    import asyncio
+    import logging
+
+    try:
+        from tmuxish.client.web import gateway
+    except ImportError as exc:
+        raise UsageError(
+            f"tmuxish web needs the web extra ({exc.name} is missing): pip install 'tmuxish[web]'"
+        ) from None
+    from tmuxish.eventloop import new_event_loop
+
+    if _host(args) is not None:
+        raise UsageError("-H does not apply to `web`: run it on the host, beside the server")
+    host, port = gateway.parse_listen(args.listen)
+    options = gateway.WebOptions(
+        socket_path=_socket(args),
+        host=host,
+        port=port,
+        readonly=args.readonly,
+        allow_new=args.allow_new,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+    )
+    logging.basicConfig(format="tmuxish web: %(message)s", level=logging.INFO)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(gateway.run(options, lambda url: _out(f"tmuxish web: open {url}\n")))
+    return 0
+
+
 #: Seconds `new --runtime` waits for the server to start the container.
 CONTAINER_START_TIMEOUT = 120.0
 
@@ -404,6 +484,8 @@ def _new_container(args: argparse.Namespace) -> int:
         raise UsageError("--runtime and --bundle go together")
     if args.cwd or args.env or getattr(args, "log", None):
         raise UsageError("-c, -e and --log do not apply to --runtime (use the bundle's config)")
+    if getattr(args, "record", None):
+        raise UsageError("--record does not apply to --runtime: 'tmuxish record' it once started")
     ids = list(args.command_argv)
     if ids and ids[0] == "--":
         ids = ids[1:]
@@ -517,6 +599,8 @@ COMMANDS = {
     "send": cmd_send,
     "wait": cmd_wait,
     "rename": cmd_rename,
+    "record": cmd_record,
+    "web": cmd_web,
     "config": cmd_config,
     "completion": cmd_completion,
     "dial-stdio": cmd_dial_stdio,

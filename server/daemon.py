@@ -357,6 +357,9 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         loop.run_until_complete(server.serve(sock, resume))
     finally:
         loop.close()
+        from tmuxish.server.recording import finish_all
+
+        finish_all()  # recordings reach their files before the exit (or the upgrade's exec)
     if server.upgrading:
         from tmuxish.server import upgrade
 

@@ -249,6 +249,10 @@ class SessionFactory:
         else:
             session.start()
         self._reopen_log(session)
+        if item.get("recording") or "recording" in session.extra:
+            from tmuxish.server.record_requests import resume
+
+            resume(session, item.get("recording"))
         return session
 
     @staticmethod

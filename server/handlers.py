@@ -137,6 +137,8 @@ class Handlers:
             raise
         if output_log is not None:
             attach_log(session, output_log)
+        if args.get("record"):
+            _record_new(session, args, env)
         if args.get("auto_remove"):
             # `new --rm`: forgotten once it exits (the server's session_exited does it).
             session.extra["auto_remove"] = True
@@ -397,6 +399,18 @@ def stop_log(session: Session) -> None:
                               is not output_log]
 
 
+def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:
+    """`new --record FILE`; a file that cannot be opened undoes the session, as for --log."""
+    from tmuxish.server import record_requests
+
+    try:
+        record_requests.start_for_new(session, args, env)
+    except TmuxishError:
+        session.kill(signal.SIGHUP)
+        session.close()
+        raise
+
+
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:
     if server.loop is None:
         raise SessionNotFound("server not running")
@@ -428,3 +442,6 @@ def install(server: Server) -> None:
     from tmuxish.server import containers
 
     containers.install(server)  # console-socket, new-container
+    from tmuxish.server import record_requests
+
+    record_requests.install(server)  # record, record-stop

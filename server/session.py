@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tmuxish import protocol
 from tmuxish.errors import SessionExited, SessionNotFound
@@ -20,6 +20,9 @@ from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.pacing import PacedScreen
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
+
+if TYPE_CHECKING:
+    from tmuxish.server.recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ class Session:
         self.ended = False
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
+        #: `new --record` / `tmuxish record`: gets output, input and resizes (server/recording.py).
+        self.recording: Recording | None = None
         #: Called once when the PTY is released (log files, container clean-up).
         self.cleanup: list[Callable[[], None]] = []
         self._loop = loop
@@ -307,6 +312,8 @@ class Session:
             "extra": self.extra,
             "screen": screen,
             "screen_was_on": self.screen is not None,
+            # Finished by then (recording.finish_all); the next server appends to the file.
+            "recording": self.recording.state() if self.recording is not None else None,
         }
 
     # -- output ----------------------------------------------------------------------------------
@@ -359,6 +366,8 @@ class Session:
                 client.send_output(header, data)
         if self.log_sink is not None:
             self.log_sink(data)
+        if self.recording is not None:
+            self.recording.output(data)
         screen = self.screen
         if screen is None:
             return
@@ -564,6 +573,8 @@ class Session:
         ``input_room()`` afterwards; attached clients are paused and resumed by the session."""
         if self.fd is None or not data:
             return
+        if self.recording is not None:
+            self.recording.input(data)
         if self._input:
             self._input += data
         else:
@@ -675,6 +686,8 @@ class Session:
         if (cols, rows) == (self.cols, self.rows) or self.fd is None:
             return
         self.cols, self.rows = cols, rows
+        if self.recording is not None:
+            self.recording.resize(cols, rows)
         if self.screen is not None:
             try:
                 self.screen.resize(cols, rows)

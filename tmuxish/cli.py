@@ -15,7 +15,7 @@ from tmuxish.errors import TmuxishError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 EPILOG = """\
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="rotate the log past this size (default 64 MiB)",
     )
+    _record_options(n)
     n.add_argument(
         "--runtime",
         dest="runtime",
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--history", action="store_true", help="include the scrollback")
     c.add_argument("target", nargs="?", help=TARGET_DEFAULT_HELP)
 
+    _record_command(cmd)
+
     sk = cmd("send", "send keys to a session", "tmuxish send 3 'make test' Enter")
     sk.add_argument("-l", dest="literal", action="store_true", help="send arguments as text")
     sk.add_argument("target", help=TARGET_HELP)
@@ -247,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     co.add_argument("shell", choices=("bash", "zsh"))
     add_session_commands(cmd, n)
+    web_parser(cmd("web", "serve a page that attaches from a web browser", "tmuxish web"))
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
@@ -341,6 +345,63 @@ def _unknown_command(message: str, sub: Any) -> str | None:
     close = difflib.get_close_matches(typed, names, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown command '{typed}'{hint}"
+
+
+def _record_options(n: argparse.ArgumentParser) -> None:
+    """`new --record FILE`: an asciinema recording from the program's first byte."""
+    n.add_argument(
+        "--record",
+        dest="record",
+        metavar="FILE",
+        help="record the session to FILE for asciinema (replaced if it exists)",
+    )
+    n.add_argument(
+        "--record-format",
+        dest="record_format",
+        choices=("v2", "v3"),
+        help="asciicast version (default v2, which asciinema 2 and 3 both play)",
+    )
+    n.add_argument(
+        "--record-input",
+        dest="record_input",
+        action="store_true",
+        help="record what is typed too (passwords included)",
+    )
+
+
+def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    rc = cmd(
+        "record",
+        "record a running session for asciinema, until 'record --stop' or the session ends",
+        "tmuxish record 3 demo.cast; ...; tmuxish record --stop 3; asciinema play demo.cast",
+    )
+    rc.add_argument(
+        "--format", dest="format", choices=("v2", "v3"), default="v2", help="default v2"
+    )
+    rc.add_argument("--input", dest="input", action="store_true", help="record what is typed too")
+    rc.add_argument(
+        "--stop",
+        dest="stop",
+        action="store_true",
+        help="end the session's recording; the file is complete when this returns",
+    )
+    rc.add_argument("target", help="session id or name")
+    rc.add_argument("file", nargs="?", metavar="FILE", help="the recording (replaced if it exists)")
+
+
+def web_parser(w: argparse.ArgumentParser) -> None:
+    w.add_argument(
+        "--listen",
+        default="127.0.0.1:7683",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:7683; anything else needs TLS)",
+    )
+    w.add_argument("--read-only", dest="readonly", action="store_true", help="tabs cannot type")
+    w.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
+    w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
+    w.add_argument(
+        "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
