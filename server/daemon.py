@@ -16,15 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tmuxish import __version__
-from tmuxish.errors import PermissionDenied, TmuxishError
+from tmuxish import __version__, config
+from tmuxish.errors import ConfigError, PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_server_log
 from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.factory import SessionFactory
-from tmuxish.server.feeder import Feeder
 from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
@@ -34,23 +33,6 @@ from tmuxish.server.session import Session
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict[str, Any]], Any]
-
-
-#: How screen models are fed (TMUXISH_SCREEN_FEED): see ``_screen_feeding``.
-SCREEN_FEEDINGS = ("paced", "inline", "thread")
-
-
-def _screen_feeding(setting: str) -> str:
-    """How to feed screen models: "paced" (default), "inline" or "thread".
-
-    paced (server/pacing.py): on the loop, after the relay, within a share of its time while
-    the program floods; a model that falls far behind skips to the tail of the output. inline:
-    every chunk as it is relayed; the model is never behind, and dense colour output moves at
-    about half speed. thread: a worker thread, with the program held back while it catches up;
-    measured on 2 CPUs it was slower than inline (dense SGR at 0.30x dtach against 0.43x: the
-    worker, the program and the terminal share the cores and the loop waits for the GIL).
-    """
-    return setting if setting in SCREEN_FEEDINGS else "paced"
 
 
 #: Signals that end the server cleanly: sessions get SIGHUP, the socket is removed.
@@ -72,6 +54,15 @@ def _env_float(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def _history_limit() -> int:
+    """history_limit from the environment the server started with, or its config file."""
+    try:
+        return int(config.load()["history_limit"])
+    except ConfigError as exc:
+        log.warning("%s; history_limit is %d", exc, config.DEFAULT_HISTORY_LIMIT)
+        return config.DEFAULT_HISTORY_LIMIT
 
 
 class Server:
@@ -96,16 +87,14 @@ class Server:
         self.stall_timeout = _env_float("TMUXISH_STALL_TIMEOUT", 10.0)
         self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
         self.drop_grace = 30.0
-        self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
+        #: Lines of history each session's screen model keeps (config history_limit).
+        self.history_limit = _history_limit()
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
         #: `kill-server`: the user ended it, so its .lock and .log go with it (issue 14).
         self.remove_files = False
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
-        self.feeder = Feeder()
-        #: How screen models are fed: "paced", "inline" or "thread" (TMUXISH_SCREEN_FEED).
-        self.screen_feeding = _screen_feeding(os.environ.get("TMUXISH_SCREEN_FEED", ""))
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
@@ -113,15 +102,6 @@ class Server:
         from tmuxish.server import handlers
 
         handlers.install(self)
-
-    @property
-    def session_feeder(self) -> Feeder | None:
-        """The feeder new sessions use for their screen model, or None to feed inline."""
-        return self.feeder if self.screen_feeding == "thread" else None
-
-    @property
-    def paced_screens(self) -> bool:
-        return self.screen_feeding == "paced"
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -230,7 +210,6 @@ class Server:
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.limits.close()
-        self.feeder.stop()
         self.reaper.stop()
 
     async def _shutdown(self) -> None:
@@ -254,7 +233,6 @@ class Server:
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
         self.limits.close()
-        self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)

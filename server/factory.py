@@ -91,8 +91,6 @@ class SessionFactory:
             screen=screen,
             on_exit=server.session_exited,
             extra=extra,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
         )
 
     # -- new sessions ----------------------------------------------------------------------------

@@ -23,11 +23,12 @@ from tmuxish.errors import (
 from tmuxish.keys import DetachFilter
 from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 from tmuxish.server.policy import validate_policy
-from tmuxish.server.session import ScreenModel, Session, clamp_size
+from tmuxish.server.session import Session, clamp_size
 
 if TYPE_CHECKING:
     from tmuxish.server.connection import Connection
     from tmuxish.server.daemon import Server
+    from tmuxish.server.screen import Screen
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _str_or_none(args: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
+def make_screen(server: Server, cols: int, rows: int) -> Screen | None:
     if os.environ.get("TMUXISH_NO_SCREEN", "") not in ("", "0"):
         # Turned off for the whole server (its environment comes from the client that started
         # it): sessions then work as dtach's do, and attaching makes the program redraw.
@@ -61,7 +62,7 @@ def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
         log.warning("screen model unavailable: %s", exc)
         return None
     try:
-        return Screen(cols, rows, history_bytes=server.history_bytes)
+        return Screen(cols, rows, history_lines=server.history_limit)
     except Exception as exc:
         log.warning("screen model unavailable: %s", exc)
         return None
@@ -307,7 +308,7 @@ class Handlers:
 
     def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))
-        if not session.screen_settled and session.running:
+        if not session.screen_settled:
             return self._capture_settled(session, args)
         return self._capture(session, args)
 
@@ -319,7 +320,6 @@ class Handlers:
             session.release()
 
     def _capture(self, session: Session, args: dict[str, Any]) -> str:
-        session.settle_screen()  # an exited session's model may still have output to parse
         if session.screen is None:
             raise TmuxishError(
                 f"session {session.id} has no screen model ({session.screen_error}); "

@@ -148,14 +148,11 @@ def patient_spawn() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def serving(path: Path, feeding: str | None = None) -> AsyncIterator[Any]:
-    """An in-process server on ``path`` (``feeding``: "paced", "inline" or "thread", how its
-    screen models are fed; default as the server picks)."""
+async def serving(path: Path) -> AsyncIterator[Any]:
+    """An in-process server on ``path``."""
     from tmuxish.server.daemon import Server
 
     srv = Server(path)
-    if feeding is not None:
-        srv.screen_feeding = feeding
     task = asyncio.ensure_future(srv.serve(srv.bind()))
     try:
         yield srv

@@ -49,6 +49,19 @@ def _parse_int(value: Any) -> int:
     return value
 
 
+def _parse_count(value: Any) -> int:
+    """An integer from 0 up."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _parse_keys(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string like 'ctrl-p,ctrl-q'")
@@ -76,6 +89,10 @@ def _parse_policy(value: Any) -> str:
     if value not in WINDOW_SIZES:
         raise ValueError(f"must be one of {', '.join(WINDOW_SIZES)}")
     return str(value)
+
+
+#: Lines of history a session keeps, whatever its width (the server's screen model).
+DEFAULT_HISTORY_LIMIT = 14_000
 
 
 # A NamedTuple and a plain class rather than dataclasses: importing dataclasses (and the
@@ -130,6 +147,13 @@ OPTIONS: tuple[Option, ...] = (
         -1,
         _parse_int,
         "lines of history written before the repaint on attach (-1: one screenful)",
+    ),
+    Option(
+        "history_limit",
+        "TMUXISH_HISTORY_LIMIT",
+        DEFAULT_HISTORY_LIMIT,
+        _parse_count,
+        "lines of history each session keeps, at any width (read when the server starts)",
     ),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}

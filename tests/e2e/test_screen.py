@@ -57,10 +57,9 @@ def test_reattach_shows_prior_output_and_prompt(cli: Cli, mode: str) -> None:
     again.detach()
 
 
-@pytest.mark.parametrize(("mode", "feeding"), [("direct", "paced"), ("relay", "thread")])
-def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str, feeding: str) -> None:
+@pytest.mark.parametrize("mode", ["direct", "relay"])
+def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str) -> None:
     cli.env["TMUXISH_ATTACH_MODE"] = mode
-    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     sid = cli.new(*shell(cli))
     text = tmp_path / "scr_vi.txt"
     text.write_text("vi-line-one\nvi-line-two\n")
@@ -100,11 +99,9 @@ def test_attach_during_vi_then_quit(cli: Cli, tmp_path: Path, mode: str, feeding
     term.detach()
 
 
-@pytest.mark.parametrize("feeding", ["paced", "thread"])
-def test_attach_with_another_size_repaints_at_that_size(cli: Cli, feeding: str) -> None:
+def test_attach_with_another_size_repaints_at_that_size(cli: Cli) -> None:
     # With the screen model fed on a worker thread, the resize an attach causes used to be
     # queued behind the repaint taken in the same step: a repaint of the old size.
-    cli.env["TMUXISH_SCREEN_FEED"] = feeding
     sid = cli.new(*shell(cli))
     typed(cli, sid, "seq 1 40")
     wait_for(lambda: "40" in capture_lines(cli, str(sid)), 20, "seq output")
@@ -199,10 +196,7 @@ sys.exit(42 if cpr == b"\x1b[5;7R" and da.startswith(b"\x1b[?") else 1)
 """
 
 
-@pytest.mark.parametrize("feeding", ["paced", "thread"])
-def test_queries_answered_while_detached(cli: Cli, tmp_path: Path, feeding: str) -> None:
-    # Threaded, the replies come back from the feeder thread through the event loop.
-    cli.env["TMUXISH_SCREEN_FEED"] = feeding
+def test_queries_answered_while_detached(cli: Cli, tmp_path: Path) -> None:
     script = tmp_path / "scr_query.py"
     script.write_text(QUERIER)
     sid = cli.new(sys.executable, str(script))
@@ -213,11 +207,7 @@ def test_queries_answered_while_detached(cli: Cli, tmp_path: Path, feeding: str)
     assert session["status"] == "exited" and session["clients"] == 0
 
 
-@pytest.mark.parametrize("feeding", ["paced", "thread"])
-def test_queries_answered_with_only_a_read_only_client(
-    cli: Cli, tmp_path: Path, feeding: str
-) -> None:
-    cli.env["TMUXISH_SCREEN_FEED"] = feeding
+def test_queries_answered_with_only_a_read_only_client(cli: Cli, tmp_path: Path) -> None:
     # A read-only client's terminal answers too, but its input is dropped: the server must
     # answer for it, or the program waits for a reply that never comes.
     script = tmp_path / "scr_query.py"

@@ -37,6 +37,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any, Any, Any]] = {
     "default_size": ('"100x30"', "120x40", "90x20", (100, 30), (120, 40), (90, 20), (80, 24)),
     "window_size": ('"smallest"', "largest", "latest", "smallest", "largest", "latest", "latest"),
     "history_lines": ("100", "200", 0, 100, 200, 0, -1),
+    "history_limit": ("5000", "3000", 0, 5000, 3000, 0, 14_000),
 }
 
 
@@ -137,6 +138,8 @@ def test_unknown_key(tmp_path: Path) -> None:
         ("history_lines", '"many"', "must be an integer"),
         ("history_lines", "-2", "-1 or more"),
         ("history_lines", "1.5", "must be an integer"),
+        ("history_limit", "-1", "0 or more"),
+        ("history_limit", '"lots"', "must be an integer"),
     ],
 )
 def test_bad_value_in_file(tmp_path: Path, key: str, toml: str, problem: str) -> None:
