@@ -79,6 +79,8 @@ class Relay:
         self.conn = conn
         self.sock = conn.sock
         self.session_id = session_id
+        #: How the ending line names the session: "session 3", or "session web (3)".
+        self.label = f"session {session_id}"
         self.filter = detach_filter
         self.readonly = readonly
         self.stdin_fd = stdin_fd
@@ -205,7 +207,9 @@ class Relay:
             if self._upgrading:
                 self._end(AttachResult("", 0, reconnect=True))
                 return
-            self._finish("[server exited]", 1)
+            link_lost = getattr(self.conn, "link_lost", None)  # -H: the ssh link, not the server
+            reason = link_lost() if link_lost is not None else None
+            self._finish(f"[{reason or 'server exited'}]", 1)
             return
         try:
             messages = list(self.conn.decoder.feed(data))
@@ -240,13 +244,13 @@ class Relay:
             self._write_out(message[1])
         elif kind == protocol.EXITED:
             code = message[1]
-            self._finish(f"[session {self.session_id} exited with code {code}]", code)
+            self._finish(f"[{self.label} exited with code {code}]", code)
         elif kind == protocol.DETACHED:
             reason = message[1]
             if reason == protocol.DETACHED_BY_USER:
-                self._finish(f"[detached from session {self.session_id}]", 0)
+                self._finish(f"[detached from {self.label}]", 0)
             else:
-                self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
+                self._finish(f"[detached from {self.label}: {reason}]", 1)
         elif kind == protocol.EVENT:
             if message[1] == protocol.UPGRADE_EVENT:
                 self._upgrading = True
@@ -273,7 +277,7 @@ class Relay:
         self._send(protocol.detach())
         assert self._loop is not None
         # The server confirms with DETACHED; do not hang if it is gone.
-        self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
+        self._loop.call_later(2.0, self._finish, f"[detached from {self.label}]", 0)
 
     def _on_winch(self) -> None:
         cols, rows = get_size(self.stdout_fd)
@@ -430,6 +434,8 @@ def _attach_loop(
             write_all(1, info.get("initial") or b"")
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
+            if info.get("name"):  # names are checked by the server: no control characters
+                relay.label = f"session {info['name']} ({session_id})"
             relay.attached_size = (cols, rows)
             try:
                 result = _run_relay(relay, direct)

@@ -91,6 +91,8 @@ class Server:
         self.history_limit = _history_limit()
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
+        #: `kill-server`: the user ended it, so its .lock and .log go with it (issue 14).
+        self.remove_files = False
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
@@ -105,6 +107,9 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        if session.extra.get("auto_remove"):
+            # `new --rm`: its waiters and clients have had the code by now.
+            self.registry.remove(session)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -338,9 +343,24 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
 
         memfd = upgrade.snapshot(server, sock.fileno(), lock_fd)
         upgrade.exec_server(str(server.socket_path), memfd)
-    os.close(lock_fd)
     log.info("server exited")
+    if server.remove_files:
+        _remove_files(server.socket_path)
+    os.close(lock_fd)
     return 0
+
+
+def _remove_files(socket_path: Path) -> None:
+    """After `kill-server`: nothing of the server is left beside its socket. The lock goes
+    while still held, so a server starting meanwhile either gets the old (unlinked) file and
+    finds it locked, or creates a fresh one. A server ended by a signal keeps its log."""
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    for path in (log_path(socket_path), Path(str(socket_path) + ".lock")):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:

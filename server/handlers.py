@@ -137,13 +137,12 @@ class Handlers:
                 output_log.close()
             raise
         if output_log is not None:
-            session.log_sink = output_log.write
-            session.cleanup.append(output_log.close)
-            session.extra["log"] = output_log.path
-            # Kept with the path: a server upgrade reopens the log and needs the cap too.
-            session.extra["log_max"] = output_log.max_bytes
+            attach_log(session, output_log)
         if args.get("record"):
             _record_new(session, args, env)
+        if args.get("auto_remove"):
+            # `new --rm`: forgotten once it exits (the server's session_exited does it).
+            session.extra["auto_remove"] = True
         server.registry.add(session)
         try:
             session.start()
@@ -178,6 +177,9 @@ class Handlers:
         self, conn: Connection, args: dict[str, Any]
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
+        if args.get("target") in (None, "") and not session.running:
+            # No target means the most recently used running session (as tmux does).
+            raise SessionNotFound("no running sessions")
         if not session.screen_settled:
             # The screen model is still catching up on output clients already have: hold the
             # PTY, let it catch up, then repaint and register in one step.
@@ -257,6 +259,7 @@ class Handlers:
         return session.info()
 
     def kill_server(self, conn: Connection, args: dict[str, Any]) -> bool:
+        self.server.remove_files = True
         conn_loop(self.server).call_soon(self.server.request_stop)
         return True
 
@@ -329,6 +332,27 @@ class Handlers:
             return text
         return session.screen.screen_text(escapes=escapes)
 
+    def prune(self, conn: Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Forget every exited session (`tmuxish prune`); the ones forgotten."""
+        gone = []
+        for session in list(self.server.registry):
+            if not session.running:
+                session.close()
+                self.server.registry.remove(session)
+                gone.append(session.info())
+        return gone
+
+    def log(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        """Start (``path``) or stop (``path`` None) a running session's output log."""
+        session = self.server.registry.get(args.get("target"))
+        path = _str_or_none(args, "path")
+        if path is not None and not session.running:
+            raise TmuxishError(f"session {session.id} has exited; there is no output to log")
+        stop_log(session)
+        if path:
+            start_log(session, path, args.get("log_max"))
+        return session.info()
+
     def upgrade(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         server = self.server
         server.upgrading = True
@@ -342,6 +366,37 @@ class Handlers:
             "sessions": len(self.server.registry),
             "generation": self.server.generation,
         }
+
+
+def start_log(session: Session, path: str, log_max: Any) -> None:
+    """Append the session's output to ``path`` from now on (`tmuxish log`)."""
+    limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+    try:
+        output_log = OutputLog(path, limit)
+    except OSError as exc:
+        raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
+    attach_log(session, output_log)
+
+
+def attach_log(session: Session, output_log: OutputLog) -> None:
+    """Make ``output_log`` the session's log (`new --log`, `tmuxish log`)."""
+    session.log_sink = output_log.write
+    session.cleanup.append(output_log.close)
+    session.extra["log"] = output_log.path
+    # Kept with the path: a server upgrade reopens the log and needs the cap too.
+    session.extra["log_max"] = output_log.max_bytes
+
+
+def stop_log(session: Session) -> None:
+    """Stop a session's output log, if it has one (the file stays)."""
+    output_log = getattr(session.log_sink, "__self__", None)
+    session.log_sink = None
+    session.extra.pop("log", None)
+    session.extra.pop("log_max", None)
+    if isinstance(output_log, OutputLog):
+        output_log.close()
+        session.cleanup[:] = [f for f in session.cleanup if getattr(f, "__self__", None)
+                              is not output_log]
 
 
 def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:
@@ -380,6 +435,8 @@ def install(server: Server) -> None:
             "capture": h.capture,
             "info": h.hello,
             "upgrade": h.upgrade,
+            "prune": h.prune,
+            "log": h.log,
         }
     )
     from tmuxish.server import containers

@@ -187,6 +187,27 @@ class _Lib:
 _loaded: _Lib | None = None
 
 
+#: The formatter writes every palette colour as 38;5;N / 48;5;N, one attribute per sequence.
+_PALETTE_SGR = re.compile(rb"\x1b\[([34])8;5;(\d{1,3})m")
+
+
+def _base_sgr(match: re.Match[bytes]) -> bytes:
+    layer, index = match[1], int(match[2])
+    if index >= 16:
+        return match[0]
+    base = (30 if layer == b"3" else 40) if index < 8 else (90 if layer == b"3" else 100)
+    return b"\x1b[%dm" % (base + index % 8)
+
+
+def base_colours(data: bytes) -> bytes:
+    """The 16 base colours with their own SGR codes (31, 103), as tmux repaints them, not as
+    38;5;1 / 48;5;11: terminals that brighten bold text do so only for SGR 30-37 (issue 14).
+    The model keeps the palette index only, so a program's 38;5;1 comes back as 31 too."""
+    if b";5;" not in data:
+        return data
+    return _PALETTE_SGR.sub(_base_sgr, data)
+
+
 def _load() -> _Lib:
     global _loaded
     if _loaded is None:
@@ -563,7 +584,7 @@ class Screen:
                 raise RuntimeError(f"ghostty_formatter_format_alloc failed: {res}")
             try:
                 out: bytes = ffi.buffer(ptr[0], length[0])[:]
-                return out
+                return base_colours(out) if vt else out
             finally:
                 c.ghostty_free(ffi.NULL, ptr[0], length[0])
         finally:

@@ -273,8 +273,34 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         try:
             settings.values[option.key] = option.parse(raw)
         except Exception as exc:  # ValueError, or a UsageError from the key parser
-            where = "command line" if source == "flag" else source
             problem = " ".join(str(exc).split())
-            raise ConfigError(f"{where}: {option.key} = {raw!r}: {problem}") from exc
+            if source == "flag":
+                # Name the option as the user typed it, not our key (issue 14).
+                flag_name = "--" + option.key.replace("_", "-")
+                raise ConfigError(f"{flag_name} {raw!r}: {problem}") from exc
+            raise ConfigError(f"{source}: {option.key} = {raw!r}: {problem}") from exc
         settings.sources[option.key] = source
     return settings
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` as TOML: JSON's strings, numbers and arrays of strings are valid TOML too."""
+    import json
+
+    if isinstance(value, tuple):  # default_size, parsed: written back as the file takes it
+        return json.dumps("x".join(str(v) for v in value))
+    return json.dumps(value)
+
+
+def show(settings: Settings) -> str:
+    """`config --show`: the effective settings as a config file the loader accepts, each with
+    where it came from; an option without a value is shown commented out."""
+    lines = [f"# {config_path()}\n"]
+    for option in OPTIONS:
+        value = settings.values[option.key]
+        source = settings.sources[option.key]
+        if value is None:
+            lines.append(f"# {option.key} = (unset)  # {source}: {option.help}\n")
+        else:
+            lines.append(f"{option.key} = {_toml_value(value)}  # {source}\n")
+    return "".join(lines)

@@ -34,7 +34,7 @@ def check_private_dir(path: Path) -> None:
 def resolve_socket(
     socket_path: str | None, socket_name: str | None, env: dict[str, str] | None = None
 ) -> Path:
-    """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then default."""
+    """-S PATH, -L NAME, $TMUXISH_SOCKET, the server of $TMUXISH, the default (socket_location)."""
     return Path(socket_location(socket_path, socket_name, env))
 
 

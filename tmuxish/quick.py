@@ -269,10 +269,10 @@ def _new(line: Line) -> Request:
 
 
 def _show_ls(result: Any) -> int:
-    if result:
-        from tmuxish.client.listing import format_table
+    # The header even with no sessions, as tmux ls does.
+    from tmuxish.client.listing import format_table
 
-        sys.stdout.write(format_table(result))
+    sys.stdout.write(format_table(result))
     return 0
 
 
@@ -317,6 +317,8 @@ def run(argv: Sequence[str]) -> int | None:
     """
     if os.environ.get("TMUXISH_HOST"):
         return None
+    if os.environ.get("TMUXISH") and argv and argv[-1] == "capture":
+        return None  # inside a session, no target means this one: the full CLI knows which
     parsed = parse(argv)
     if parsed is None:
         return None

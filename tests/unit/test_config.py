@@ -152,7 +152,8 @@ def test_bad_value_in_env_and_flag(tmp_path: Path) -> None:
     env = {"TMUXISH_CONFIG": str(tmp_path / "missing.toml"), "TMUXISH_DEFAULT_SIZE": "big"}
     with pytest.raises(ConfigError, match=r"^env TMUXISH_DEFAULT_SIZE: default_size = 'big': "):
         config.load({}, env)
-    with pytest.raises(ConfigError, match=r"^command line: window_size = 'wide': must be one of"):
+    # The option as the user typed it, not the internal key (issue 14).
+    with pytest.raises(ConfigError, match=r"^--window-size 'wide': must be one of"):
         config.load({"window_size": "wide"}, {"TMUXISH_CONFIG": "/nonexistent"})
     # A good flag hides a bad environment value: the flag wins and the env is not consulted.
     assert config.load({"default_size": "10x10"}, env)["default_size"] == (10, 10)
