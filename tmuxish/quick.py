@@ -206,7 +206,7 @@ def _ls(line: Line) -> Request:
 
 
 def _kill(line: Line) -> Request:
-    return "kill", {"target": line.args[0], "signal": "HUP"}
+    return "kill", {"target": target_arg(line.args[0]), "signal": "HUP"}
 
 
 def _send(line: Line) -> Request:
@@ -221,7 +221,7 @@ def _capture(line: Line) -> Request:
 
 
 def _wait(line: Line) -> Request:
-    return "wait", {"target": line.args[0]}
+    return "wait", {"target": target_arg(line.args[0])}
 
 
 def _size(value: str | None, default: int) -> int:
