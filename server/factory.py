@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tmuxish.server import pty
+from tmuxish.server import pty, shellhook
 from tmuxish.server.containers import ConsoleSession, ContainerSession, ContainerSpec, InitWatch
 from tmuxish.server.handlers import make_screen
 from tmuxish.server.session import Session
@@ -110,9 +110,13 @@ class SessionFactory:
         registry.check_name(name)
         sid = registry.next_id
         env = {**env, "TMUXISH": f"{server.socket_path},{sid}"}
-        pid, fd = pty.spawn(command, cwd, env, cols, rows)
+        argv, env, shell = shellhook.integrate(
+            command, env, shellhook.integration_dir(str(server.socket_path))
+        )
+        pid, fd = pty.spawn(argv, cwd, env, cols, rows)
         registry.allocate_id()
-        return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, None)
+        extra = {"shell_integration": shell} if shell else None
+        return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, extra)
 
     def console(
         self,

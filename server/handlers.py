@@ -339,3 +339,6 @@ def install(server: Server) -> None:
     from tmuxish.server import containers
 
     containers.install(server)  # console-socket, new-container
+    from tmuxish.server import commandrun
+
+    commandrun.install(server)  # run, prompt, watch; send with an output mark

@@ -20,6 +20,7 @@ from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.pacing import PacedScreen
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
+from tmuxish.server.shellhook import ShellTracker
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class Session:
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
+        #: Output position, recent output and shell state (OSC 133 marks): server/shellhook.py.
+        self.shell = ShellTracker()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -353,6 +356,7 @@ class Session:
             self._finish()
 
     def _relay(self, data: bytes) -> None:
+        self.shell.feed(data)
         if self.clients:
             header = protocol.output_header(len(data))
             for client in self.clients:
