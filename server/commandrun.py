@@ -6,7 +6,7 @@ then carries the exit status. The output window is cut by OSC 133 marks (server/
 
 - a shell started with the integration (bash, zsh) marks C before the command runs and
   D;STATUS after it; the line is typed as given, so it lands in the shell's history as is;
-- any other shell gets the line wrapped as
+- any other shell gets the line wrapped (with an INT trap around it, see ``fallback_line``) as
   ``printf '\\033]133;C;tmuxish=T\\007'; { LINE\\n}; printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``:
   the marks carry a real ESC byte, which the echo of the typed line cannot contain (it shows the
   four characters ``\\033``), and a token no other output has.
@@ -43,9 +43,12 @@ STREAM_CAP = 64 * 1024 * 1024
 
 
 def fallback_line(command: str, token: str) -> str:
+    # The INT trap keeps an interrupted command from aborting the whole line (POSIX shells
+    # drop the rest of a list when its command dies of SIGINT): the end marker still comes,
+    # with status 130. Programs the command starts get SIGINT's default back when they exec.
     return (
-        f"printf '\\033]133;C;tmuxish={token}\\007'; {{ {command}\n}}; "
-        f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"\r"
+        f"trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; {{ {command}\n}}; "
+        f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT\r"
     )
 
 
@@ -234,7 +237,13 @@ class ShellRequests:
         def send_marked(conn: Connection, args: dict[str, Any]) -> Any:
             if not args.get("mark"):
                 return send(conn, args)
-            pos = self._session(args).shell.pos
+            session = self._session(args)
+            pos = session.shell.pos
+            data = args.get("data")
+            if isinstance(data, bytes) and b"\x03" in data:
+                # Interrupting a wrapped run whose end marker cannot come any more (a shell
+                # that dropped the line): the session is not busy with it forever.
+                session.shell.pending_token = None
             result = send(conn, args)
             if isinstance(result, Awaitable):
                 return _marked(result, pos)

@@ -218,10 +218,19 @@ if [[ -n ${TMUXISH_ZDOTDIR+x} ]]; then ZDOTDIR=$TMUXISH_ZDOTDIR; else unset ZDOT
 unset TMUXISH_ZDOTDIR
 [[ -r ${ZDOTDIR:-$HOME}/.zshenv ]] && . ${ZDOTDIR:-$HOME}/.zshenv
 if [[ -o interactive ]]; then
+    # zsh prints PROMPT_SP (the partial-line mark) before precmd, so it would land inside the
+    # command's output: it is turned off, and printed by precmd after the D mark instead.
+    if [[ -o prompt_sp ]]; then unsetopt prompt_sp; __tmuxish_sp=1; fi
     __tmuxish_precmd() {
         local s=$?
         [[ -n $__tmuxish_ran ]] && printf '\033]133;D;%s\007' $s
         __tmuxish_ran=
+        if [[ -o prompt_sp ]]; then unsetopt prompt_sp; __tmuxish_sp=1; fi
+        if [[ -n $__tmuxish_sp && -o prompt_cr ]]; then
+            local m=${PROMPT_EOL_MARK-%B%S%#%s%b}
+            local w=${#${(%)${m//\%[BbSsUu]/}}}
+            printf '%s%*s\r%*s\r' "${(%)m}" $((COLUMNS - w)) '' $w ''
+        fi
         printf '\033]133;A\007'
     }
     __tmuxish_preexec() { __tmuxish_ran=1; printf '\033]133;C\007'; }
