@@ -312,6 +312,41 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return client.wait(args.target)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`tmuxish run`: the command's output on stdout as it comes, and its exit status."""
+    from tmuxish.client.run import CommandTimeout
+
+    argv = list(args.command_argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    stdin = sys.stdin.buffer.read() if args.stdin else None
+    target = target_arg(args.target)
+    with _client(args) as client:
+        try:
+            result = client.run(
+                target, argv, timeout=args.timeout, input=stdin, output=write, raw=args.raw
+            )
+        except CommandTimeout as exc:
+            sys.stderr.write(f"tmuxish: {exc}\n")
+            return 124  # as timeout(1)
+        except KeyboardInterrupt:
+            # The user interrupts the command, not just the waiting for it.
+            with _client(args) as other:
+                other.send(target if target is not None else client.get().id, b"\x03")
+            return 130
+    if result.session_exited:
+        sys.stderr.write("tmuxish: the session ended during the command\n")
+    return 125 if result.exit_code is None else result.exit_code
+
+
 def cmd_rename(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.rename(args.target, args.name)
@@ -412,6 +447,7 @@ COMMANDS = {
     "capture": cmd_capture,
     "send": cmd_send,
     "wait": cmd_wait,
+    "run": cmd_run,
     "rename": cmd_rename,
     "config": cmd_config,
     "completion": cmd_completion,

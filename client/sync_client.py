@@ -474,7 +474,7 @@ class SyncClient:
 
     def run(
         self,
-        target: Target,
+        target: Target | None,
         command: str | Sequence[str],
         *,
         timeout: float | None = None,
@@ -527,7 +527,7 @@ class SyncClient:
             sink(tail)
         out = b"".join(chunks)
         if result.get("timed_out"):
-            raise CommandTimeout(timeout_text(target_id(target), timeout), out)
+            raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)
         return RunResult(
             exit_code=result.get("exit_code"),
             output=out,

@@ -161,7 +161,8 @@ class ShellRequests:
             try:
                 await asyncio.wait_for(ready, None if deadline is None else deadline - loop.time())
             except TimeoutError:
-                return {"exit_code": None, "timed_out": True, "duration": 0.0}
+                return {"exit_code": None, "timed_out": True, "duration": 0.0,
+                        "session": session.id}
             self._check_idle(session)
         token = None if integrated else secrets.token_hex(8)
         run = CommandRun(conn, session, token, stdin)
@@ -178,9 +179,17 @@ class ShellRequests:
             session.write_input(line.encode("utf-8", "surrogateescape"))
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                return await asyncio.wait_for(asyncio.shield(run.result), left)
+                result = await asyncio.wait_for(asyncio.shield(run.result), left)
             except TimeoutError:
-                return {"exit_code": None, "timed_out": True, "duration": timeout}
+                result = {"exit_code": None, "timed_out": True, "duration": timeout}
+            except asyncio.CancelledError:
+                # The client went away (killed, its output pipe closed): like ssh's remote
+                # command, the command is interrupted rather than left running unwatched.
+                if not run.result.done() and session.running:
+                    session.write_input(b"\x03")
+                raise
+            result["session"] = session.id
+            return result
         finally:
             tracker.run = None
             if run.writing in conn.writing_watchers:
@@ -192,9 +201,8 @@ class ShellRequests:
     def _check_idle(session: Session) -> None:
         if session.shell.busy:
             raise SessionBusy(
-                f"session {session.id} is still running a command; wait for it "
-                f"('tmuxish wait-prompt {session.id}'), interrupt it "
-                f"('tmuxish send {session.id} C-c'), or run in another session"
+                f"session {session.id} is still running a command; wait for it to finish, "
+                f"interrupt it ('tmuxish send {session.id} C-c'), or run in another session"
             )
 
     async def prompt(self, conn: Connection, args: dict[str, Any]) -> bool:

@@ -209,7 +209,12 @@ __tmuxish_prompt() {
     printf '\033]133;A\007'
     case "$PS1" in *'133;B'*) ;; *) PS1="$PS1"'\[\033]133;B\007\]' ;; esac
 }
-PROMPT_COMMAND="__tmuxish_status=\$?${PROMPT_COMMAND:+; $PROMPT_COMMAND}; __tmuxish_prompt"
+if (( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) )); then
+    # An array: each element runs on its own, so a broken one of the user's cannot stop ours.
+    PROMPT_COMMAND=('__tmuxish_status=$?' "${PROMPT_COMMAND[@]}" '__tmuxish_prompt')
+else
+    PROMPT_COMMAND="__tmuxish_status=\$?"$'\n'"${PROMPT_COMMAND:+$PROMPT_COMMAND$'\n'}__tmuxish_prompt"
+fi
 PS0="${PS0}"'${__tmuxish_ran:$((__tmuxish_ran=1)):0}\033]133;C\007'
 """
 

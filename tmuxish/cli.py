@@ -15,7 +15,7 @@ from tmuxish.errors import TmuxishError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 EPILOG = """\
 examples:
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("target")
 
+    add_run_parser(cmd)
+
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
     rn.add_argument("target")
     rn.add_argument("name")
@@ -214,6 +216,38 @@ def build_parser() -> argparse.ArgumentParser:
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
+
+
+def add_run_parser(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    import argparse
+
+    r = cmd(
+        "run",
+        "type a command into a session's shell, print its output, exit with its status "
+        "(the shell's state stays for the next run; one command at a time per session)",
+        "tmuxish run -t build --timeout 600 -- 'cd src && make test'",
+    )
+    r.add_argument("-t", dest="target", help="session (default: the most recent)")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up after S seconds: exit 124, the command goes on in the kept session",
+    )
+    r.add_argument(
+        "--stdin",
+        action="store_true",
+        help="type this command's standard input into the command once it runs",
+    )
+    r.add_argument(
+        "--raw", action="store_true", help="keep the terminal's CR LF line ends"
+    )
+    r.add_argument(
+        "command_argv",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="words joined with spaces into the line the shell reads, as ssh does",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
