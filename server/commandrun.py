@@ -157,7 +157,7 @@ class ShellRequests:
         if integrated and not tracker.at_prompt:
             # Just started: the shell has not drawn its first prompt yet.
             ready: asyncio.Future[None] = loop.create_future()
-            tracker.when_idle(lambda: _settle(ready))
+            tracker.when_idle(lambda: _settle(ready), prompt=True)
             try:
                 await asyncio.wait_for(ready, None if deadline is None else deadline - loop.time())
             except TimeoutError:
@@ -211,7 +211,9 @@ class ShellRequests:
             raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
-        session.shell.when_idle(lambda: _settle(ready))
+        session.shell.when_idle(
+            lambda: _settle(ready), prompt=bool(session.extra.get("shell_integration"))
+        )
         await ready
         return True
 

@@ -125,7 +125,7 @@ class ShellTracker:
         self.pending_token: str | None = None
         #: The run streaming this session's command output now, if any.
         self.run: object | None = None
-        self._waiters: list[Callable[[], None]] = []
+        self._waiters: list[tuple[Callable[[], None], bool]] = []
         self.listener: Listener | None = None
 
     def feed(self, data: bytes) -> None:
@@ -154,22 +154,26 @@ class ShellTracker:
     def busy(self) -> bool:
         return self.run is not None or self.state == "running" or self.pending_token is not None
 
-    def when_idle(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the shell is at a prompt (integrated) or no run is pending."""
-        self._waiters.append(callback)
+    def when_idle(self, callback: Callable[[], None], prompt: bool = False) -> None:
+        """Call ``callback`` once the shell is at its prompt (``prompt``, or once it has shown
+        it has the integration), else once no command or run is pending."""
+        self._waiters.append((callback, prompt))
         self._wake()
 
-    def _idle(self) -> bool:
-        if self.integrated:
+    def _idle(self, prompt: bool) -> bool:
+        if prompt or self.integrated:
             return self.at_prompt
         return self.state != "running" and self.pending_token is None
 
     def _wake(self) -> None:
-        if not self._waiters or not self._idle():
+        if not self._waiters:
             return
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter()
+        ready = [w for w in self._waiters if self._idle(w[1])]
+        if not ready:
+            return
+        self._waiters = [w for w in self._waiters if w not in ready]
+        for callback, _prompt in ready:
+            callback()
 
     def _mark(self, mark: Mark) -> None:
         kind = mark.kind
@@ -203,17 +207,25 @@ class ShellTracker:
 BASH_RC = r"""# tmuxish shell integration for bash: the user's usual start-up, then OSC 133 marks.
 if [ -r /etc/bash.bashrc ]; then . /etc/bash.bashrc; fi
 if [ -r ~/.bashrc ]; then . ~/.bashrc; fi
-__tmuxish_prompt() {
-    if [ -n "$__tmuxish_ran" ]; then printf '\033]133;D;%s\007' "$__tmuxish_status"; fi
+__tmuxish_end() {
+    local s=$?
+    if [ -n "$__tmuxish_ran" ]; then printf '\033]133;D;%s\007' "$s"; fi
     __tmuxish_ran=
+    return $s
+}
+__tmuxish_prompt() {
+    local s=$?
     printf '\033]133;A\007'
     case "$PS1" in *'133;B'*) ;; *) PS1="$PS1"'\[\033]133;B\007\]' ;; esac
+    return $s
 }
+# The D mark comes first (what the user's hooks print is not the command's output), the A mark
+# last (after what they print, and after they set PS1).
 if (( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) )); then
     # An array: each element runs on its own, so a broken one of the user's cannot stop ours.
-    PROMPT_COMMAND=('__tmuxish_status=$?' "${PROMPT_COMMAND[@]}" '__tmuxish_prompt')
+    PROMPT_COMMAND=(__tmuxish_end "${PROMPT_COMMAND[@]}" __tmuxish_prompt)
 else
-    PROMPT_COMMAND="__tmuxish_status=\$?"$'\n'"${PROMPT_COMMAND:+$PROMPT_COMMAND$'\n'}__tmuxish_prompt"
+    PROMPT_COMMAND="__tmuxish_end"$'\n'"${PROMPT_COMMAND:+$PROMPT_COMMAND$'\n'}__tmuxish_prompt"
 fi
 PS0="${PS0}"'${__tmuxish_ran:$((__tmuxish_ran=1)):0}\033]133;C\007'
 """
