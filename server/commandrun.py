@@ -7,7 +7,7 @@ then carries the exit status. The output window is cut by OSC 133 marks (server/
 - a shell started with the integration (bash, zsh) marks C before the command runs and
   D;STATUS after it; the line is typed as given, so it lands in the shell's history as is;
 - any other shell gets the line wrapped (with an INT trap around it, see ``fallback_line``) as
-  ``printf '\\033]133;C;tmuxish=T\\007'; { LINE\\n}; printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``:
+  ``printf '\\033]133;C;tmuxish=T\\007'; eval 'LINE'; printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``:
   the marks carry a real ESC byte, which the echo of the typed line cannot contain (it shows the
   four characters ``\\033``), and a token no other output has.
 
@@ -43,11 +43,14 @@ STREAM_CAP = 64 * 1024 * 1024
 
 
 def fallback_line(command: str, token: str) -> str:
-    # The INT trap keeps an interrupted command from aborting the whole line (POSIX shells
-    # drop the rest of a list when its command dies of SIGINT): the end marker still comes,
-    # with status 130. Programs the command starts get SIGINT's default back when they exec.
+    # One line (no continuation prompt): the command is quoted for eval, which runs it in the
+    # shell itself (cd and variables stay), comments and trailing & included. The INT trap keeps
+    # an interrupted command from aborting the rest of the line (POSIX shells drop the rest of
+    # a list when its command dies of SIGINT): the end marker still comes, with status 130.
+    # Programs the command starts get SIGINT's default back when they exec.
+    quoted = "'" + command.replace("'", "'\\''") + "'"
     return (
-        f"trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; {{ {command}\n}}; "
+        f"trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; eval {quoted}; "
         f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT\r"
     )
 
