@@ -42,6 +42,7 @@ from tmuxish.errors import (
 from tmuxish.keynames import send_args
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from types import TracebackType
 
     from tmuxish.client.handle import AsyncSessionHandle
@@ -537,3 +538,26 @@ class Client:
             duration=float(result.get("duration") or 0.0),
             session_exited=bool(result.get("session_exited")),
         )
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """What happens on the server, as it happens; see ``SyncClient.events``."""
+        while True:
+            stream = await open_stream(self.socket_path, self.timeout)
+            try:
+                _req_id, frame = core.Requests().frame("events", {})
+                await stream.send(frame)
+                while True:
+                    while not stream.pending:
+                        await stream.read_more()
+                    message = stream.pending.popleft()
+                    if message[0] == protocol.EVENT and message[1] == "tmuxish":
+                        yield dict(message[2])
+                    else:
+                        core.Requests.answer(message)  # raises what ends the stream
+            except ServerUpgrading:
+                pass
+            except ServerGone:
+                return  # the server stopped: the stream ends
+            finally:
+                stream.close()
+            await self._connect(False, after_upgrade=True)

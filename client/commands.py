@@ -347,6 +347,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 125 if result.exit_code is None else result.exit_code
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """`tmuxish events`: one line per event until the server goes away (or Ctrl-C)."""
+    import json
+
+    with _client(args) as client:
+        try:
+            for event in client.events():
+                if args.json:
+                    _out(json.dumps(event) + "\n")
+                else:
+                    _out(event_line(event))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    known = ("time", "type", "session", "name")
+    name = f" ({event['name']})" if event.get("name") else ""
+    rest = "".join(f" {k}={v}" for k, v in event.items() if k not in known)
+    return f"{event.get('time', '')} {event.get('type')} {event.get('session')}{name}{rest}\n"
+
+
 def cmd_rename(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.rename(args.target, args.name)
@@ -448,6 +472,7 @@ COMMANDS = {
     "send": cmd_send,
     "wait": cmd_wait,
     "run": cmd_run,
+    "events": cmd_events,
     "rename": cmd_rename,
     "config": cmd_config,
     "completion": cmd_completion,

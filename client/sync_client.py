@@ -534,3 +534,29 @@ class SyncClient:
             duration=float(result.get("duration") or 0.0),
             session_exited=bool(result.get("session_exited")),
         )
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """What happens on the server, as it happens (``tmuxish events``): dicts with ``type``
+        (session-created, session-exited, session-renamed, session-removed, client-attached,
+        client-detached, bell, title, command-finished), ``session``, ``name``, ``time`` and
+        the type's own fields. Runs until the server goes away; follows a server upgrade."""
+        while True:
+            conn = self._open(False)
+            try:
+                conn.sock.settimeout(None)
+                conn.send_request("events", {})
+                while True:
+                    message = conn.recv()
+                    if message[0] == protocol.EVENT and message[1] == "tmuxish":
+                        yield dict(message[2])
+                    else:
+                        from tmuxish.client import core
+
+                        core.Requests.answer(message)  # raises what ends the stream
+            except ServerUpgrading:
+                pass
+            except ServerGone:
+                return  # the server stopped: the stream ends
+            finally:
+                conn.close()
+            self._reconnect_after_upgrade()

@@ -198,7 +198,9 @@ class ShellRequests:
             if run.writing in conn.writing_watchers:
                 conn.writing_watchers.remove(run.writing)
             if run in session.clients:
-                session.detach(run)
+                # Not session.detach: a run is no attached client (no size, no event).
+                session.clients.remove(run)
+                session.client_behind_changed()
 
     @staticmethod
     def _check_idle(session: Session) -> None:
@@ -238,6 +240,7 @@ class ShellRequests:
         session.clients.append(attached)
         conn.attachment = attached
         session.client_behind_changed()
+        session.shell.notify("client-attached", {"clients": len(session.clients)})
         info = session.info()
         info["initial"] = initial
         info["reset"] = b""

@@ -20,6 +20,7 @@ from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.events import EventHub
 from tmuxish.server.factory import SessionFactory
 from tmuxish.server.feeder import Feeder
 from tmuxish.server.listener import Listener
@@ -84,6 +85,9 @@ class Server:
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
         self.factory = SessionFactory(self)
+        #: Subscribers of `tmuxish events` (server/events.py).
+        self.events = EventHub()
+        self.registry.on_change = self.events.emit
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -101,6 +105,7 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        self.events.emit("session-exited", session, {"exit_code": session.exit_code})
 
     # -- lifecycle -------------------------------------------------------------------------------
 

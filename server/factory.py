@@ -74,7 +74,7 @@ class SessionFactory:
                 screen.take_responses()
             except Exception as exc:
                 log.warning("session %d: screen not restored: %s", sid, exc)
-        return cls(
+        session = cls(
             sid,
             name,
             command,
@@ -91,6 +91,8 @@ class SessionFactory:
             feeder=server.session_feeder,
             paced=server.paced_screens,
         )
+        session.shell.listener = server.events.listener(session)
+        return session
 
     # -- new sessions ----------------------------------------------------------------------------
 

@@ -342,3 +342,6 @@ def install(server: Server) -> None:
     from tmuxish.server import commandrun
 
     commandrun.install(server)  # run, prompt, watch; send with an output mark
+    from tmuxish.server import events
+
+    events.install(server)  # events

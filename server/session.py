@@ -658,6 +658,7 @@ class Session:
             self.screen.resynced = False
             self._force_redraw()
         self.client_behind_changed()
+        self.shell.notify("client-attached", {"clients": len(self.clients)})
         return initial
 
     def detach(self, client: Attachment) -> None:
@@ -668,6 +669,7 @@ class Session:
             self.last_used = time.monotonic()
             self.apply_size()
             self.client_behind_changed()
+            self.shell.notify("client-detached", {"clients": len(self.clients)})
 
     def apply_size(self) -> None:
         size = choose_size([c.size for c in self.clients], self.policy)

@@ -104,6 +104,92 @@ class MarkScanner:
                 start = st + 2
 
 
+#: The most of an OSC's body the tracker keeps (titles, marks); the rest is skipped.
+MAX_OSC = 4096
+
+
+class OscScanner:
+    """Finds bells and OSC sequences (``ESC ] N ; body`` ended by BEL or ``ESC \\``) in a byte
+    stream, whatever the read boundaries; a BEL that ends an OSC is not a bell. Jumps from one
+    interesting byte to the next with ``bytes.find``: nothing is decoded, memory is bounded."""
+
+    def __init__(self) -> None:
+        self._in_osc = False
+        self._esc = False
+        self._body = bytearray()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing carried over: a chunk without BEL or ``ESC ]`` cannot hold anything."""
+        return not self._in_osc and not self._esc
+
+    def _add(self, data: bytes | memoryview) -> None:
+        room = MAX_OSC - len(self._body)
+        if room > 0:
+            self._body += data[:room]
+
+    def _finish(self, out: list[tuple[str, bytes]]) -> None:
+        number, _, body = bytes(self._body).partition(b";")
+        out.append((number.decode("ascii", "replace"), body))
+        self._in_osc = False
+        self._body.clear()
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        """("bell", b"") for a bell, (number, body) for an OSC, in order."""
+        out: list[tuple[str, bytes]] = []
+        n = len(data)
+        i = 0
+        if self._esc and n:
+            self._esc = False
+            if self._in_osc:
+                if data[0] == 0x5C:
+                    self._finish(out)
+                    i = 1
+                else:
+                    self._in_osc = False  # ESC and something else: the OSC was cancelled
+                    self._body.clear()
+            elif data[0] == 0x5D:
+                self._in_osc = True
+                self._body.clear()
+                i = 1
+        while i < n:
+            if self._in_osc:
+                bel = data.find(b"\x07", i)
+                esc = data.find(b"\x1b", i)
+                end = bel if esc < 0 or (0 <= bel < esc) else esc
+                if end < 0:
+                    self._add(memoryview(data)[i:])
+                    break
+                self._add(memoryview(data)[i:end])
+                if end == bel:
+                    self._finish(out)
+                    i = end + 1
+                elif end + 1 >= n:
+                    self._esc = True
+                    break
+                elif data[end + 1] == 0x5C:
+                    self._finish(out)
+                    i = end + 2
+                else:
+                    self._in_osc = False
+                    self._body.clear()
+                    i = end
+            else:
+                bel = data.find(b"\x07", i)
+                osc = data.find(b"\x1b]", i)
+                if bel < 0 and osc < 0:
+                    self._esc = data[-1] == 0x1B
+                    break
+                if bel >= 0 and (osc < 0 or bel < osc):
+                    out.append(("bell", b""))
+                    i = bel + 1
+                else:
+                    self._in_osc = True
+                    self._body.clear()
+                    i = osc + 2
+        return out
+
+
 #: What a tracker tells its listener: an event name and its data.
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -115,7 +201,8 @@ class ShellTracker:
         #: Bytes of output so far: the position a ``since`` mark names.
         self.pos = 0
         self._ring = bytearray()
-        self._scanner = MarkScanner()
+        self._scanner = OscScanner()
+        self.title = ""
         #: The shell emitted a prompt mark: it has the integration.
         self.integrated = False
         #: "unknown", "prompt" or "running".
@@ -134,11 +221,23 @@ class ShellTracker:
         ring += data
         if len(ring) > 2 * RING_BYTES:
             del ring[: len(ring) - RING_BYTES]
-        if not self._scanner.holding and OSC133 not in data and b"\x1b" not in data[-6:]:
+        scanner = self._scanner
+        if scanner.idle and b"\x07" not in data and b"\x1b]" not in data and data[-1:] != b"\x1b":
             return
-        for piece in self._scanner.feed(data):
-            if isinstance(piece, Mark):
-                self._mark(piece)
+        for number, body in scanner.feed(data):
+            if number == "133":
+                self._mark(parse_mark(body))
+            elif number == "bell":
+                self.notify("bell", {})
+            elif number in ("0", "2"):
+                title = body.decode("utf-8", "replace")
+                if title != self.title:
+                    self.title = title
+                    self.notify("title", {"title": title})
+
+    def notify(self, kind: str, data: dict[str, Any]) -> None:
+        if self.listener is not None:
+            self.listener(kind, data)
 
     def since(self, pos: int) -> bytes:
         """The output after stream position ``pos`` (as much as is kept)."""
@@ -197,9 +296,8 @@ class ShellTracker:
         self._wake()
 
     def _finished(self, status: int | None) -> None:
-        if self.listener is not None:
-            duration = round(time.monotonic() - self._started, 6)
-            self.listener("command-finished", {"exit_code": status, "duration": duration})
+        duration = round(time.monotonic() - self._started, 6)
+        self.notify("command-finished", {"exit_code": status, "duration": duration})
 
 
 # -- the integration files ------------------------------------------------------------------------

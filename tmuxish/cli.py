@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("target")
 
     add_run_parser(cmd)
+    ev = cmd(
+        "events",
+        "print what happens to sessions as it happens (created, exited, renamed, attached, "
+        "detached, bell, title, command finished), as docker events",
+        "tmuxish events --json",
+    )
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
 
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
     rn.add_argument("target")
