@@ -116,3 +116,41 @@ def test_integration_only_for_a_plain_bash_or_zsh(tmp_path: Any) -> None:
     assert env["ZDOTDIR"] == f"{d}/zsh" and env["TMUXISH_ZDOTDIR"] == "/mine"
     for command in (["bash", "-c", "x"], ["bash", "script.sh"], ["dash"], ["sh"]):
         assert integrate(command, {}, d) == (command, {}, None)
+
+
+OSC_STREAM = (
+    b"a\x07b\x1b]2;first title\x07c\x1b]0;second\x1b\\\x1b]52;c;" + b"Q" * 9000 + b"\x07"
+    b"\x1b]133;D;1\x07\x1b]2;cancelled\x1b[0m\x07\x1b\x07"
+)
+
+
+def test_osc_scanner_every_split_point() -> None:
+    from tmuxish.server.shellhook import MAX_OSC, OscScanner
+
+    def scan(chunks: list[bytes]) -> list[tuple[str, bytes]]:
+        scanner = OscScanner()
+        return [item for chunk in chunks for item in scanner.feed(chunk)]
+
+    whole = scan([OSC_STREAM])
+    assert whole == [
+        ("bell", b""),
+        ("2", b"first title"),
+        ("0", b"second"),
+        ("52", (b"c;" + b"Q" * 9000)[: MAX_OSC - 3]),  # kept bounded; its BEL is no bell
+        ("133", b"D;1"),
+        # "\x1b]2;cancelled" was cut short by another escape sequence: no title
+        ("bell", b""),
+        ("bell", b""),
+    ]
+    for cut in range(1, len(OSC_STREAM)):
+        assert scan([OSC_STREAM[:cut], OSC_STREAM[cut:]]) == whole, cut
+
+
+def test_tracker_events_bell_title_finished() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    t = ShellTracker()
+    t.listener = lambda name, data: events.append((name, data))
+    for b in b"\x1b]2;t1\x07\x07\x1b]2;t1\x07\x1b]133;C\x07x\x1b]133;D;0\x07":
+        t.feed(bytes([b]))
+    assert [e[0] for e in events] == ["title", "bell", "command-finished"]
+    assert events[0][1] == {"title": "t1"} and events[2][1]["exit_code"] == 0
