@@ -176,6 +176,7 @@ class SessionFactory:
     def state(self, session: Session, fds: list[int]) -> dict[str, Any]:
         """``session.state()`` with its PTY master appended to ``fds`` (``"fd"`` is the index)."""
         item = session.state(HISTORY_LINES)
+        item["shell"] = session.shell.snapshot()
         if session.fd is not None:
             item["fd"] = len(fds)
             fds.append(session.fd)
@@ -209,6 +210,7 @@ class SessionFactory:
             screen_data=item["screen"],
         )
         session.created = datetime.fromisoformat(item["created"])
+        session.shell.restore(item.get("shell"))
         session.last_used = time.monotonic()
         init: InitWatch | None = None
         if isinstance(session, ContainerSession):

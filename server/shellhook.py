@@ -215,6 +215,27 @@ class ShellTracker:
         self._waiters: list[tuple[Callable[[], None], bool]] = []
         self.listener: Listener | None = None
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a server upgrade carries over: an integrated shell sitting at its prompt
+        draws no new one for the next server to see."""
+        return {
+            "integrated": self.integrated,
+            "state": self.state,
+            "pending_token": self.pending_token,
+            "title": self.title,
+        }
+
+    def restore(self, saved: Any) -> None:
+        if not isinstance(saved, dict):
+            return  # state from before shell tracking
+        self.integrated = bool(saved.get("integrated"))
+        state = saved.get("state")
+        self.state = state if state in ("unknown", "prompt", "running") else "unknown"
+        token = saved.get("pending_token")
+        self.pending_token = token if isinstance(token, str) else None
+        title = saved.get("title")
+        self.title = title if isinstance(title, str) else ""
+
     def feed(self, data: bytes) -> None:
         self.pos += len(data)
         ring = self._ring

@@ -104,3 +104,14 @@ def test_run_stdin(cli: Cli, tmp_path: Path) -> None:
         timeout=30,
     )
     assert proc.returncode == 0 and proc.stdout.endswith(b"[piped]\n")
+
+
+def test_run_after_a_server_upgrade(cli: Cli, tmp_path: Path) -> None:
+    """An integrated shell sitting at its prompt draws no new one for the upgraded server: the
+    prompt state travels with the session (else run would wait for a prompt that never comes)."""
+    sid = session(cli, "bash", tmp_path)
+    t = str(sid)
+    assert cli.run("run", "-t", t, "--", "X=before").returncode == 0
+    cli.run("server", "upgrade")
+    after = cli.run("run", "-t", t, "--timeout", "10", "--", 'echo "$X after"', check=False)
+    assert (after.returncode, after.stdout) == (0, "before after\n")
