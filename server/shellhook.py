@@ -176,7 +176,7 @@ class OscScanner:
                     i = end
             else:
                 bel = data.find(b"\x07", i)
-                osc = data.find(b"\x1b]", i)
+                osc = find_osc(data, i)
                 if bel < 0 and osc < 0:
                     self._esc = data[-1] == 0x1B
                     break
@@ -188,6 +188,23 @@ class OscScanner:
                     self._body.clear()
                     i = osc + 2
         return out
+
+
+def find_osc(data: bytes, start: int = 0) -> int:
+    """``data.find(b"\\x1b]", start)``, fast: a two-byte find walks the bytes one by one (~4 ns
+    each, 250 us per 64 KiB read); a one-byte find is memchr, and ``]`` is rare in output."""
+    i = data.find(b"]", start + 1)
+    for _ in range(32):
+        if i < 0:
+            return -1
+        if data[i - 1] == 0x1B:
+            return i - 1
+        i = data.find(b"]", i + 1)
+    return data.find(b"\x1b]", i - 1)  # text full of brackets: the slow search, rarely
+
+
+def may_have_osc(data: bytes) -> bool:
+    return b"\x1b" in data and find_osc(data) >= 0
 
 
 #: What a tracker tells its listener: an event name and its data.
@@ -243,7 +260,7 @@ class ShellTracker:
         if len(ring) > 2 * RING_BYTES:
             del ring[: len(ring) - RING_BYTES]
         scanner = self._scanner
-        if scanner.idle and b"\x07" not in data and b"\x1b]" not in data and data[-1:] != b"\x1b":
+        if scanner.idle and b"\x07" not in data and data[-1:] != b"\x1b" and not may_have_osc(data):
             return
         for number, body in scanner.feed(data):
             if number == "133":
