@@ -73,7 +73,11 @@ class MarkScanner:
         start = 0
         n = len(data)
         while True:
-            i = data.find(OSC133, start)
+            i = find_osc(data, start)
+            while i >= 0 and not data.startswith(OSC133, i) and i + len(OSC133) <= n:
+                i = find_osc(data, i + 2)  # another OSC (a title, ...): text
+            if i >= 0 and not data.startswith(OSC133, i):
+                i = -1  # a cut "ESC ]1..." at the end: the tail check below holds it
             if i < 0:
                 end = n
                 j = data.rfind(b"\x1b", max(start, n - len(OSC133) + 1))
