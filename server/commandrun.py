@@ -61,9 +61,7 @@ class CommandRun:
     readonly = True
     attached_in_alt = False
 
-    def __init__(
-        self, conn: Connection, session: Session, token: str | None, stdin: bytes
-    ) -> None:
+    def __init__(self, conn: Connection, session: Session, token: str | None, stdin: bytes) -> None:
         self.conn = conn
         self.session = session
         self.token = token
@@ -164,8 +162,12 @@ class ShellRequests:
             try:
                 await asyncio.wait_for(ready, None if deadline is None else deadline - loop.time())
             except TimeoutError:
-                return {"exit_code": None, "timed_out": True, "duration": 0.0,
-                        "session": session.id}
+                return {
+                    "exit_code": None,
+                    "timed_out": True,
+                    "duration": 0.0,
+                    "session": session.id,
+                }
             self._check_idle(session)
         token = None if integrated else secrets.token_hex(8)
         run = CommandRun(conn, session, token, stdin)
@@ -231,9 +233,7 @@ class ShellRequests:
             raise TmuxishError(f"session {session.id} has exited ({session.exit_text})")
         if conn.attachment is not None:
             raise BadRequest("this connection is already attached")
-        attached = ClientAttachment(
-            conn, session, ClientSize(0, 0, time.monotonic(), True), True
-        )
+        attached = ClientAttachment(conn, session, ClientSize(0, 0, time.monotonic(), True), True)
         # No repaint: what the watcher wants is the output after the mark, from the ring,
         # and then live output from the same loop step on.
         initial = session.shell.since(since)

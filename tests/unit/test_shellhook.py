@@ -120,7 +120,9 @@ def test_integration_only_for_a_plain_bash_or_zsh(tmp_path: Any) -> None:
 
 OSC_STREAM = (
     b"[x]" * 40  # more brackets than find_osc walks one by one
-    + b"a\x07b\x1b]2;first title\x07c\x1b]0;second\x1b\\\x1b]52;c;" + b"Q" * 9000 + b"\x07"
+    + b"a\x07b\x1b]2;first title\x07c\x1b]0;second\x1b\\\x1b]52;c;"
+    + b"Q" * 9000
+    + b"\x07"
     b"\x1b]133;D;1\x07\x1b]2;cancelled\x1b[0m\x07\x1b\x07"
 )
 
