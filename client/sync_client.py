@@ -466,11 +466,12 @@ class SyncClient:
         """Wait until the session's shell shows its prompt (from its OSC 133 marks: bash and
         zsh started by tmuxish have them); for other shells, until no ``run`` is pending."""
         try:
-            self.request("prompt", target=target, timeout=timeout)
+            # The server gives up at the timeout; the client waits a little longer for that.
+            shown = self.request("prompt", target=target, timeout=timeout + 5.0, within=timeout)
         except TimeoutError:
-            raise TimeoutError(
-                f"session {target_id(target)} showed no prompt within {timeout:g}s"
-            ) from None
+            shown = False
+        if not shown:
+            raise TimeoutError(f"session {target_id(target)} showed no prompt within {timeout:g}s")
 
     def run(
         self,

@@ -157,11 +157,8 @@ class ShellRequests:
         )
         if integrated and not tracker.at_prompt:
             # Just started: the shell has not drawn its first prompt yet.
-            ready: asyncio.Future[None] = loop.create_future()
-            tracker.when_idle(lambda: _settle(ready), prompt=True)
-            try:
-                await asyncio.wait_for(ready, None if deadline is None else deadline - loop.time())
-            except TimeoutError:
+            left = None if deadline is None else deadline - loop.time()
+            if not await _until_idle(session, True, left):
                 return {
                     "exit_code": None,
                     "timed_out": True,
@@ -216,13 +213,8 @@ class ShellRequests:
         session = self._session(args)
         if not session.running:
             raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        session.shell.when_idle(
-            lambda: _settle(ready), prompt=bool(session.extra.get("shell_integration"))
-        )
-        await ready
-        return True
+        within = _number(args, "within")
+        return await _until_idle(session, bool(session.extra.get("shell_integration")), within)
 
     def watch(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         session = self._session(args)
@@ -266,6 +258,31 @@ class ShellRequests:
             return {"written": result, "since": pos}
 
         return send_marked
+
+
+async def _until_idle(session: Session, prompt: bool, timeout: float | None) -> bool:
+    """Wait until the session's shell is idle (see ShellTracker.when_idle): False after
+    ``timeout``; SessionExited if the session ends first."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    session.shell.when_idle(lambda: _settle(ready), prompt=prompt)
+    if ready.done():
+        return True
+    ended = session.wait()
+    waiting: set[asyncio.Future[Any]] = {ready, ended}
+    try:
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            return True
+        if ended.done():
+            raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
+        return False
+    finally:
+        if ended.done():
+            if not ended.cancelled():
+                ended.exception()  # retrieved: a removed session's wait fails, that is all
+        else:
+            ended.cancel()
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -54,7 +54,8 @@ screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``lo
                                    {exit_code, duration, session, timed_out?, session_exited?}
     watch          target, since (output position)  -> as attach; initial is the output after
                                                        since; the connection is an attachment
-    prompt         target                -> true, once the shell is at its prompt (OSC 133)
+    prompt         target, within (seconds)  -> true once the shell is at its prompt (OSC 133);
+                                                false if it was not within the time
     events         -> never answered: [EVENT, "tmuxish", {type, session, name, time, ...}]
                       frames until the connection closes (see server/events.py)
     console-socket name, persist, cols, rows, window_size    -> {path, name, persist}

@@ -19,7 +19,7 @@ from helpers import Cli, wait_for
 from tmuxish import Client, SyncClient
 from tmuxish.client.handle import AsyncSessionHandle, SessionHandle
 from tmuxish.client.run import CommandTimeout, RunResult, Sent
-from tmuxish.errors import SessionBusy
+from tmuxish.errors import SessionBusy, SessionExited
 
 SHELLS = ["bash", "zsh", "dash"]
 
@@ -232,3 +232,27 @@ def child_named(pid: int, name: str) -> bool:
         if ppid == pid and comm == name:
             return True
     return False
+
+
+def test_wait_for_prompt_times_out_and_sees_the_end(client: SyncClient, home: Path) -> None:
+    s = start(client, "bash", home)
+    s.wait_for_prompt(timeout=10)
+    s.send("sleep 30\r")
+    assert s.pid is not None
+    wait_for(lambda: child_named(s.pid, "sleep"), what="sleep to run")
+    with pytest.raises(TimeoutError, match=r"no prompt within 0\.5s"):
+        s.wait_for_prompt(timeout=0.5)
+    outcome: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            client2.wait_for_prompt(s, timeout=20)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with SyncClient(client.socket_path) as client2:
+        waiter = threading.Thread(target=waiting)
+        waiter.start()
+        s.kill("KILL")
+        waiter.join(15)
+    assert len(outcome) == 1 and isinstance(outcome[0], SessionExited), outcome
