@@ -79,22 +79,23 @@ async def test_async_events(cli: Cli) -> None:
     async with Client(cli.socket_path) as c, Client(cli.socket_path) as watcher:
         await c.new(["sleep", "60"])  # a server to subscribe to
         stream = watcher.events()
-        first = stream.__anext__()
-        task = asyncio.ensure_future(first)
-        s = None
-        while not task.done():
-            # Each new session is an event once the subscription is in place.
-            s = await c.new(["sh", "-c", "exit 6"])
-            await asyncio.wait({task}, timeout=0.2)
-        event = task.result()
-        assert event["type"] in ("session-created", "session-exited")
-        assert s is not None
-        exited = None
-        async for event in stream:
-            if event["type"] == "session-exited" and event["session"] == s.id:
-                exited = event
-                break
-        assert exited is not None and exited["exit_code"] == 6
+        first = asyncio.ensure_future(stream.__anext__())
+        async with asyncio.timeout(20):
+            while not first.done():
+                # Each new session is an event once the subscription is in place.
+                await c.new(["sleep", "60"])
+                await asyncio.wait({first}, timeout=0.2)
+        first.result()
+        s = await c.new(["sh", "-c", "exit 6"])  # after the subscription: all its events come
+        kinds = []
+        async with asyncio.timeout(10):
+            async for event in stream:
+                if event["session"] == s.id:
+                    kinds.append(event["type"])
+                    if event["type"] == "session-exited":
+                        assert event["exit_code"] == 6
+                        break
+        assert kinds == ["session-created", "session-exited"]
         await stream.aclose()
 
 
