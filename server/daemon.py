@@ -23,6 +23,7 @@ from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_serv
 from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.events import EventHub
 from tmuxish.server.factory import SessionFactory
 from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
@@ -99,6 +100,9 @@ class Server:
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
         self.factory = SessionFactory(self)
+        #: Subscribers of `tmuxish events` (server/events.py).
+        self.events = EventHub()
+        self.registry.on_change = self.events.emit
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -107,6 +111,7 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        self.events.emit("session-exited", session, {"exit_code": session.exit_code})
         if session.extra.get("auto_remove"):
             # `new --rm`: its waiters and clients have had the code by now.
             self.registry.remove(session)
