@@ -49,6 +49,10 @@ def spawn_server(socket_path: Path) -> None:
     socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
+    if os.environ.get("TMUXISH_KEEPER", "1") != "0":
+        # The keeper (server/keeper.py) runs the server as its child and restarts it after a
+        # crash. -I -S: it imports neither tmuxish nor site-packages (~5 MiB private memory).
+        argv = [sys.executable, "-I", "-S", keeper_script(), str(socket_path), "--", *argv]
     with open(log_path(socket_path), "ab") as log:
         subprocess.Popen(
             argv,
@@ -59,6 +63,24 @@ def spawn_server(socket_path: Path) -> None:
             close_fds=True,
             cwd="/",
         )
+
+
+def keeper_script() -> str:
+    from importlib.util import find_spec
+
+    spec = find_spec("tmuxish.server.keeper")
+    assert spec is not None and spec.origin is not None
+    return spec.origin
+
+
+def keeper_pid(socket_path: Path) -> int | None:
+    """The pid of the keeper of ``socket_path`` (it writes it into the lock file), if alive."""
+    try:
+        pid = int(Path(f"{socket_path}.lock").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"keeper.py\0" in cmdline else None
 
 
 def _wait_for_server(

@@ -21,6 +21,7 @@ from tmuxish.paths import check_private_dir, is_default_dir, log_path
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.feeder import Feeder
+from tmuxish.server.keeper_link import KeeperLink, set_own_oom_score_adj
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
@@ -82,6 +83,8 @@ class Server:
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
+        #: The link to the keeper that restarts us after a crash (None: no keeper runs us).
+        self.keeper: KeeperLink | None = None
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -99,6 +102,8 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        if self.keeper is not None:
+            self.keeper.changed()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -130,6 +135,8 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         self._warm_up()
+        if self.keeper is not None:
+            self.keeper.start(self)
         if resume is not None:
             from tmuxish.server import upgrade
 
@@ -182,6 +189,8 @@ class Server:
             await asyncio.sleep(0.01)
         self.feeder.stop()
         self.reaper.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
 
     async def _shutdown(self) -> None:
         log.info("server shutting down")
@@ -236,6 +245,9 @@ def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = Non
     """Run a server on ``socket_path`` until told to stop. Returns the process exit status."""
     if resume_fd is not None:
         return _resume(socket_path, foreground, resume_fd)
+    keeper = KeeperLink.from_env()
+    if keeper is not None:
+        return _kept(socket_path, foreground, keeper)
     try:
         if is_default_dir(socket_path.parent):
             check_private_dir(socket_path.parent)
@@ -285,6 +297,8 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         from tmuxish.server import upgrade
 
         memfd = upgrade.snapshot(server, sock.fileno(), lock_fd)
+        if server.keeper is not None:
+            server.keeper.handover_env()
         upgrade.exec_server(str(server.socket_path), memfd)
     os.close(lock_fd)
     log.info("server exited")
@@ -305,5 +319,29 @@ def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:
     server = Server(socket_path)
     server.listen_sock = sock
     server.generation = int(state.get("generation", 0)) + 1
+    server.keeper = KeeperLink.from_env()
     log.info("server %d resuming after upgrade", os.getpid())
+    return _serve(server, sock, lock_fd, state)
+
+
+def _kept(socket_path: Path, foreground: bool, keeper: KeeperLink) -> int:
+    """A server started by its keeper (server/keeper.py): after a crash, carry on from the
+    keeper's fds and the last state snapshot."""
+    _setup_logging(socket_path, foreground)
+    set_own_oom_score_adj()
+    sock, lock_fd = keeper.listen_and_lock()
+    server = Server(socket_path)
+    server.listen_sock = sock
+    server.keeper = keeper
+    server.generation = keeper.generation
+    state = keeper.resume_state()
+    if state is not None:
+        last = keeper.restarts[-1]["reason"] if keeper.restarts else "unknown"
+        log.info(
+            "server %d (generation %d) restarting after a crash (%s): %d sessions",
+            os.getpid(), server.generation, last, len(state["sessions"]),
+        )
+        state["next_id"] = max(
+            [state["next_id"], *(int(s["id"]) + 1 for s in state["sessions"])]
+        )
     return _serve(server, sock, lock_fd, state)

@@ -1,0 +1,356 @@
+"""The server's side of the link to its keeper (server/keeper.py, whose docstring is the spec).
+
+When a keeper runs the server, every PTY master the registry gains is duplicated to the keeper
+(``hold``) and released when the session closes it, and a state snapshot (a memfd) follows every
+material change. After a crash the keeper starts a new server with those fds and the last
+snapshot: ``resume_state`` turns them back into the state ``upgrade.restore`` takes, so a crash
+and an upgrade rebuild sessions through one path. Exit codes of programs that are the keeper's
+children (started by an earlier server) arrive as ``X`` messages and go to the Reaper.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import logging
+import os
+import select
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from tmuxish.server import pty
+from tmuxish.server.registry import Registry
+from tmuxish.server.session import Session
+
+if TYPE_CHECKING:
+    from tmuxish.server.daemon import Server
+
+log = logging.getLogger(__name__)
+
+ENV_LINK = "TMUXISH_KEEPER_LINK"
+#: What a kept server writes to its own oom_score_adj: the OOM killer takes it before any program
+#: (it comes back within a second) and never the keeper.
+SERVER_OOM_SCORE_ADJ = 1000
+#: Coalesce state snapshots: at most one per this many seconds after a change.
+STATE_DELAY = 0.02
+#: How often cheap changes (sizes, exit codes) are looked for.
+CHECK_INTERVAL = 1.0
+SEND_TIMEOUT = 2.0
+STATE_VERSION = 1
+
+
+def pty_key(session: Session) -> str:
+    return f"pty:{session.id}"
+
+
+def session_record(session: Session) -> dict[str, Any]:
+    """What a new server needs to carry on a session after a crash (upgrade.restore's format,
+    the PTY named by its keeper key instead of an fd number; no screen yet)."""
+    return {
+        "id": session.id,
+        "name": session.name,
+        "command": session.command,
+        "pid": session.pid,
+        "key": pty_key(session) if session.fd is not None else None,
+        "cols": session.cols,
+        "rows": session.rows,
+        "policy": session.policy,
+        "exit_code": session.exit_code,
+        "child_done": session.child_done,
+        "created": session.created.isoformat(),
+        "extra": session.extra,
+        "screen": b"",
+        "screen_was_on": session.screen is not None or session.screen_error != "unavailable",
+    }
+
+
+def _fingerprint(server: Server) -> tuple[Any, ...]:
+    return tuple(
+        (s.id, s.name, s.exit_code, s.cols, s.rows, s.fd is None) for s in server.registry
+    )
+
+
+class KeeperLink:
+    def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:
+        self.sock = sock
+        self.info = info
+        self.keeper_pid = int(info["keeper"])
+        self.generation = int(info.get("generation", 0))
+        self.restarts: list[dict[str, Any]] = list(info.get("restarts", []))
+        self.oom_score_adj = int(info.get("oom_score_adj", 0))
+        self._server: Server | None = None
+        self._held: set[str] = set()
+        self._state_timer: Any = None
+        self._check_timer: Any = None
+        self._last_fingerprint: tuple[Any, ...] | None = None
+        #: Exit codes the keeper collected while no server ran, for the Reaper.
+        self._preload_exits: dict[int, int] = {}
+        #: Restored after a crash: screens start empty, so programs are asked to redraw.
+        self._redraw = False
+
+    @classmethod
+    def from_env(cls) -> KeeperLink | None:
+        """The link our keeper left in the environment, or None when no keeper runs us."""
+        value = os.environ.pop(ENV_LINK, "")
+        if not value:
+            return None
+        link_fd, resume_fd = (int(x) for x in value.split(","))
+        try:
+            info = json.loads(_read_all(resume_fd))
+        finally:
+            os.close(resume_fd)
+        sock = socket.socket(fileno=link_fd)
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        return cls(sock, info)
+
+    # -- the inheritance -------------------------------------------------------------------------
+
+    def listen_and_lock(self) -> tuple[socket.socket, int]:
+        lock_fd = int(self.info["lock_fd"])
+        os.set_inheritable(lock_fd, False)
+        sock = socket.socket(fileno=int(self.info["listen_fd"]))
+        sock.set_inheritable(False)
+        sock.setblocking(False)
+        return sock, lock_fd
+
+    def resume_state(self) -> dict[str, Any] | None:
+        """The last snapshot with each held fd put back in its session, in the format
+        ``upgrade.restore`` takes; held fds nobody claims are closed (and released)."""
+        fds: dict[str, int] = dict(self.info.get("fds", {}))
+        exits = {int(pid): code for pid, code in self.info.get("exits", {}).items()}
+        state: dict[str, Any] | None = None
+        state_fd = self.info.get("state_fd")
+        if state_fd is not None:
+            try:
+                state = msgpack.unpackb(_read_all(state_fd), raw=False)
+            except Exception as exc:
+                log.error("the last state snapshot is unreadable: %s", exc)
+            finally:
+                os.close(state_fd)
+        if state is not None and state.get("version") != STATE_VERSION:
+            log.error("state snapshot version %s unknown; not restored", state.get("version"))
+            state = None
+        used: set[str] = set()
+        if state is not None:
+            for item in state["sessions"]:
+                key = item.pop("key", None)
+                fd = fds.get(key) if key is not None else None
+                item["fd"] = fd
+                if fd is not None:
+                    used.add(key)
+                    with contextlib.suppress(OSError):
+                        item["cols"], item["rows"] = pty.get_size(fd)
+                elif item["exit_code"] is None:
+                    # Its PTY was never held (a crash right after `new`): the program lost its
+                    # terminal; report what the keeper knows.
+                    item["exit_code"] = exits.get(item["pid"], 129)
+                    item["child_done"] = True
+        for key, fd in fds.items():
+            if key not in used:
+                log.warning("held %s is in no snapshot; closing it", key)
+                os.close(fd)
+                self._send(f"R{key}".encode())
+        self._preload_exits = exits
+        self._redraw = state is not None
+        return state
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def start(self, server: Server) -> None:
+        """Before sessions are restored: watch the registry, learn exits, extend `info`."""
+        assert server.loop is not None
+        self._server = server
+        server.reaper.keeper = True
+        for pid, code in self._preload_exits.items():
+            server.reaper.foreign_exit(pid, code)
+        server.registry = LinkedRegistry(self, server.registry)
+        server.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._send(f"G{server.generation}".encode())
+        info = server.handlers["info"]
+
+        def info_with_keeper(conn: Any, args: dict[str, Any]) -> Any:
+            return {**info(conn, args), **self.describe()}
+
+        server.handlers["info"] = info_with_keeper
+        self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
+        if self._redraw:
+            server.loop.call_soon(self._redraw_all)
+
+    def _redraw_all(self) -> None:
+        """After a crash restore (which runs right after ``start``): make every program draw
+        its screen again into the fresh screen model, as an attach to a model-less session
+        does (a one-row resize and back)."""
+        assert self._server is not None
+        for session in self._server.registry:
+            if session.running and session.fd is not None:
+                session._force_redraw()  # session.py is not ours to change here
+
+    def describe(self) -> dict[str, Any]:
+        return {"keeper": self.keeper_pid, "restarts": self.restarts}
+
+    def stop(self) -> None:
+        if self._server is not None and self._server.loop is not None:
+            with contextlib.suppress(Exception):
+                self._server.loop.remove_reader(self.sock.fileno())
+        for timer in (self._state_timer, self._check_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def hold(self, session: Session) -> None:
+        if session.fd is None:
+            return
+        key = pty_key(session)
+        if self._send(f"H{key}".encode(), session.fd):
+            self._held.add(key)
+            session.cleanup.append(lambda: self.release(key))
+        if session.pid is not None and self.oom_score_adj != SERVER_OOM_SCORE_ADJ:
+            # posix_spawn gave the program our own score; give it the keeper's back.
+            with contextlib.suppress(OSError), open(f"/proc/{session.pid}/oom_score_adj", "w") as f:
+                f.write(str(self.oom_score_adj))
+
+    def release(self, key: str) -> None:
+        if key in self._held:
+            self._held.discard(key)
+            self._send(f"R{key}".encode())
+            self.changed()
+
+    def changed(self) -> None:
+        """Something material changed: send a snapshot soon (coalesced)."""
+        server = self._server
+        if server is None or server.loop is None or self._state_timer is not None:
+            return
+        self._state_timer = server.loop.call_later(STATE_DELAY, self.send_state)
+
+    def send_state(self) -> None:
+        self._state_timer = None
+        server = self._server
+        if server is None:
+            return
+        state = {
+            "version": STATE_VERSION,
+            "next_id": server.registry.next_id,
+            "generation": server.generation,
+            "sessions": [session_record(s) for s in server.registry],
+        }
+        self._last_fingerprint = _fingerprint(server)
+        memfd = os.memfd_create("tmuxish-state", os.MFD_CLOEXEC)
+        try:
+            os.write(memfd, msgpack.packb(state, use_bin_type=True))
+            self._send(b"S", memfd)
+        finally:
+            os.close(memfd)
+
+    def _check(self) -> None:
+        server = self._server
+        if server is None or server.loop is None:
+            return
+        if _fingerprint(server) != self._last_fingerprint:
+            self.changed()
+        self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            if data[:1] == b"X" and self._server is not None:
+                try:
+                    pid, code = (int(x) for x in data[1:].split())
+                except ValueError:
+                    continue
+                self._server.reaper.foreign_exit(pid, code)
+
+    def _lost(self) -> None:
+        log.error("the keeper is gone: sessions will not survive a crash of this server")
+        self.stop()
+        self._server = None
+
+    def _send(self, message: bytes, fd: int | None = None) -> bool:
+        anc = []
+        if fd is not None:
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while True:
+            try:
+                self.sock.sendmsg([message], anc)
+                return True
+            except (BlockingIOError, InterruptedError):
+                # The keeper reads at once; a full buffer means it is stopped or stuck.
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [self.sock], [], left)[1]:
+                    log.error("the keeper does not read the link; %r not sent", message[:1])
+                    return False
+            except OSError as exc:
+                log.error("link to the keeper: %s", exc)
+                return False
+
+    def handover_env(self, extra_exits: dict[int, int] | None = None) -> None:
+        """Before an upgrade re-exec: leave the link (and what we know) to the next process."""
+        info = {
+            **self.info,
+            "fds": {},
+            "state_fd": None,
+            "exits": {str(p): c for p, c in (extra_exits or {}).items()},
+            "restarts": self.restarts,
+        }
+        resume = os.memfd_create("tmuxish-resume", 0)
+        os.write(resume, json.dumps(info).encode())
+        os.set_inheritable(resume, True)
+        self.sock.set_inheritable(True)
+        os.environ[ENV_LINK] = f"{self.sock.fileno()},{resume}"
+
+
+class LinkedRegistry(Registry):
+    """The registry, telling the keeper about every PTY it gains and every change."""
+
+    def __init__(self, link: KeeperLink, base: Registry) -> None:
+        super().__init__(base.next_id)
+        self._link = link
+        for session in base:
+            self.add(session)
+
+    def add(self, session: Session) -> None:
+        super().add(session)
+        self._link.hold(session)
+        self._link.changed()
+
+    def remove(self, session: Session) -> None:
+        super().remove(session)
+        self._link.changed()
+
+    def rename(self, session: Session, name: str) -> None:
+        super().rename(session, name)
+        self._link.changed()
+
+
+def _read_all(fd: int) -> bytes:
+    """Read a memfd from the start without moving its offset (the keeper shares it)."""
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def set_own_oom_score_adj(value: int = SERVER_OOM_SCORE_ADJ) -> None:
+    """Make this (kept) server the OOM killer's first choice: it is the one that comes back."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as exc:
+        log.warning("cannot set oom_score_adj: %s", exc)
+
