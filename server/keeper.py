@@ -386,6 +386,9 @@ class Keeper:
                     self.drop_client(fd)
             if self.restart_at is not None and now >= self.restart_at and not self.stopping:
                 self.spawn()
+        # We still hold the lock, so the socket at our path is ours: no stale socket is left.
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
         log("exiting")
         return 0
 

@@ -1,0 +1,167 @@
+"""Issue 13: sessions survive a crash of the server. A keeper (server/keeper.py) holds every PTY
+master and the last state; after `kill -9` of the server it starts a new one that carries on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hardkit import proc_state
+from helpers import Cli, pid_alive, wait_for
+
+COUNTER = (
+    "import sys, time\n"
+    "i = 0\n"
+    "while True:\n"
+    "    print(f'tick-{i}', flush=True)\n"
+    "    with open(sys.argv[1], 'w') as f: f.write(str(i))\n"
+    "    i += 1; time.sleep(0.05)\n"
+)
+
+
+def keeper_pid(cli: Cli) -> int:
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(cli.socket_path, timeout=5) as conn:
+        return int(conn.request("info")["keeper"])
+
+
+def new_server(cli: Cli, old: int, timeout: float = 10.0) -> int:
+    """Wait until a server other than ``old`` answers; return its pid."""
+
+    def answered() -> int | None:
+        pid = cli.server_pid()
+        return pid if pid not in (None, old) else None
+
+    result: int = wait_for(answered, timeout, "a new server")
+    return result
+
+
+def identity(cli: Cli) -> list[tuple[int, str | None, int, str]]:
+    return [(s["id"], s["name"], s["pid"], s["status"]) for s in cli.sessions()]
+
+
+@pytest.fixture
+def kept(cli: Cli) -> Iterator[Cli]:
+    """The CLI with a keeper (the default) that is always stopped afterwards, whatever state
+    the test left it in (a crash loop leaves no server to answer `kill-server`)."""
+    cli.env.pop("TMUXISH_KEEPER", None)
+    cli.new("true")  # starts keeper and server
+    keeper = keeper_pid(cli)
+    try:
+        yield cli
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(keeper, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(keeper), 15, "the keeper to exit")
+
+
+def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
+    cli = kept
+    ticks = tmp_path / "ticks"
+    gate = tmp_path / "gate"
+    shell = cli.new("sh", name="shell")
+    counter = cli.new("python3", "-c", COUNTER, str(ticks), name="counter")
+    ender = cli.new("sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 7", name="ender")
+    wait_for(lambda: ticks.exists() and int(ticks.read_text() or 0) > 3, 10, "ticks")
+    before = identity(cli)
+    ender_pid = cli.session(ender)["pid"]
+    server, keeper = cli.server_pid(), keeper_pid(cli)
+    assert server is not None
+
+    # Hold the keeper so that no server runs for a while: the counter goes on printing and
+    # the third program ends while nobody but the (stopped) keeper could reap it.
+    os.kill(keeper, signal.SIGSTOP)
+    try:
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: proc_state(server) == "Z", 10, "the server to die")
+        crashed_at = int(ticks.read_text() or 0)
+        gate.touch()
+        wait_for(lambda: proc_state(ender_pid) == "Z", 10, "the third program to end")
+        wait_for(lambda: int(ticks.read_text() or 0) >= crashed_at + 5, 10, "ticks while down")
+        printed_while_down = int(ticks.read_text() or 0)
+    finally:
+        os.kill(keeper, signal.SIGCONT)
+
+    started = time.monotonic()
+    new = new_server(cli, server)
+    after = identity(cli)
+    assert time.monotonic() - started < 2.0
+    assert [x[:3] for x in after] == [x[:3] for x in before], "same ids, names and pids"
+    statuses = {sid: status for sid, _, _, status in after}
+    assert statuses[shell] == statuses[counter] == "running"
+    assert [s["exit_code"] for s in cli.sessions() if s["id"] == ender] == [7]
+    assert cli.run("wait", str(ender), check=False, timeout=10).returncode == 7
+
+    # What the counter printed while no server ran was kept in the PTY and relayed.
+    def history_has_all() -> bool:
+        text = cli.run("capture", "--history", str(counter)).stdout
+        return all(f"tick-{i}\n" in text for i in range(crashed_at + 1, printed_while_down + 1))
+
+    wait_for(history_has_all, 10, "the ticks printed while no server ran")
+
+    # The programs of the dead server are the keeper's now; the new one still runs them.
+    cli.run("send", "shell", "exit 3", "Enter")
+    assert cli.run("wait", "shell", check=False, timeout=10).returncode == 3
+    info = cli.session(shell)
+    assert (info["status"], info["exit_code"]) == ("exited", 3)
+    log = (cli.socket_path.parent / "s.log").read_text()
+    assert f"server {server} crashed: killed by SIGKILL (9)" in log
+    assert pid_alive(new)
+
+
+def test_crash_loop_stops_restarting_and_keeps_programs(kept: Cli) -> None:
+    cli = kept
+    sid = cli.new("sleep", "100000", name="sleeper")
+    program = cli.session(sid)["pid"]
+    server = cli.server_pid()
+    assert server is not None
+    for crash in range(5):
+        os.kill(server, signal.SIGKILL)
+        if crash < 4:
+            server = new_server(cli, server)
+            assert identity(cli)[-1] == (sid, "sleeper", program, "running")
+
+    def refused() -> str | None:
+        r = cli.run("ls", check=False, timeout=10)
+        return r.stderr if r.returncode != 0 else None
+
+    message: str = wait_for(refused, 10, "the keeper to refuse")
+    assert "crashed 5 times" in message and "server restart" in message
+    assert len(message.strip().splitlines()) == 1
+    assert pid_alive(program), "the program keeps running without a server"
+    log = (cli.socket_path.parent / "s.log").read_text()
+    assert "not restarting it" in log
+
+    # Asked to, the keeper starts a server again and the session is there as it was.
+    os.kill(keeper_pid_from_lock(cli), signal.SIGUSR1)
+    wait_for(lambda: cli.server_pid() is not None, 10, "a server again")
+    assert identity(cli)[-1] == (sid, "sleeper", program, "running")
+
+
+def keeper_pid_from_lock(cli: Cli) -> int:
+    return int(Path(f"{cli.socket_path}.lock").read_text().split()[0])
+
+
+def test_keeper_memory_and_oom_scores(kept: Cli) -> None:
+    cli = kept
+    sid = cli.new("sleep", "100000")
+    keeper, server = keeper_pid(cli), cli.server_pid()
+    program = cli.session(sid)["pid"]
+
+    def score(pid: int | None) -> int:
+        return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+    own = score(os.getpid())
+    assert score(server) == 1000, "the server is the OOM killer's first choice"
+    assert score(keeper) == own and score(program) == own
+    private = 0
+    for line in Path(f"/proc/{keeper}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            private += int(line.split()[1])
+    assert private < 8 * 1024, f"keeper private memory {private} KiB"
