@@ -117,7 +117,7 @@ class Keeper:
     def take_lock(self) -> bool:
         fd = os.open(self.socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         # A server (and its keeper) that is just stopping still holds the lock for a moment.
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 0.5
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -112,7 +112,9 @@ def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
     assert (info["status"], info["exit_code"]) == ("exited", 3)
     log = (cli.socket_path.parent / "s.log").read_text()
     assert f"server {server} crashed: killed by SIGKILL (9)" in log
-    assert pid_alive(new)
+    info = cli.run("server", "info").stdout
+    assert f"server pid {new}, " in info and "generation 1," in info
+    assert f"keeper pid {keeper}; last restart " in info and "killed by SIGKILL (9)" in info
 
 
 def test_crash_loop_stops_restarting_and_keeps_programs(kept: Cli) -> None:
@@ -139,13 +141,26 @@ def test_crash_loop_stops_restarting_and_keeps_programs(kept: Cli) -> None:
     assert "not restarting it" in log
 
     # Asked to, the keeper starts a server again and the session is there as it was.
-    os.kill(keeper_pid_from_lock(cli), signal.SIGUSR1)
-    wait_for(lambda: cli.server_pid() is not None, 10, "a server again")
+    out = cli.run("server", "restart").stdout
+    assert out.startswith("server restarted: server pid ") and "generation 5," in out
     assert identity(cli)[-1] == (sid, "sleeper", program, "running")
+    r = cli.run("server", "restart", check=False)
+    assert r.returncode == 1 and "nothing to restart" in r.stderr
 
 
-def keeper_pid_from_lock(cli: Cli) -> int:
-    return int(Path(f"{cli.socket_path}.lock").read_text().split()[0])
+def test_crash_after_an_upgrade(kept: Cli) -> None:
+    """The link to the keeper passes through the upgrade's re-exec."""
+    cli = kept
+    sid = cli.new("sleep", "100000", name="sleeper")
+    cli.run("server", "upgrade")
+    before = identity(cli)
+    server = cli.server_pid()
+    assert server is not None
+    os.kill(server, signal.SIGKILL)
+    new_server(cli, server)
+    assert identity(cli) == before
+    cli.run("kill", "-s", "TERM", str(sid))
+    assert cli.run("wait", str(sid), check=False).returncode == 128 + signal.SIGTERM
 
 
 def test_keeper_memory_and_oom_scores(kept: Cli) -> None:
