@@ -39,12 +39,21 @@ SERVER_OOM_SCORE_ADJ = 1000
 STATE_DELAY = 0.02
 #: How often cheap changes (sizes, exit codes) are looked for.
 CHECK_INTERVAL = 1.0
+#: How often changed screens are snapshotted for the keeper, and the loop time that may take.
+SCREEN_INTERVAL = 2.0
+SCREEN_BUDGET = 0.02
+#: Scrollback lines in a screen snapshot (as an upgrade carries).
+SCREEN_HISTORY = 5000
 SEND_TIMEOUT = 2.0
 STATE_VERSION = 1
 
 
 def pty_key(session: Session) -> str:
     return f"pty:{session.id}"
+
+
+def screen_key(sid: int) -> str:
+    return f"screen:{sid}"
 
 
 def session_record(session: Session) -> dict[str, Any]:
@@ -89,8 +98,12 @@ class KeeperLink:
         self._last_fingerprint: tuple[Any, ...] | None = None
         #: Exit codes the keeper collected while no server ran, for the Reaper.
         self._preload_exits: dict[int, int] = {}
-        #: Restored after a crash: screens start empty, so programs are asked to redraw.
-        self._redraw = False
+        #: Sessions restored after a crash with no screen snapshot: their programs are asked
+        #: to redraw into the fresh screen model.
+        self._redraw: set[int] = set()
+        #: Per session id, its relay count when its screen was last snapshotted.
+        self._screened: dict[int, int] = {}
+        self._screen_timer: Any = None
 
     @classmethod
     def from_env(cls) -> KeeperLink | None:
@@ -141,10 +154,20 @@ class KeeperLink:
                 key = item.pop("key", None)
                 fd = fds.get(key) if key is not None else None
                 item["fd"] = fd
+                screen_fd = fds.get(screen_key(item["id"]))
+                if screen_fd is not None:
+                    # The keeper keeps holding it until a new snapshot replaces it.
+                    used.add(screen_key(item["id"]))
+                    self._held.add(screen_key(item["id"]))
+                    item["screen"] = _read_all(screen_fd)
+                    os.close(screen_fd)
+                    self._screened[item["id"]] = -1
                 if fd is not None:
                     used.add(key)
                     with contextlib.suppress(OSError):
                         item["cols"], item["rows"] = pty.get_size(fd)
+                    if not item["screen"]:
+                        self._redraw.add(item["id"])
                 elif item["exit_code"] is None:
                     # Its PTY was never held (a crash right after `new`): the program lost its
                     # terminal; report what the keeper knows.
@@ -156,7 +179,6 @@ class KeeperLink:
                 os.close(fd)
                 self._send(f"R{key}".encode())
         self._preload_exits = exits
-        self._redraw = state is not None
         return state
 
     # -- running ---------------------------------------------------------------------------------
@@ -178,17 +200,65 @@ class KeeperLink:
 
         server.handlers["info"] = info_with_keeper
         self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
+        self._screen_timer = server.loop.call_later(SCREEN_INTERVAL, self._snapshot_screens)
         if self._redraw:
             server.loop.call_soon(self._redraw_all)
 
     def _redraw_all(self) -> None:
-        """After a crash restore (which runs right after ``start``): make every program draw
-        its screen again into the fresh screen model, as an attach to a model-less session
-        does (a one-row resize and back)."""
+        """After a crash restore (which runs right after ``start``): make each program whose
+        screen was never snapshotted draw it again into the fresh model, as an attach to a
+        model-less session does (a one-row resize and back)."""
         assert self._server is not None
         for session in self._server.registry:
-            if session.running and session.fd is not None:
+            if session.id in self._redraw and session.running and session.fd is not None:
                 session._force_redraw()  # session.py is not ours to change here
+        self._redraw.clear()
+
+    def _snapshot_screens(self) -> None:
+        """Hand the keeper the screens that changed since their last snapshot, within a time
+        budget (the rest on the next round). Each is a memfd held under its own key, so one
+        busy session costs one screen, not all of them."""
+        server = self._server
+        if server is None or server.loop is None:
+            return
+        deadline = time.monotonic() + SCREEN_BUDGET
+        stale = [
+            s for s in server.registry
+            if s.screen is not None and s.screen_settled
+            and self._screened.get(s.id) != s._relays  # session.py is not ours to change here
+        ]
+        stale.sort(key=lambda s: s.id in self._screened)  # never snapshotted ones first
+        for session in stale:
+            if time.monotonic() > deadline:
+                break
+            self._snapshot_screen(session)
+        self._screen_timer = server.loop.call_later(SCREEN_INTERVAL, self._snapshot_screens)
+
+    def _snapshot_screen(self, session: Session) -> None:
+        assert session.screen is not None
+        try:
+            data = session.screen.history(SCREEN_HISTORY) + session.screen.repaint()
+        except Exception as exc:
+            log.warning("session %d: screen not snapshotted: %s", session.id, exc)
+            return
+        session.schedule_compact()  # reading the history restored compressed pages
+        memfd = os.memfd_create("tmuxish-screen", os.MFD_CLOEXEC)
+        try:
+            os.write(memfd, data)
+            key = screen_key(session.id)
+            if self._send(f"H{key}".encode(), memfd):
+                self._held.add(key)
+                self._screened[session.id] = session._relays
+        finally:
+            os.close(memfd)
+
+    def forget(self, session: Session) -> None:
+        """The session was removed: its screen snapshot goes too."""
+        self._screened.pop(session.id, None)
+        key = screen_key(session.id)
+        self._held.discard(key)
+        if session.screen is not None:  # (held by this process, or by the one before an upgrade)
+            self._send(f"R{key}".encode())
 
     def describe(self) -> dict[str, Any]:
         return {"keeper": self.keeper_pid, "restarts": self.restarts}
@@ -197,7 +267,7 @@ class KeeperLink:
         if self._server is not None and self._server.loop is not None:
             with contextlib.suppress(Exception):
                 self._server.loop.remove_reader(self.sock.fileno())
-        for timer in (self._state_timer, self._check_timer):
+        for timer in (self._state_timer, self._check_timer, self._screen_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -327,6 +397,7 @@ class LinkedRegistry(Registry):
 
     def remove(self, session: Session) -> None:
         super().remove(session)
+        self._link.forget(session)
         self._link.changed()
 
     def rename(self, session: Session, name: str) -> None:

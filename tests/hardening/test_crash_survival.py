@@ -42,6 +42,15 @@ def new_server(cli: Cli, old: int, timeout: float = 10.0) -> int:
     return result
 
 
+def held_screens(pid: int) -> int:
+    """How many screen snapshots (memfds) ``pid`` holds."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:tmuxish-screen")
+    return count
+
+
 def identity(cli: Cli) -> list[tuple[int, str | None, int, str]]:
     return [(s["id"], s["name"], s["pid"], s["status"]) for s in cli.sessions()]
 
@@ -73,6 +82,8 @@ def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
     ender_pid = cli.session(ender)["pid"]
     server, keeper = cli.server_pid(), keeper_pid(cli)
     assert server is not None
+    # The server hands the keeper a snapshot of each screen that changed, every 2 s.
+    wait_for(lambda: held_screens(keeper) == 4, 10, "screen snapshots held by the keeper")
 
     # Hold the keeper so that no server runs for a while: the counter goes on printing and
     # the third program ends while nobody but the (stopped) keeper could reap it.
@@ -104,6 +115,8 @@ def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
         return all(f"tick-{i}\n" in text for i in range(crashed_at + 1, printed_while_down + 1))
 
     wait_for(history_has_all, 10, "the ticks printed while no server ran")
+    # What it printed before the last screen snapshot came back from that snapshot.
+    assert "tick-0\n" in cli.run("capture", "--history", str(counter)).stdout
 
     # The programs of the dead server are the keeper's now; the new one still runs them.
     cli.run("send", "shell", "exit 3", "Enter")
