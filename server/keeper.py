@@ -80,6 +80,18 @@ def refusal(text: str) -> bytes:
     return head + size + raw
 
 
+def raise_fd_limit() -> None:
+    """One held fd per session (and per screen snapshot): lift the soft limit to the hard one,
+    as the server does (its children inherit the limit from us)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def set_child_subreaper() -> None:
     import ctypes  # only here: ~1 MiB, and the keeper needs it once
 
@@ -427,6 +439,7 @@ def main(argv: list[str]) -> int:
         log(f"cannot listen on {argv[0]}: {exc}")
         return 1
     set_child_subreaper()
+    raise_fd_limit()
     keeper.install_signals()
     log(f"keeping the server on {argv[0]}")
     return keeper.run()
