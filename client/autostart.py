@@ -80,7 +80,8 @@ def keeper_pid(socket_path: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    return pid if b"keeper.py\0" in cmdline else None
+    # The lock may name a pid that ended long ago and now belongs to someone else.
+    return pid if b"keeper.py\0" + bytes(socket_path) + b"\0" in cmdline else None
 
 
 def _wait_for_server(

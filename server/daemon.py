@@ -298,7 +298,7 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
 
         memfd = upgrade.snapshot(server, sock.fileno(), lock_fd)
         if server.keeper is not None:
-            server.keeper.handover_env()
+            server.keeper.handover_env(server.reaper)
         upgrade.exec_server(str(server.socket_path), memfd)
     os.close(lock_fd)
     log.info("server exited")

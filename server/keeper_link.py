@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from tmuxish.server import pty
+from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
 from tmuxish.server.session import Session
 
@@ -97,7 +98,11 @@ class KeeperLink:
         self._check_timer: Any = None
         self._last_fingerprint: tuple[Any, ...] | None = None
         #: Exit codes the keeper collected while no server ran, for the Reaper.
-        self._preload_exits: dict[int, int] = {}
+        self._preload_exits: dict[int, int] = {
+            int(pid): code for pid, code in info.get("exits", {}).items()
+        }
+        #: Programs that are the keeper's children (an earlier server started them).
+        self._adopted: set[int] = set(info.get("adopted", []))
         #: Sessions restored after a crash with no screen snapshot: their programs are asked
         #: to redraw into the fresh screen model.
         self._redraw: set[int] = set()
@@ -135,7 +140,7 @@ class KeeperLink:
         """The last snapshot with each held fd put back in its session, in the format
         ``upgrade.restore`` takes; held fds nobody claims are closed (and released)."""
         fds: dict[str, int] = dict(self.info.get("fds", {}))
-        exits = {int(pid): code for pid, code in self.info.get("exits", {}).items()}
+        exits = self._preload_exits
         state: dict[str, Any] | None = None
         state_fd = self.info.get("state_fd")
         if state_fd is not None:
@@ -162,6 +167,8 @@ class KeeperLink:
                     item["screen"] = _read_all(screen_fd)
                     os.close(screen_fd)
                     self._screened[item["id"]] = -1
+                if item["pid"] is not None and not item["child_done"]:
+                    self._adopted.add(item["pid"])
                 if fd is not None:
                     used.add(key)
                     with contextlib.suppress(OSError):
@@ -178,7 +185,6 @@ class KeeperLink:
                 log.warning("held %s is in no snapshot; closing it", key)
                 os.close(fd)
                 self._send(f"R{key}".encode())
-        self._preload_exits = exits
         return state
 
     # -- running ---------------------------------------------------------------------------------
@@ -187,7 +193,7 @@ class KeeperLink:
         """Before sessions are restored: watch the registry, learn exits, extend `info`."""
         assert server.loop is not None
         self._server = server
-        server.reaper.keeper = True
+        server.reaper.adopted.update(self._adopted)
         for pid, code in self._preload_exits.items():
             server.reaper.foreign_exit(pid, code)
         server.registry = LinkedRegistry(self, server.registry)
@@ -365,13 +371,14 @@ class KeeperLink:
                 log.error("link to the keeper: %s", exc)
                 return False
 
-    def handover_env(self, extra_exits: dict[int, int] | None = None) -> None:
+    def handover_env(self, reaper: Reaper) -> None:
         """Before an upgrade re-exec: leave the link (and what we know) to the next process."""
         info = {
             **self.info,
             "fds": {},
             "state_fd": None,
-            "exits": {str(p): c for p, c in (extra_exits or {}).items()},
+            "exits": {str(p): c for p, c in reaper.foreign_codes().items()},
+            "adopted": sorted(reaper.adopted),
             "restarts": self.restarts,
         }
         resume = os.memfd_create("tmuxish-resume", 0)

@@ -36,8 +36,9 @@ class Reaper:
         self._held: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        #: Set when a keeper reaps the programs that are not our children.
-        self.keeper = False
+        #: Programs an earlier server started (restored after its crash): the keeper's
+        #: children, whose exit codes only the keeper can collect.
+        self.adopted: set[int] = set()
         #: Exit codes the keeper reported, by pid, not yet claimed by a watcher.
         self._foreign: dict[int, int] = {}
         #: Watched pids that ended while not our children: their code will come from the keeper.
@@ -63,7 +64,7 @@ class Reaper:
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
-            if self.keeper:
+            if pid in self.adopted:
                 self._awaiting[pid] = callback
                 return
             # Already reaped by someone else; nothing more to learn.
@@ -97,7 +98,7 @@ class Reaper:
             # Not our child: a container init whose parent is still the runtime, or a program
             # an earlier server started, whose status the keeper collects.
             code: int | None = self._foreign.pop(pid, None)
-            if code is None and self.keeper:
+            if code is None and pid in self.adopted:
                 self.unwatch(pid)
                 self._awaiting[pid] = entry[1]
                 return
@@ -114,6 +115,7 @@ class Reaper:
 
     def foreign_exit(self, pid: int, code: int) -> None:
         """The keeper reaped ``pid`` (not our child) with exit ``code``."""
+        self.adopted.discard(pid)
         callback = self._awaiting.pop(pid, None)
         if callback is None:
             self._foreign[pid] = code
@@ -124,6 +126,11 @@ class Reaper:
             callback(pid, code)
         except Exception:
             log.exception("exit callback for pid %d failed", pid)
+
+    def foreign_codes(self) -> dict[int, int]:
+        """Exit codes the keeper reported that nobody claimed yet (for an upgrade's next
+        process)."""
+        return dict(self._foreign)
 
     def _periodic_sweep(self) -> None:
         self.sweep()
