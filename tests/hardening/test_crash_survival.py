@@ -193,3 +193,24 @@ def test_keeper_memory_and_oom_scores(kept: Cli) -> None:
         if line.startswith(("Private_Clean:", "Private_Dirty:")):
             private += int(line.split()[1])
     assert private < 8 * 1024, f"keeper private memory {private} KiB"
+
+
+def test_kill_server_and_sigterm_to_the_keeper_end_everything(kept: Cli) -> None:
+    cli = kept
+    for how in ("kill-server", "SIGTERM to the keeper"):
+        sid = cli.new("sleep", "100000")
+        program, keeper, server = cli.session(sid)["pid"], keeper_pid(cli), cli.server_pid()
+        try:
+            if how == "kill-server":
+                cli.run("kill-server")
+            else:
+                os.kill(keeper, signal.SIGTERM)
+            for pid in (server, keeper, program):
+                assert pid is not None
+                wait_for(lambda pid=pid: not pid_alive(pid), 10, f"{pid} to end ({how})")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(keeper, signal.SIGKILL)
+        assert not cli.socket_path.exists()
+        log = (cli.socket_path.parent / "s.log").read_text()
+        assert f"keeper {keeper}: exiting" in log and "crashed" not in log
