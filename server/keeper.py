@@ -12,9 +12,10 @@ It runs as a script (``python -I -S keeper.py``) so that it does not even import
 package; it costs ~5 MiB of private memory.
 
 Link (a SOCK_SEQPACKET socketpair, one message per datagram, fds by SCM_RIGHTS):
-  server -> keeper  ``H<key>`` + 1 fd: hold a duplicate of this fd under key (replaces)
+  server -> keeper  ``H<key>`` + 1 fd: hold a duplicate of this fd under key (replaces; PTY
+                    masters, and memfds with per-session records and screens)
                     ``R<key>``: release (close) it
-                    ``S`` + 1 memfd: the newest state snapshot
+                    ``S`` + 1 memfd: the newest global state (next id, generation)
                     ``G<n>``: the server's generation (it also counts its own upgrades)
   keeper -> server  ``X<pid> <code>``: an orphan the keeper reaped exited with code
 The new server finds its inheritance through ``TMUXISH_KEEPER_LINK=<link fd>,<resume memfd>``;
@@ -49,7 +50,9 @@ ENV_LINK = "TMUXISH_KEEPER_LINK"
 
 def log(message: str) -> None:
     """One line to stderr, which autostart points at the log beside the socket."""
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    now = time.time()
+    millis = int(now * 1000) % 1000
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{millis:03d}"
     with contextlib.suppress(OSError):
         os.write(2, f"{stamp} INFO keeper {os.getpid()}: {message}\n".encode(errors="replace"))
 

@@ -1,11 +1,15 @@
 """The server's side of the link to its keeper (server/keeper.py, whose docstring is the spec).
 
 When a keeper runs the server, every PTY master the registry gains is duplicated to the keeper
-(``hold``) and released when the session closes it, and a state snapshot (a memfd) follows every
-material change. After a crash the keeper starts a new server with those fds and the last
-snapshot: ``resume_state`` turns them back into the state ``upgrade.restore`` takes, so a crash
-and an upgrade rebuild sessions through one path. Exit codes of programs that are the keeper's
-children (started by an earlier server) arrive as ``X`` messages and go to the Reaper.
+(``hold``) and released when the session closes it. Each session's record (ids, name, command,
+pid, size, policy, status, exit code) is a small memfd the keeper holds under ``rec:<id>``,
+replaced when it changes, so an update costs one record whatever the number of sessions, and
+a record always says a program has exited before its PTY is released. ``S`` carries the rest
+(next id, generation); ``screen:<id>`` memfds carry screen snapshots. After a crash the keeper
+starts a new server with all of them: ``resume_state`` turns them back into the state
+``upgrade.restore`` takes, so a crash and an upgrade rebuild sessions through one path. Exit
+codes of programs that are the keeper's children (started by an earlier server) arrive as ``X``
+messages and go to the Reaper.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ def screen_key(sid: int) -> str:
     return f"screen:{sid}"
 
 
+def rec_key(sid: int) -> str:
+    return f"rec:{sid}"
+
+
 def session_record(session: Session) -> dict[str, Any]:
     """What a new server needs to carry on a session after a crash (upgrade.restore's format,
     the PTY named by its keeper key instead of an fd number; no screen yet)."""
@@ -78,10 +86,9 @@ def session_record(session: Session) -> dict[str, Any]:
     }
 
 
-def _fingerprint(server: Server) -> tuple[Any, ...]:
-    return tuple(
-        (s.id, s.name, s.exit_code, s.cols, s.rows, s.fd is None) for s in server.registry
-    )
+def _fingerprint(s: Session) -> tuple[Any, ...]:
+    """What, when it changes, makes a session's record worth sending again."""
+    return (s.name, s.exit_code, s.child_done, s.cols, s.rows, s.fd is None, s.policy)
 
 
 class KeeperLink:
@@ -96,7 +103,9 @@ class KeeperLink:
         self._held: set[str] = set()
         self._state_timer: Any = None
         self._check_timer: Any = None
-        self._last_fingerprint: tuple[Any, ...] | None = None
+        #: Per session id, the fingerprint of the record the keeper holds.
+        self._recorded: dict[int, tuple[Any, ...]] = {}
+        self._globals: tuple[int, int] | None = None
         #: Exit codes the keeper collected while no server ran, for the Reaper.
         self._preload_exits: dict[int, int] = {
             int(pid): code for pid, code in info.get("exits", {}).items()
@@ -141,19 +150,8 @@ class KeeperLink:
         ``upgrade.restore`` takes; held fds nobody claims are closed (and released)."""
         fds: dict[str, int] = dict(self.info.get("fds", {}))
         exits = self._preload_exits
-        state: dict[str, Any] | None = None
-        state_fd = self.info.get("state_fd")
-        if state_fd is not None:
-            try:
-                state = msgpack.unpackb(_read_all(state_fd), raw=False)
-            except Exception as exc:
-                log.error("the last state snapshot is unreadable: %s", exc)
-            finally:
-                os.close(state_fd)
-        if state is not None and state.get("version") != STATE_VERSION:
-            log.error("state snapshot version %s unknown; not restored", state.get("version"))
-            state = None
-        used: set[str] = set()
+        state = self._load_state(fds)
+        used = {key for key in fds if key.startswith("rec:")}
         if state is not None:
             for item in state["sessions"]:
                 key = item.pop("key", None)
@@ -186,6 +184,35 @@ class KeeperLink:
                 os.close(fd)
                 self._send(f"R{key}".encode())
         return state
+
+    def _load_state(self, fds: dict[str, int]) -> dict[str, Any] | None:
+        """The globals (``S``) and every held record, as one state; None if there is none."""
+        state: dict[str, Any] = {"version": STATE_VERSION, "next_id": 1, "sessions": []}
+        found = False
+        state_fd = self.info.get("state_fd")
+        if state_fd is not None:
+            try:
+                state.update(msgpack.unpackb(_read_all(state_fd), raw=False))
+                found = True
+            except Exception as exc:
+                log.error("the last state snapshot is unreadable: %s", exc)
+            finally:
+                os.close(state_fd)
+        for key, fd in fds.items():
+            if not key.startswith("rec:"):
+                continue
+            try:
+                state["sessions"].append(msgpack.unpackb(_read_all(fd), raw=False))
+                found = True
+            except Exception as exc:
+                log.error("record %s is unreadable: %s", key, exc)
+            finally:
+                os.close(fd)
+        if state.get("version") != STATE_VERSION:
+            log.error("state snapshot version %s unknown; not restored", state.get("version"))
+            return None
+        state["sessions"].sort(key=lambda item: item["id"])
+        return state if found else None
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -259,11 +286,12 @@ class KeeperLink:
             os.close(memfd)
 
     def forget(self, session: Session) -> None:
-        """The session was removed: its screen snapshot goes too."""
+        """The session was removed: its record and screen snapshot go too (they may be held
+        for the process before an upgrade, so released whether or not we sent them)."""
         self._screened.pop(session.id, None)
-        key = screen_key(session.id)
-        self._held.discard(key)
-        if session.screen is not None:  # (held by this process, or by the one before an upgrade)
+        self._recorded.pop(session.id, None)
+        for key in (rec_key(session.id), screen_key(session.id)):
+            self._held.discard(key)
             self._send(f"R{key}".encode())
 
     def describe(self) -> dict[str, Any]:
@@ -283,41 +311,64 @@ class KeeperLink:
         key = pty_key(session)
         if self._send(f"H{key}".encode(), session.fd):
             self._held.add(key)
-            session.cleanup.append(lambda: self.release(key))
+            session.cleanup.append(lambda: self.release_pty(session))
+        self.send_record(session)
+        self._send_globals()
         if session.pid is not None and self.oom_score_adj != SERVER_OOM_SCORE_ADJ:
             # posix_spawn gave the program our own score; give it the keeper's back.
             with contextlib.suppress(OSError), open(f"/proc/{session.pid}/oom_score_adj", "w") as f:
                 f.write(str(self.oom_score_adj))
 
-    def release(self, key: str) -> None:
+    def release_pty(self, session: Session) -> None:
+        """The session closed its PTY: first a record saying so (with the exit code), then
+        the keeper's duplicate goes, so a crash in between loses nothing."""
+        key = pty_key(session)
         if key in self._held:
+            self.send_record(session)
             self._held.discard(key)
             self._send(f"R{key}".encode())
-            self.changed()
 
     def changed(self) -> None:
-        """Something material changed: send a snapshot soon (coalesced)."""
+        """Something material changed: send the changed records soon (coalesced)."""
         server = self._server
         if server is None or server.loop is None or self._state_timer is not None:
             return
-        self._state_timer = server.loop.call_later(STATE_DELAY, self.send_state)
+        self._state_timer = server.loop.call_later(STATE_DELAY, self.sync)
 
-    def send_state(self) -> None:
+    def sync(self) -> None:
+        """Send every record whose session changed since it was sent, and the globals."""
         self._state_timer = None
         server = self._server
         if server is None:
             return
-        state = {
-            "version": STATE_VERSION,
-            "next_id": server.registry.next_id,
-            "generation": server.generation,
-            "sessions": [session_record(s) for s in server.registry],
-        }
-        self._last_fingerprint = _fingerprint(server)
+        for session in server.registry:
+            if self._recorded.get(session.id) != _fingerprint(session):
+                self.send_record(session)
+        self._send_globals()
+
+    def send_record(self, session: Session) -> None:
+        key = rec_key(session.id)
+        if self._send_memfd(key, msgpack.packb(session_record(session), use_bin_type=True)):
+            self._held.add(key)
+            self._recorded[session.id] = _fingerprint(session)
+
+    def _send_globals(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        now = (server.registry.next_id, server.generation)
+        if now == self._globals:
+            return
+        state = {"version": STATE_VERSION, "next_id": now[0], "generation": now[1]}
+        if self._send_memfd(None, msgpack.packb(state, use_bin_type=True)):
+            self._globals = now
+
+    def _send_memfd(self, key: str | None, data: bytes) -> bool:
+        """``data`` in a memfd, held under ``key`` (or as the globals, ``S``, for None)."""
         memfd = os.memfd_create("tmuxish-state", os.MFD_CLOEXEC)
         try:
-            os.write(memfd, msgpack.packb(state, use_bin_type=True))
-            self._send(b"S", memfd)
+            os.write(memfd, data)
+            return self._send(b"S" if key is None else f"H{key}".encode(), memfd)
         finally:
             os.close(memfd)
 
@@ -325,8 +376,7 @@ class KeeperLink:
         server = self._server
         if server is None or server.loop is None:
             return
-        if _fingerprint(server) != self._last_fingerprint:
-            self.changed()
+        self.sync()
         self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
 
     def _on_readable(self) -> None:
