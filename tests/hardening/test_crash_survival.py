@@ -77,13 +77,15 @@ def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
     shell = cli.new("sh", name="shell")
     counter = cli.new("python3", "-c", COUNTER, str(ticks), name="counter")
     ender = cli.new("sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 7", name="ender")
+    ended = cli.new("sh", "-c", "exit 4", name="ended")
+    wait_for(lambda: cli.session(ended)["status"] == "exited", 10, "a program to end before")
     wait_for(lambda: ticks.exists() and int(ticks.read_text() or 0) > 3, 10, "ticks")
     before = identity(cli)
     ender_pid = cli.session(ender)["pid"]
     server, keeper = cli.server_pid(), keeper_pid(cli)
     assert server is not None
     # The server hands the keeper a snapshot of each screen that changed, every 2 s.
-    wait_for(lambda: held_screens(keeper) == 4, 10, "screen snapshots held by the keeper")
+    wait_for(lambda: held_screens(keeper) == 5, 10, "screen snapshots held by the keeper")
 
     # Hold the keeper so that no server runs for a while: the counter goes on printing and
     # the third program ends while nobody but the (stopped) keeper could reap it.
@@ -104,6 +106,8 @@ def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:
     assert time.monotonic() - started < 2.0, "a new server answers within 2 s"
     after = identity(cli)
     assert [x[:3] for x in after] == [x[:3] for x in before], "same ids, names and pids"
+    assert [x for x in after if x[0] != ender] == [x for x in before if x[0] != ender]
+    assert cli.session(ended)["exit_code"] == 4
     statuses = {sid: status for sid, _, _, status in after}
     assert statuses[shell] == statuses[counter] == "running"
     assert [s["exit_code"] for s in cli.sessions() if s["id"] == ender] == [7]
