@@ -25,6 +25,9 @@ def describe(info: dict[str, Any]) -> str:
     if "keeper" not in info:
         lines.append("no keeper: a crash of the server ends every session")
         return "\n".join(lines) + "\n"
+    if info["keeper"] is None:
+        lines.append("its keeper was lost: a crash of the server now ends every session")
+        return "\n".join(lines) + "\n"
     restarts = info.get("restarts") or []
     if restarts:
         last = restarts[-1]

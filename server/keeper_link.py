@@ -100,6 +100,8 @@ class KeeperLink:
         self.restarts: list[dict[str, Any]] = list(info.get("restarts", []))
         self.oom_score_adj = int(info.get("oom_score_adj", 0))
         self._server: Server | None = None
+        #: The keeper died (or stopped reading): we carry on alone.
+        self.lost = False
         self._held: set[str] = set()
         self._state_timer: Any = None
         self._check_timer: Any = None
@@ -295,7 +297,7 @@ class KeeperLink:
             self._send(f"R{key}".encode())
 
     def describe(self) -> dict[str, Any]:
-        return {"keeper": self.keeper_pid, "restarts": self.restarts}
+        return {"keeper": None if self.lost else self.keeper_pid, "restarts": self.restarts}
 
     def stop(self) -> None:
         if self._server is not None and self._server.loop is not None:
@@ -398,11 +400,19 @@ class KeeperLink:
                 self._server.reaper.foreign_exit(pid, code)
 
     def _lost(self) -> None:
+        if self.lost:
+            return
         log.error("the keeper is gone: sessions will not survive a crash of this server")
+        self.lost = True
         self.stop()
-        self._server = None
+        if self._server is not None:
+            # Programs that were the keeper's children now belong to init: nobody will learn
+            # their exit codes.
+            self._server.reaper.keeper_lost()
 
     def _send(self, message: bytes, fd: int | None = None) -> bool:
+        if self.lost:
+            return False
         anc = []
         if fd is not None:
             anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
@@ -419,6 +429,7 @@ class KeeperLink:
                     return False
             except OSError as exc:
                 log.error("link to the keeper: %s", exc)
+                self._lost()
                 return False
 
     def handover_env(self, reaper: Reaper) -> None:

@@ -127,6 +127,16 @@ class Reaper:
         except Exception:
             log.exception("exit callback for pid %d failed", pid)
 
+    def keeper_lost(self) -> None:
+        """No keeper will report exit codes any more: those waited for are unknown."""
+        self.adopted.clear()
+        waiting, self._awaiting = self._awaiting, {}
+        for pid, callback in waiting.items():
+            try:
+                callback(pid, None)
+            except Exception:
+                log.exception("exit callback for pid %d failed", pid)
+
     def foreign_codes(self) -> dict[int, int]:
         """Exit codes the keeper reported that nobody claimed yet (for an upgrade's next
         process)."""

@@ -218,3 +218,18 @@ def test_kill_server_and_sigterm_to_the_keeper_end_everything(kept: Cli) -> None
         assert not cli.socket_path.exists()
         log = (cli.socket_path.parent / "s.log").read_text()
         assert f"keeper {keeper}: exiting" in log and "crashed" not in log
+
+
+def test_a_killed_keeper_leaves_the_server_running_alone(kept: Cli) -> None:
+    cli = kept
+    sid = cli.new("sleep", "100000")
+    keeper, server = keeper_pid(cli), cli.server_pid()
+    os.kill(keeper, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(keeper), 10, "the keeper to die")
+    lost = "its keeper was lost"
+    wait_for(lambda: lost in cli.run("server", "info").stdout, 10, "the server to notice")
+    assert cli.server_pid() == server and cli.session(sid)["status"] == "running"
+    ended = cli.new("sh", "-c", "exit 6")
+    assert cli.run("wait", str(ended), check=False).returncode == 6
+    log = (cli.socket_path.parent / "s.log").read_text()
+    assert log.count("the keeper is gone") == 1 and "Broken pipe" not in log
