@@ -272,14 +272,16 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     if args.action == "upgrade":
         return server_upgrade(args)
-    if args.action in ("info", "restart"):
-        from tmuxish.client.server_admin import server_info, server_restart
+    if args.action == "info":
+        from tmuxish.client.server_admin import server_info
 
-        if args.action == "info":
-            return server_info(lambda: _connect(args, start=False))
-        return server_restart(_socket(args), lambda: _connect(args, start=False))
+        return server_info(lambda: _connect(args, start=False))
     if args.host:
         raise UsageError("-H does not apply to `server`: the server runs on the host itself")
+    if args.action == "restart":
+        from tmuxish.client.server_admin import server_restart
+
+        return server_restart(_socket(args), lambda: _connect(args, start=False))
     socket_path = _socket(args)
     if is_default_dir(socket_path.parent):
         ensure_private_dir(socket_path.parent)
