@@ -32,6 +32,7 @@ from tmuxish.server.registry import Registry
 from tmuxish.server.session import Session
 
 if TYPE_CHECKING:
+    from tmuxish.server.containers import ConsoleSocket
     from tmuxish.server.daemon import Server
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ def screen_key(sid: int) -> str:
 
 def rec_key(sid: int) -> str:
     return f"rec:{sid}"
+
+
+def console_key(cs: ConsoleSocket) -> str:
+    """A console-socket listener's key carries what adopting it takes (the keeper never reads
+    keys; a path is at most ~107 bytes, so the key stays far below a link message's size)."""
+    spec = {"path": cs.path, "name": cs.name, "persist": cs.persist, "cols": cs.cols,
+            "rows": cs.rows, "policy": cs.policy}
+    return "console:" + json.dumps(spec, sort_keys=True)
 
 
 def session_record(session: Session) -> dict[str, Any]:
@@ -108,6 +117,9 @@ class KeeperLink:
         #: Per session id, the fingerprint of the record the keeper holds.
         self._recorded: dict[int, tuple[Any, ...]] = {}
         self._globals: tuple[int, int] | None = None
+        #: Console-socket listeners the keeper holds, by key; and those to adopt after a crash.
+        self._consoles: set[str] = set()
+        self._console_fds: dict[str, int] = {}
         #: Exit codes the keeper collected while no server ran, for the Reaper.
         self._preload_exits: dict[int, int] = {
             int(pid): code for pid, code in info.get("exits", {}).items()
@@ -154,6 +166,10 @@ class KeeperLink:
         exits = self._preload_exits
         state = self._load_state(fds)
         used = {key for key in fds if key.startswith("rec:")}
+        for key, held_fd in fds.items():
+            if key.startswith("console:"):
+                used.add(key)
+                self._console_fds[key] = held_fd
         if state is not None:
             for item in state["sessions"]:
                 key = item.pop("key", None)
@@ -234,6 +250,17 @@ class KeeperLink:
             return {**info(conn, args), **self.describe()}
 
         server.handlers["info"] = info_with_keeper
+        console_socket = server.handlers.get("console-socket")
+        if console_socket is not None:
+
+            def console_socket_held(conn: Any, args: dict[str, Any]) -> Any:
+                result = console_socket(conn, args)
+                self._sync_consoles(server)  # hold the new listener before the reply
+                return result
+
+            server.handlers["console-socket"] = console_socket_held
+        if self._console_fds:
+            server.loop.call_soon(self._adopt_consoles)
         self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
         self._screen_timer = server.loop.call_later(SCREEN_INTERVAL, self._snapshot_screens)
         if self._redraw:
@@ -248,6 +275,34 @@ class KeeperLink:
             if session.id in self._redraw and session.running and session.fd is not None:
                 session._force_redraw()  # session.py is not ours to change here
         self._redraw.clear()
+
+    def _adopt_consoles(self) -> None:
+        """After a crash: listen again on the console sockets the keeper kept open (a runtime
+        that connected meanwhile waits in the backlog)."""
+        assert self._server is not None
+        fds, self._console_fds = self._console_fds, {}
+        for key, fd in fds.items():
+            try:
+                cs = self._server.containers.adopt_console_socket(fd, **json.loads(key[8:]))
+            except Exception as exc:
+                log.warning("console socket %s not adopted: %s", key[8:], exc)
+                os.close(fd)
+                self._send(f"R{key}".encode())
+                continue
+            self._consoles.add(key)
+            log.info("console socket %s: listening again", cs.path)
+
+    def _sync_consoles(self, server: Server) -> None:
+        current = {
+            console_key(cs): cs for cs in server.console_listeners if not cs.listener.closed
+        }
+        for key in self._consoles - current.keys():
+            self._consoles.discard(key)
+            self._send(f"R{key}".encode())
+        for key, cs in current.items():
+            fd = cs.fileno()
+            if key not in self._consoles and fd >= 0 and self._send(f"H{key}".encode(), fd):
+                self._consoles.add(key)
 
     def _snapshot_screens(self) -> None:
         """Hand the keeper the screens that changed since their last snapshot, within a time
@@ -347,6 +402,7 @@ class KeeperLink:
             if self._recorded.get(session.id) != _fingerprint(session):
                 self.send_record(session)
         self._send_globals()
+        self._sync_consoles(server)
 
     def send_record(self, session: Session) -> None:
         key = rec_key(session.id)

@@ -3,9 +3,12 @@ master and the last state; after `kill -9` of the server it starts a new one tha
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
+import select
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,3 +236,38 @@ def test_a_killed_keeper_leaves_the_server_running_alone(kept: Cli) -> None:
     assert cli.run("wait", str(ended), check=False).returncode == 6
     log = (cli.socket_path.parent / "s.log").read_text()
     assert log.count("the keeper is gone") == 1 and "Broken pipe" not in log
+
+
+def test_a_console_socket_outlives_a_crash(kept: Cli) -> None:
+    """A runtime that hands over its console while no server runs is served by the next one."""
+    cli = kept
+    path = cli.run("console-socket", "--name", "web").stdout.strip()
+    keeper, server = keeper_pid(cli), cli.server_pid()
+    assert server is not None
+    os.kill(keeper, signal.SIGSTOP)
+    master, slave = os.openpty()
+    try:
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: proc_state(server) == "Z", 10, "the server to die")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(path)  # the keeper's duplicate keeps it listening
+            rights = array.array("i", [master]).tobytes()
+            sock.sendmsg([b"/dev/ptmx"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    finally:
+        os.kill(keeper, signal.SIGCONT)
+        os.close(master)
+    try:
+        new_server(cli, server)
+        web = wait_for(
+            lambda: next((s for s in cli.sessions() if s["name"] == "web"), None), 10, "web"
+        )
+        # The program's end (our slave, in canonical mode) gets a line typed into the session.
+        cli.run("send", str(web["id"]), "hello", "Enter")
+        got = b""
+        deadline = time.monotonic() + 10
+        while b"hello" not in got:
+            assert time.monotonic() < deadline, f"only {got!r} arrived"
+            if select.select([slave], [], [], 0.1)[0]:
+                got += os.read(slave, 100)
+    finally:
+        os.close(slave)
