@@ -51,7 +51,7 @@ def spawn_server(socket_path: Path) -> None:
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
     if os.environ.get("TMUXISH_KEEPER", "1") != "0":
         # The keeper (server/keeper.py) runs the server as its child and restarts it after a
-        # crash. -I -S: it imports neither tmuxish nor site-packages (~5 MiB private memory).
+        # crash. -I -S: it imports neither tmuxish nor site-packages (~6 MiB private memory).
         argv = [sys.executable, "-I", "-S", keeper_script(), str(socket_path), "--", *argv]
     with open(log_path(socket_path), "ab") as log:
         subprocess.Popen(

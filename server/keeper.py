@@ -1,15 +1,23 @@
 """The keeper: a tiny parent that outlives server crashes (issue 13).
 
 One keeper per server socket. It takes the lock, binds the socket, becomes a child subreaper and
-runs the server as its child. The server hands it a duplicate of every PTY master (``hold``) and
-its latest state snapshot (a memfd, opaque here), so when the server dies for any reason the
-programs keep their terminals (no SIGHUP) and their exit codes (orphans are re-parented to us and
-reaped here), and a new server started within a second carries on from the same fds and state.
+runs the server as its child. The server hands it a duplicate of every PTY master and
+console-socket listener, and its state as memfds (opaque here), so when the server dies for any
+reason the programs keep their terminals (no SIGHUP) and their exit codes (orphans are
+re-parented to us and reaped here), and a new server started within a second carries on from the
+same fds and state. After CRASH_LIMIT crashes in CRASH_WINDOW seconds it stops restarting, keeps
+everything held, and answers each client with a one-line ERROR (rather than leaving it waiting)
+until SIGUSR1 (`tmuxish server restart`) asks it to try again. A server that exits 0 or dies of
+SIGTERM/SIGINT/SIGHUP was asked to stop: the keeper stops too.
 
 It never runs session logic and is not on the output path: standard library only, no event
 loop, no parsing beyond one-line link messages, so there is almost nothing here that can crash.
 It runs as a script (``python -I -S keeper.py``) so that it does not even import the tmuxish
-package; it costs ~5 MiB of private memory.
+package; it costs ~6 MiB of private memory, and per session one held fd and a memfd record.
+
+Why SOCK_SEQPACKET and memfds rather than length-prefixed frames on a stream: each message keeps
+its boundary and its fds together (no framing code to get wrong on either side), and state of
+any size travels as one fd, so the keeper never buffers or parses it.
 
 Link (a SOCK_SEQPACKET socketpair, one message per datagram, fds by SCM_RIGHTS):
   server -> keeper  ``H<key>`` + 1 fd: hold a duplicate of this fd under key (replaces; PTY
