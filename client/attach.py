@@ -86,6 +86,11 @@ class Relay:
         #: False in direct mode: the server reads the terminal itself.
         self._stdin_open = read_stdin
         self._upgrading = False
+        #: A keeper restarts this server after a crash (issue 13): reconnect when it dies.
+        self.kept = False
+        #: The server socket's path (local connections), to tell a crash from a stop.
+        self.server_path = ""
+        self.crashed = False
 
     async def run(self) -> AttachResult:
         import asyncio
@@ -134,7 +139,10 @@ class Relay:
             self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
             return
         if not data:
-            if self._upgrading:
+            # A kept server that vanished without a word crashed (one that stops on purpose
+            # removes its socket first): its keeper starts another, as after an upgrade.
+            self.crashed = self.kept and bool(self.server_path) and os.path.exists(self.server_path)
+            if self._upgrading or self.crashed:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(AttachResult("", 0, reconnect=True))
                 return
@@ -362,6 +370,9 @@ def _attach_loop(
             write_all(1, info.get("initial") or b"")
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
+            relay.kept = bool(info.get("kept"))
+            with contextlib.suppress(OSError):
+                relay.server_path = str(conn.sock.getpeername() or "")
             relay.attached_size = (cols, rows)
             from tmuxish.eventloop import new_event_loop
 
@@ -378,7 +389,8 @@ def _attach_loop(
             try:
                 conn = reconnect(direct)
             except TmuxishError as exc:
-                result = AttachResult(f"[lost the server during its upgrade: {exc}]", 1)
+                what = "after a crash" if relay.crashed else "during its upgrade"
+                result = AttachResult(f"[lost the server {what}: {exc}]", 1)
                 break
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0

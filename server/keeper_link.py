@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -250,6 +251,20 @@ class KeeperLink:
             return {**info(conn, args), **self.describe()}
 
         server.handlers["info"] = info_with_keeper
+        attach = server.handlers["attach"]
+
+        def attach_kept(conn: Any, args: dict[str, Any]) -> Any:
+            # Tells the client to reconnect if this server vanishes (a keeper restarts it).
+            reply = attach(conn, args)
+            if not inspect.isawaitable(reply):
+                return {**reply, "kept": not self.lost}
+
+            async def later() -> Any:
+                return {**(await reply), "kept": not self.lost}
+
+            return later()
+
+        server.handlers["attach"] = attach_kept
         console_socket = server.handlers.get("console-socket")
         if console_socket is not None:
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 from hardkit import proc_state
 from helpers import Cli, pid_alive, wait_for
@@ -271,3 +272,37 @@ def test_a_console_socket_outlives_a_crash(kept: Cli) -> None:
                 got += os.read(slave, 100)
     finally:
         os.close(slave)
+
+
+def test_an_attached_client_reconnects_after_a_crash(kept: Cli) -> None:
+    cli = kept
+    cli.env["PS1"] = "PROMPT> "
+    cli.env["ENV"] = "/dev/null"
+    child = cli.spawn("new", "-s", "sh", "--", "sh")
+    child.expect_exact("PROMPT> ")
+    child.send("echo before-$((2*21))\r")
+    child.expect_exact("before-42")
+    server = cli.server_pid()
+    assert server is not None
+    os.kill(server, signal.SIGKILL)
+    new_server(cli, server)
+    wait_for(lambda: cli.session(2)["clients"] == 1, 10, "the client to reconnect")
+    child.send("echo after-$((2*22))\r")
+    child.expect_exact("after-44")
+    # The program is the keeper's child now; its exit code still reaches the client.
+    child.send("exit 5\r")
+    child.expect_exact("[session 2 exited with code 5]")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 5
+
+
+def test_kill_server_is_not_mistaken_for_a_crash(kept: Cli) -> None:
+    cli = kept
+    child = cli.spawn("new", "--", "sleep", "100000")
+    wait_for(lambda: cli.session(2)["clients"] == 1, 10, "attached")
+    started = time.monotonic()
+    cli.run("kill-server")
+    child.expect(pexpect.EOF, timeout=10)
+    child.close()
+    assert child.exitstatus != 0 and time.monotonic() - started < 5
