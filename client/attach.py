@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tmuxish import protocol
+from tmuxish.client import core
 from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
+from tmuxish.keyreader import KeyReader
 from tmuxish.keys import DetachFilter
 
 if TYPE_CHECKING:
@@ -25,8 +27,10 @@ if TYPE_CHECKING:
 
     from tmuxish.client.connection import Connection
 
-READ_SIZE = 65536
 SOCKET_READ = 262144
+#: Input waiting to go to the server: above HIGH the terminal is not read until below LOW.
+OUTBOX_HIGH = 256 * 1024
+OUTBOX_LOW = 64 * 1024
 
 
 class AttachResult:
@@ -76,15 +80,18 @@ class Relay:
         self.readonly = readonly
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
+        #: What undoes the program's terminal modes, b"" if unknown (the defaults do then) ...
         self.reset = b""
+        #: ... unless the server has already reset the terminal itself (direct attach).
+        self.reset_written = False
         self.attached_size = (0, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[AttachResult] | None = None
         self._outbox = bytearray()
         self._writing = False
-        self._timer: asyncio.TimerHandle | None = None
         #: False in direct mode: the server reads the terminal itself.
-        self._stdin_open = read_stdin
+        self._read_stdin = read_stdin
+        self._keys: KeyReader | None = None
         self._upgrading = False
         #: A keeper restarts this server after a crash (issue 13): reconnect when it dies.
         self.kept = False
@@ -103,8 +110,15 @@ class Relay:
         while self.conn.pending:
             self._handle(self.conn.pending.popleft())
         loop.add_reader(self.sock.fileno(), self._on_socket)
-        if self._stdin_open:
-            loop.add_reader(self.stdin_fd, self._on_stdin)
+        if self._read_stdin:
+            self._keys = KeyReader(
+                self.stdin_fd,
+                loop,
+                self.filter,
+                on_input=self._typed,
+                on_detach=self._detach,
+                on_gone=self._stdin_gone,
+            )
         with contextlib.suppress(ValueError, RuntimeError):
             loop.add_signal_handler(signal.SIGWINCH, self._on_winch)
         # A resize between measuring the terminal for the attach request and installing the
@@ -115,14 +129,18 @@ class Relay:
             return await self._done
         finally:
             loop.remove_reader(self.sock.fileno())
-            if self._stdin_open:
-                loop.remove_reader(self.stdin_fd)
+            if self._keys is not None:
+                self._keys.close()
             if self._writing:
                 loop.remove_writer(self.sock.fileno())
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGWINCH)
-            if self._timer is not None:
-                self._timer.cancel()
+
+    def closing_reset(self) -> bytes:
+        """What to write to the terminal once the attachment is over."""
+        if self.reset_written:
+            return b""
+        return self.reset or protocol.SANE_MODES
 
     def _finish(self, message: str, status: int) -> None:
         if self._done is not None and not self._done.done():
@@ -136,7 +154,7 @@ class Relay:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         if not data:
             # A kept server that vanished without a word crashed (one that stops on purpose
@@ -151,7 +169,7 @@ class Relay:
         try:
             messages = list(self.conn.decoder.feed(data))
         except protocol.ProtocolError as exc:
-            self._finish(f"[the server sent garbage: {exc}]", 1)
+            self._finish(f"[{core.server_garbage(exc)}]", 1)
             return
         out: list[bytes] = []
         for message in messages:
@@ -170,7 +188,7 @@ class Relay:
             write_all(self.stdout_fd, data)
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.EPIPE, errno.EBADF):
-                self._send(protocol.encode([protocol.DETACH]))
+                self._send(protocol.detach())
                 self._finish("[terminal gone]", 1)
                 return
             raise
@@ -184,63 +202,34 @@ class Relay:
             self._finish(f"[session {self.session_id} exited with code {code}]", code)
         elif kind == protocol.DETACHED:
             reason = message[1]
-            if reason == "detached":
+            if reason == protocol.DETACHED_BY_USER:
                 self._finish(f"[detached from session {self.session_id}]", 0)
             else:
                 self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
         elif kind == protocol.EVENT:
-            if message[1] == "upgrade":
+            if message[1] == protocol.UPGRADE_EVENT:
                 self._upgrading = True
-            elif message[1] == "reset" and isinstance(message[2], dict):
+            elif message[1] == protocol.RESET_EVENT and isinstance(message[2], dict):
                 data = message[2].get("data")
-                if isinstance(data, bytes):
+                if message[2].get("written"):
+                    self.reset_written = True
+                elif isinstance(data, bytes):
                     self.reset = data
         elif kind == protocol.ERROR:
             self._finish(f"[server error: {message[3]}]", 1)
 
     # -- terminal -> socket ----------------------------------------------------------------------
 
-    def _on_stdin(self) -> None:
-        try:
-            data = os.read(self.stdin_fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        assert self._loop is not None
-        if not data:
-            # The terminal went away (hangup): leave the session running.
-            self._loop.remove_reader(self.stdin_fd)
-            self._stdin_open = False
-            self._detach()
-            return
-        passthrough, detached = self.filter.feed(data, self._loop.time())
-        if passthrough and not self.readonly:
-            self._send(protocol.input_frame(passthrough))
-        if detached:
-            self._detach()
-            return
-        self._arm_timer()
+    def _typed(self, data: bytes) -> None:
+        if not self.readonly:
+            self._send(protocol.input_frame(data))
 
-    def _arm_timer(self) -> None:
-        assert self._loop is not None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.filter.deadline()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        assert self._loop is not None
-        self._timer = None
-        held = self.filter.expire(self._loop.time())
-        if held and not self.readonly:
-            self._send(protocol.input_frame(held))
-        self._arm_timer()
+    def _stdin_gone(self) -> None:
+        # The terminal went away (hangup): leave the session running.
+        self._detach()
 
     def _detach(self) -> None:
-        self._send(protocol.encode([protocol.DETACH]))
+        self._send(protocol.detach())
         assert self._loop is not None
         # The server confirms with DETACHED; do not hang if it is gone.
         self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
@@ -253,19 +242,24 @@ class Relay:
     def _send(self, frame: bytes) -> None:
         if self._outbox:
             self._outbox += frame
-            return
-        try:
-            n = self.sock.send(frame)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
-            return
-        if n < len(frame):
+        else:
+            try:
+                n = self.sock.send(frame)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._finish(f"[{core.lost_connection(exc)}]", 1)
+                return
+            if n == len(frame):
+                return
             self._outbox += frame[n:]
             assert self._loop is not None
             self._loop.add_writer(self.sock.fileno(), self._on_writable)
             self._writing = True
+        if len(self._outbox) > OUTBOX_HIGH and self._keys is not None:
+            # The server stopped taking input (the program does not read it): stop reading the
+            # terminal too, so a paste waits in the terminal instead of in our memory.
+            self._keys.pause()
 
     def _on_writable(self) -> None:
         try:
@@ -273,12 +267,14 @@ class Relay:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._finish(f"[lost connection to the server: {exc.strerror or exc}]", 1)
+            self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         del self._outbox[:n]
         if not self._outbox and self._loop is not None:
             self._loop.remove_writer(self.sock.fileno())
             self._writing = False
+        if len(self._outbox) < OUTBOX_LOW and self._keys is not None and self._keys.paused:
+            self._keys.resume()
 
 
 def terminal_for_server() -> int | None:
@@ -397,5 +393,5 @@ def _attach_loop(
             cols, rows = user_size()
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
-            write_all(1, (relay.reset or protocol.SANE_MODES) + b"\r\n")
+            write_all(1, relay.closing_reset() + b"\r\n")
     return result

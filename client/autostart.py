@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tmuxish.client.connection import Connection
 from tmuxish.errors import ServerNotRunning
-from tmuxish.paths import ensure_private_dir, is_default_dir, log_path
+from tmuxish.paths import ensure_private_dir, is_default_dir, log_path, open_server_log
 
 START_TIMEOUT = 10.0
 
@@ -53,7 +53,11 @@ def spawn_server(socket_path: Path) -> None:
         # The keeper (server/keeper.py) runs the server as its child and restarts it after a
         # crash. -I -S: it imports neither tmuxish nor site-packages (~6 MiB private memory).
         argv = [sys.executable, "-I", "-S", keeper_script(), str(socket_path), "--", *argv]
-    with open(log_path(socket_path), "ab") as log:
+    try:
+        log_fd = open_server_log(log_path(socket_path))
+    except OSError as exc:
+        raise ServerNotRunning(f"cannot start a server: {exc.filename}: {exc.strerror}") from None
+    with os.fdopen(log_fd, "ab") as log:
         subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -66,11 +70,8 @@ def spawn_server(socket_path: Path) -> None:
 
 
 def keeper_script() -> str:
-    from importlib.util import find_spec
-
-    spec = find_spec("tmuxish.server.keeper")
-    assert spec is not None and spec.origin is not None
-    return spec.origin
+    """The installed keeper script, found without importing the server package."""
+    return str(Path(__file__).resolve().parent.parent / "server" / "keeper.py")
 
 
 def keeper_pid(socket_path: Path) -> int | None:

@@ -95,7 +95,8 @@ def is_running(session: Session) -> bool:
 def status_text(session: Session) -> str:
     if is_running(session):
         return "running"
-    return f"exited ({session.get('exit_code')})"
+    code = session.get("exit_code")
+    return f"exited ({'?' if code is None else code})"
 
 
 def command_text(session: Session) -> str:

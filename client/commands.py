@@ -13,7 +13,7 @@ from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
 from tmuxish.errors import UsageError
-from tmuxish.paths import resolve_socket
+from tmuxish.paths import current_umask, resolve_socket
 from tmuxish.quick import target_arg, with_final_newline
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ def cmd_new(args: argparse.Namespace) -> int:
             window_size=settings["window_size"],
             log=log,
             log_max=args.log_max,
+            umask=None if remote else current_umask(),
         )
         if args.detached:
             _out(f"{info['id']}\n")
@@ -226,8 +227,16 @@ def _client(args: argparse.Namespace) -> SyncClient:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from tmuxish.client.api import SessionInfo
+    from tmuxish.errors import ServerNotRunning, StaleSocket
+
     with _client(args) as client:
-        sessions = [s.to_dict() for s in client.sessions()]
+        try:
+            sessions = [SessionInfo.from_dict(s).to_dict() for s in client.request("ls")]
+        except StaleSocket:
+            raise  # a crashed server: say so rather than list nothing
+        except ServerNotRunning:
+            sessions = []
     if args.json:
         import json  # not at the top: `ls`, `kill`, `send`, `capture` start faster without it
 
@@ -267,9 +276,7 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from tmuxish.paths import ensure_private_dir, is_default_dir
-    from tmuxish.server.daemon import run
-
+    """`server upgrade|info|restart` (`server run` is the server itself: tmuxish.cli runs it)."""
     if args.action == "upgrade":
         return server_upgrade(args)
     if args.action == "info":
@@ -277,15 +284,10 @@ def cmd_server(args: argparse.Namespace) -> int:
 
         return server_info(lambda: _connect(args, start=False))
     if args.host:
-        raise UsageError("-H does not apply to `server`: the server runs on the host itself")
-    if args.action == "restart":
-        from tmuxish.client.server_admin import server_restart
+        raise UsageError("-H does not apply to `server restart`: it signals the local keeper")
+    from tmuxish.client.server_admin import server_restart
 
-        return server_restart(_socket(args), lambda: _connect(args, start=False))
-    socket_path = _socket(args)
-    if is_default_dir(socket_path.parent):
-        ensure_private_dir(socket_path.parent)
-    return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
+    return server_restart(_socket(args), lambda: _connect(args, start=False))
 
 
 def server_upgrade(args: argparse.Namespace) -> int:

@@ -1,23 +1,18 @@
 """A blocking connection to the server: handshake and request/response.
 
-Deliberately free of asyncio so that `ls`, `kill`, `send` and `capture` start fast.
+Deliberately free of asyncio so that `ls`, `kill`, `send` and `capture` start fast. What the
+bytes mean is decided in ``client/core.py``; this module only moves them.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import deque
 
-from tmuxish import __version__, protocol
-from tmuxish.errors import (
-    PermissionDenied,
-    ServerGone,
-    ServerNotRunning,
-    TmuxishError,
-    VersionMismatch,
-    from_code,
-)
+from tmuxish import protocol
+from tmuxish.client import core
+from tmuxish.client.core import server_messages
+from tmuxish.errors import PermissionDenied, ServerNotRunning, StaleSocket, TmuxishError
 
 #: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
 TYPE_CHECKING = False
@@ -26,17 +21,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-RECV_SIZE = 262144
+__all__ = ["RECV_SIZE", "Connection", "server_messages"]
 
-
-def server_messages(decoder: protocol.Decoder, data: bytes) -> list[protocol.Message]:
-    """The messages in one read from the server; ServerGone if it closed or sent garbage."""
-    if not data:
-        raise ServerGone("the server closed the connection")
-    try:
-        return list(decoder.feed(data))
-    except protocol.ProtocolError as exc:
-        raise ServerGone(f"the server sent garbage: {exc}") from exc
+RECV_SIZE = core.RECV_SIZE
 
 
 class Connection:
@@ -45,7 +32,7 @@ class Connection:
         self.decoder = protocol.Decoder()
         self.pending: deque[protocol.Message] = deque()
         self.server_info: dict[str, Any] = {}
-        self._next_id = 1
+        self.requests = core.Requests()
         #: The server holds our terminal (direct attach) rather than relaying through us.
         self.passed_terminal = False
 
@@ -64,42 +51,42 @@ class Connection:
 
     @staticmethod
     def dial(path: str | Path, timeout: float | None = 10.0) -> socket.socket:
-        """A socket connected to the server on ``path``, not yet greeted."""
+        """A socket connected to our own user's server on ``path``, not yet greeted."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            core.check_owner(sock, path)
+        except FileNotFoundError as exc:
             sock.close()
             raise ServerNotRunning(f"no server running on {path}") from exc
+        except ConnectionRefusedError as exc:
+            sock.close()
+            raise StaleSocket(
+                f"no server running on {path}: the server is gone, its socket is stale"
+            ) from exc
         except PermissionError as exc:
             sock.close()
             raise PermissionDenied(f"cannot connect to {path}: permission denied") from exc
+        except TmuxishError:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             raise ServerNotRunning(f"cannot connect to {path}: {exc.strerror or exc}") from exc
         return sock
 
     def handshake(self, pass_fds: tuple[int, ...] = ()) -> None:
-        hello = protocol.hello({"pid": os.getpid(), "software": f"tmuxish {__version__}"})
+        hello = core.hello()
         if pass_fds:
             try:
                 socket.send_fds(self.sock, [hello], list(pass_fds))
             except OSError as exc:
-                raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
+                raise core.lost_connection(exc) from exc
             self.passed_terminal = True
         else:
             self.send(hello)
-        message = self.recv()
-        if message[0] == protocol.ERROR:
-            raise from_code(message[2], message[3])
-        if message[0] != protocol.HELLO:
-            raise ServerGone("the server did not greet us")
-        if message[1] != protocol.PROTOCOL_VERSION:
-            raise VersionMismatch(
-                protocol.version_mismatch_text(protocol.PROTOCOL_VERSION, message[1], "client")
-            )
-        self.server_info = message[2]
+        self.server_info = core.check_hello(self.recv())
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -117,7 +104,7 @@ class Connection:
         try:
             self.sock.sendall(frame)
         except OSError as exc:
-            raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
+            raise core.lost_connection(exc) from exc
 
     def read_more(self) -> None:
         """One blocking read into ``pending``; TimeoutError if the socket's timeout passes."""
@@ -126,7 +113,7 @@ class Connection:
         except TimeoutError:
             raise  # an OSError too, but what a timeout means is the caller's call
         except OSError as exc:
-            raise ServerGone(f"lost connection to the server: {exc.strerror or exc}") from exc
+            raise core.lost_connection(exc) from exc
         self.pending.extend(server_messages(self.decoder, data))
 
     def recv(self) -> protocol.Message:
@@ -134,21 +121,30 @@ class Connection:
             try:
                 self.read_more()
             except TimeoutError as exc:
-                raise ServerGone("the server did not answer in time") from exc
+                raise core.no_answer() from exc
         return self.pending.popleft()
 
-    def request(self, command: str, /, **args: Any) -> Any:
-        req_id = self._next_id
-        self._next_id += 1
-        self.send(protocol.request(req_id, command, args))
+    def send_request(self, command: str, args: dict[str, Any]) -> int:
+        """Write a request; its id. Once this returns the server may act on it."""
+        req_id, frame = self.requests.frame(command, args)
+        self.send(frame)
+        return req_id
+
+    def reply(self, req_id: int) -> Any:
+        """Wait for the answer to request ``req_id``: its result, or the error it got."""
         while True:
             message = self.recv()
-            kind = message[0]
-            if kind == protocol.REPLY and message[1] == req_id:
-                return message[2]
-            if kind == protocol.ERROR and message[1] in (req_id, None):
-                raise from_code(message[2], message[3])
-            if kind in (protocol.OUTPUT, protocol.EVENT):
+            answer = self.requests.answer(message)
+            if answer is not None:
+                if answer[0] != req_id:
+                    continue  # a late answer to a request whose caller gave up
+                if answer[2] is not None:
+                    raise answer[2]
+                return answer[1]
+            if message[0] in (protocol.OUTPUT, protocol.EVENT):
                 # Stream data after an attach reply belongs to the relay; keep it for later.
                 self.pending.appendleft(message)
                 raise TmuxishError("unexpected stream data while waiting for a reply")
+
+    def request(self, command: str, /, **args: Any) -> Any:
+        return self.reply(self.send_request(command, args))

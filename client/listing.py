@@ -29,23 +29,35 @@ def format_age(created: str, now: datetime) -> str:
     return f"{seconds // 86400}d"
 
 
+#: C0 controls, DEL and C1 controls: written raw they would drive the user's terminal
+#: (clear it, retitle it, answer queries into its input) from a session's command line.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as ``\\xNN``."""
+    return text.translate(_CONTROLS)
+
+
 def format_table(sessions: list[dict[str, Any]]) -> str:
     rows = [("ID", "NAME", "COMMAND", "STATUS", "CLIENTS", "SIZE", "AGE")]
     for s in sessions:
-        status = s["status"] if s["status"] == "running" else f"exited ({s['exit_code']})"
+        code = "?" if s["exit_code"] is None else s["exit_code"]
+        status = s["status"] if s["status"] == "running" else f"exited ({code})"
+        status = printable(str(status))
         if s["status"] == "running" and not s.get("screen", True):
             # No repaint and no capture for this one: say so where users look.
             status += " (no screen)"
         elif s["status"] == "running" and s.get("screen_behind"):
             # Output outran the screen model; it resyncs from the tail once output pauses.
             status += " (screen behind)"
-        command = " ".join(s["command"])
+        command = printable(" ".join(s["command"]))
         if len(command) > 40:
             command = command[:39] + "…"
         rows.append(
             (
                 str(s["id"]),
-                s["name"] or "-",
+                printable(s["name"] or "-"),
                 command,
                 status,
                 str(s["clients"]),

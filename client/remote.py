@@ -192,7 +192,7 @@ def dial_stdio(socket_path: Path, start: bool) -> int:
     try:
         sock = dial(socket_path, start)
     except TmuxishError as exc:
-        _write_all(1, protocol.encode([protocol.ERROR, None, exc.code, str(exc)]))
+        _write_all(1, protocol.error(None, exc.code, str(exc)))
         return exc.exit_status
     with sock:
         _copy(sock)

@@ -1,7 +1,10 @@
-"""One client connection to the server: handshake, request dispatch, and the attached stream.
+"""One client connection to the server: handshake, then either requests or one attachment.
 
-Every byte a client sends enters through ``data_received`` and every failure leaves through
-``_fail``: one exception chokepoint and one disconnect path, so no client can take the server down.
+A connection is a protocol peer (requests and replies) or, after ``attach``, a session attachment
+(the stream; see server/attachment.py), never both: requests on an attached connection are refused.
+Every byte a client sends enters through ``data_received``; every failure leaves through ``_fail``
+and every close through ``_close``: one exception chokepoint and one disconnect path, so no client
+can take the server down.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 from tmuxish import protocol
 from tmuxish.errors import BadRequest, TmuxishError
 from tmuxish.keys import DetachFilter
+from tmuxish.server import attachment
+from tmuxish.server.attachment import ClientAttachment
 from tmuxish.server.console_socket import peer_credentials
 from tmuxish.server.policy import ClientSize
-from tmuxish.server.terminal import DirectTerminal
 
 if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
+#: What attached clients are told when their session ends without a known exit code.
 
 
 class Connection(asyncio.Protocol):
@@ -40,21 +45,16 @@ class Connection(asyncio.Protocol):
         self._initial = initial
         #: Descriptors the client passed with its first message (its terminal, for direct attach).
         self.passed_fds = fds or []
-        self.terminal: DirectTerminal | None = None
         self.transport: asyncio.Transport | None = None
-        self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME)
+        self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME, release_idle=True)
         self.greeted = False
         self.closed = False
         self.peer_pid = 0
-        # Attachment state (see session.Attachment).
-        self.session: Session | None = None
-        self.readonly = False
-        self.behind = False
-        self.attached_in_alt = False
-        self.size = ClientSize(0, 0, 0.0)
-        self._behind_since: float | None = None
-        self._stall_timer: asyncio.TimerHandle | None = None
+        #: Set while this connection is a session attachment.
+        self.attachment: ClientAttachment | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Reasons not to read the client's socket (its program's input queue is full).
+        self._read_holds = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -92,19 +92,22 @@ class Connection(asyncio.Protocol):
             for message in self.decoder.feed(data):
                 self._dispatch(message)
                 if self.closed:
-                    return
+                    break
         except protocol.ProtocolError as exc:
             self._fail("bad-request", f"protocol error: {exc}")
         except Exception:
             log.exception("connection from pid %d: internal error", self.peer_pid)
             self._fail("error", "internal server error (see the server log)")
+        # Deadlines for an unfinished handshake or frame, and the server-wide buffer budget.
+        self.server.limits.watch(self)
 
     def eof_received(self) -> bool | None:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._leave_session()
+        if self.attachment is not None:
+            self.attachment.end(attachment.LOST)
         for fd in self.passed_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -112,24 +115,15 @@ class Connection(asyncio.Protocol):
         for task in self._tasks:
             task.cancel()
         self.server.connections.discard(self)
+        self.server.limits.watch(self)
 
     def pause_writing(self) -> None:
-        self.behind = True
-        self._behind_since = time.monotonic()
-        if self.session is not None:
-            self.session.client_behind_changed()
-            stall = self.server.stall_timeout
-            if stall > 0 and self._stall_timer is None:
-                self._stall_timer = asyncio.get_running_loop().call_later(stall, self._stalled)
+        if self.attachment is not None:
+            self.attachment.behind_changed(True)
 
     def resume_writing(self) -> None:
-        self.behind = False
-        self._behind_since = None
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
-        if self.session is not None:
-            self.session.client_behind_changed()
+        if self.attachment is not None:
+            self.attachment.behind_changed(False)
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -148,24 +142,28 @@ class Connection(asyncio.Protocol):
         if self.server.upgrading:
             return  # the next server process answers; this one is only flushing
         if kind == protocol.REQUEST:
+            if self.attachment is not None:
+                self._reply_error(
+                    message[1],
+                    BadRequest(
+                        f"this connection is attached to session {self.attachment.session.id}; "
+                        "send requests on another connection"
+                    ),
+                )
+                return
             self._request(message[1], message[2], message[3])
-        elif kind == protocol.INPUT:
-            if self.session is None:
-                raise protocol.ProtocolError("INPUT while not attached")
-            if not self.readonly:
-                self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
-                self.session.write_input(message[1])
-        elif kind == protocol.RESIZE:
-            if self.session is None:
-                raise protocol.ProtocolError("RESIZE while not attached")
-            self.size = ClientSize(message[1], message[2], time.monotonic(), self.readonly)
-            self.session.apply_size()
-        elif kind == protocol.DETACH:
-            if self.session is None:
-                raise protocol.ProtocolError("DETACH while not attached")
-            self._detach_now()
-        else:
+            return
+        if kind not in (protocol.INPUT, protocol.RESIZE, protocol.DETACH):
             raise protocol.ProtocolError(f"unexpected message type {kind} from a client")
+        attached = self.attachment
+        if attached is None:
+            raise protocol.ProtocolError("stream message while not attached")
+        if kind == protocol.INPUT:
+            attached.typed(message[1])
+        elif kind == protocol.RESIZE:
+            attached.resized(message[1], message[2])
+        else:
+            attached.end(attachment.detached())
 
     def _request(self, req_id: int, command: str, args: dict[str, Any]) -> None:
         handler = self.server.handlers.get(command)
@@ -215,132 +213,70 @@ class Connection(asyncio.Protocol):
         history: int,
         direct: DetachFilter | None = None,
     ) -> bytes:
-        """Attach; with ``direct`` the server drives the terminal the client passed itself."""
-        if self.session is not None:
+        """Become an attachment of ``session``; with ``direct`` the server drives the terminal
+        the client passed itself. Returns what the client must see first (b"" if direct)."""
+        if self.attachment is not None:
             raise BadRequest("this connection is already attached")
         if direct is not None and not self.passed_fds:
             raise BadRequest("direct attach needs the terminal passed with HELLO")
         if direct is not None and not os.isatty(self.passed_fds[0]):
             raise BadRequest("direct attach needs a terminal; the descriptor passed is not one")
-        self.readonly = readonly
-        self.size = ClientSize(cols, rows, time.monotonic(), readonly)
-        self.session = session
-        try:
-            initial = session.attach(self, history)
-        except BaseException:
-            self.session = None
-            raise
+        attached = ClientAttachment(
+            self, session, ClientSize(cols, rows, time.monotonic(), readonly), readonly
+        )
+        initial = session.attach(attached, history)
+        self.attachment = attached
         if direct is None:
             return initial
-        loop = asyncio.get_running_loop()
-        fd = self.passed_fds.pop(0)
         try:
-            self.terminal = DirectTerminal(
-                fd,
-                loop,
-                direct,
-                on_input=self._terminal_input,
-                on_detach=self._detach_now,
-                on_gone=self._terminal_gone,
-                on_behind=self._terminal_behind,
-            )
+            attached.drive_terminal(self.passed_fds.pop(0), direct, initial)
         except BaseException:
-            # Popped from passed_fds, so connection_lost would not close it: do it here.
-            os.close(fd)
-            self._leave_session()
+            attached.end(attachment.LOST)
             raise
-        self.terminal.write(initial)
         return b""
 
-    def _terminal_input(self, data: bytes) -> None:
-        if self.session is not None and not self.readonly:
-            self.size = ClientSize(self.size.cols, self.size.rows, time.monotonic())
-            self.session.write_input(data)
+    def attachment_ended(self, attached: ClientAttachment, close: float | None) -> None:
+        """The attachment said how it ended; the connection is a protocol peer again, or closes."""
+        if self.attachment is attached:
+            self.attachment = None
+        if close is not None:
+            self._close(close)
 
-    def _terminal_behind(self, behind: bool) -> None:
-        if behind:
-            self.pause_writing()
-        else:
-            self.resume_writing()
-
-    def _terminal_gone(self) -> None:
-        if self.session is not None:
-            self._leave_session()
-            self.send_frame(protocol.encode([protocol.DETACHED, "terminal gone"]))
-        self._end_terminal()
-
-    def _detach_now(self) -> None:
-        if self.session is None:
+    def hold_reading(self, hold: bool) -> None:
+        """Stop (or start again) reading the client's socket: its input has nowhere to go."""
+        self._read_holds = max(0, self._read_holds + (1 if hold else -1))
+        transport = self.transport
+        if transport is None or self.closed or self._read_holds not in (0, 1):
             return
-        self._send_reset(self.session)
-        self._leave_session()
-        self.send_frame(protocol.encode([protocol.DETACHED, "detached"]))
+        with contextlib.suppress(RuntimeError):
+            if self._read_holds:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
-    def _end_terminal(self, last: bytes = b"") -> None:
-        terminal, self.terminal = self.terminal, None
-        if terminal is not None:
-            terminal.finish(last)
+    # -- output ----------------------------------------------------------------------------------
 
-    def _leave_session(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
-        session, self.session = self.session, None
-        if session is not None:
-            session.detach(self)
-        self._end_terminal()
-
-    def send_output(self, header: bytes, data: bytes) -> None:
-        if self.terminal is not None:
-            self.terminal.write(data)
-            if self.terminal is not None and self.terminal.buffered > self.server.max_behind_bytes:
-                self.drop("client too slow: output backlog limit reached")
-            return
+    def write_stream(self, header: bytes, data: bytes) -> int:
+        """Write an OUTPUT frame (header and payload, not copied); the backlog after it."""
         transport = self.transport
         if transport is None or self.closed:
-            return
+            return 0
         transport.writelines((header, data))
-        if transport.get_write_buffer_size() > self.server.max_behind_bytes:
-            self.drop("client too slow: output backlog limit reached")
+        return transport.get_write_buffer_size()
 
     def send_frame(self, frame: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(frame)
 
-    def _send_reset(self, session: Session) -> None:
-        """Tell the client how to undo the modes the program turned on in its terminal."""
-        data = session.reset_modes()
-        if self.terminal is not None:
-            # We write to the terminal ourselves; the client must not reset it after us.
-            self._end_terminal(data or protocol.SANE_MODES)
-            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": b""}]))
-        elif data:
-            self.send_frame(protocol.encode([protocol.EVENT, "reset", {"data": data}]))
-
-    def session_exited(self, code: int) -> None:
-        if self.session is not None:
-            self._send_reset(self.session)
-        self.session = None
-        self.send_frame(protocol.encode([protocol.EXITED, code]))
-        self._close()
-
     def upgrade_notice(self) -> None:
         """The server is re-executing: attached clients reconnect by themselves afterwards."""
-        self._leave_session()
-        self.send_frame(protocol.encode([protocol.EVENT, "upgrade", {}]))
-        self._close(grace=1.0)
+        if self.attachment is not None:
+            self.attachment.end(attachment.UPGRADE)
+        else:
+            self.send_frame(protocol.upgrade_event())
+            self._close(grace=1.0)
 
-    def drop(self, reason: str) -> None:
-        """Detach a client that cannot keep up; the others go on at full speed."""
-        log.warning("dropping client pid %d: %s", self.peer_pid, reason)
-        self._leave_session()
-        self.send_frame(protocol.encode([protocol.DETACHED, reason]))
-        self._close(grace=self.server.drop_grace)
-
-    def _stalled(self) -> None:
-        self._stall_timer = None
-        if self.behind and self.session is not None:
-            self.drop(f"client stopped reading for {self.server.stall_timeout:g}s")
+    # -- the way out -----------------------------------------------------------------------------
 
     def _fail(self, code: str, text: str) -> None:
         log.info("closing connection from pid %d: %s", self.peer_pid, text)
@@ -348,10 +284,12 @@ class Connection(asyncio.Protocol):
         self._close()
 
     def _close(self, grace: float = 5.0) -> None:
+        """Flush and close; a peer that never reads is cut off after ``grace`` seconds."""
         if self.closed or self.transport is None:
             return
+        if self.attachment is not None:
+            self.attachment.end(attachment.LOST)  # what the client needed to know is sent
         self.closed = True
-        self._leave_session()
         transport = self.transport
         transport.close()
         # close() flushes first; a peer that never reads would pin the buffer forever.

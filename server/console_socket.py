@@ -15,7 +15,6 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -25,7 +24,9 @@ import stat
 import struct
 import termios
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from tmuxish.server.acceptor import Acceptor, recv_with_fds
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ peers costs bounded fds."""
 ACCEPT_RETRY_DELAY = 1.0
 """Seconds accepting pauses when the process is out of fds or memory."""
 
-_ACCEPT_BATCH = 16
-_ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 # termios lacks TIOCGPTN (_IOR('T', 0x30, unsigned int)); the direction bits of _IOR differ on
 # the architectures with a 3-bit ioctl direction field.
@@ -89,18 +88,6 @@ def _close_all(fds: Collection[int]) -> None:
             os.close(fd)
 
 
-def _fds_from(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            # A truncated cmsg can end mid-int; only whole ints are fds we were given.
-            usable = len(data) - len(data) % _INT_SIZE
-            arr = array.array("i")
-            arr.frombytes(data[:usable])
-            fds.extend(arr)
-    return fds
-
-
 def is_pty_master(fd: int) -> bool:
     """True if ``fd`` is the master side of a Unix98 PTY (any devpts instance)."""
     try:
@@ -135,15 +122,13 @@ def recv_console(conn: socket.socket) -> ReceivedConsole:
     """
     uid, pid = peer_credentials(conn)
     try:
-        payload, ancdata, flags, _addr = conn.recvmsg(
-            MAX_PAYLOAD, socket.CMSG_SPACE(MAX_FDS * _INT_SIZE), socket.MSG_CMSG_CLOEXEC
-        )
+        received = recv_with_fds(conn, MAX_PAYLOAD, MAX_FDS)
     except BlockingIOError:
         raise
     except OSError as exc:
         raise ConsoleSocketError(f"receiving console message failed: {exc}") from exc
-    fds = _fds_from(ancdata)
-    if flags & socket.MSG_CTRUNC:
+    payload, fds = received.data, received.fds
+    if received.truncated:
         _close_all(fds)
         raise ConsoleSocketError(
             f"console message carried more than {MAX_FDS} fds (ancillary data truncated)"
@@ -181,13 +166,6 @@ def ensure_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, _WINSIZE.pack(rows, cols, 0, 0))
 
 
-@dataclass(eq=False)
-class _Pending:
-    conn: socket.socket
-    fd: int
-    timer: asyncio.TimerHandle | None = field(default=None)
-
-
 def _default_uids() -> frozenset[int]:
     return frozenset({os.geteuid(), 0})
 
@@ -219,6 +197,7 @@ class ConsoleSocketListener:
         self._setup(path, on_console, persist, allowed_uids, recv_timeout)
         self._sock = self._bind(path)
         self._identity = self._path_identity()
+        self._acceptor = self._make_acceptor()
 
     @classmethod
     def from_fd(
@@ -247,7 +226,20 @@ class ConsoleSocketListener:
         self._setup(path, on_console, persist, allowed_uids, recv_timeout)
         self._sock = sock
         self._identity = self._path_identity()
+        self._acceptor = self._make_acceptor()
         return self
+
+    def _make_acceptor(self) -> Acceptor[ReceivedConsole]:
+        return Acceptor(
+            self._sock,
+            recv_console,
+            self._received,
+            name=f"console socket {self.path}",
+            max_pending=MAX_PENDING,
+            timeout=self._recv_timeout,
+            admit=self._admit,
+            retry_delay=ACCEPT_RETRY_DELAY,
+        )
 
     def _setup(
         self,
@@ -265,9 +257,8 @@ class ConsoleSocketListener:
             frozenset(allowed_uids) if allowed_uids is not None else _default_uids()
         )
         self._recv_timeout = recv_timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: dict[int, _Pending] = {}
         self._closed = False
+        self._started = False
 
     @staticmethod
     def _bind(path: str) -> socket.socket:
@@ -307,134 +298,42 @@ class ConsoleSocketListener:
     @property
     def pending(self) -> int:
         """Accepted connections still waiting for their message."""
-        return len(self._pending)
+        return self._acceptor.pending
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._closed:
             raise ConsoleSocketError("listener is closed")
-        if self._loop is not None:
+        if self._started:
             raise ConsoleSocketError("listener already started")
+        self._started = True
         self._sock.setblocking(False)
-        self._loop = loop
-        loop.add_reader(self._sock.fileno(), self._on_accept_ready)
+        self._acceptor.start(loop)
 
     def close(self) -> None:
         """Stop listening, drop waiting connections and unlink the socket (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for pending in list(self._pending.values()):
-            self._drop(pending)
-        if self._loop is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._sock.fileno())
+        self._acceptor.close()
         self._sock.close()
         # Unlink only the socket we bound: someone may have replaced the path since.
         if self._identity is not None and self._path_identity() == self._identity:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
 
-    def _on_accept_ready(self) -> None:
-        try:
-            for _ in range(_ACCEPT_BATCH):
-                if self._closed:
-                    return
-                try:
-                    conn, _addr = self._sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
-                        # The socket stays readable, so retrying at once would spin the loop.
-                        log.warning(
-                            "console socket %s: accept failed (%s); pausing %.1fs",
-                            self.path,
-                            exc,
-                            ACCEPT_RETRY_DELAY,
-                        )
-                        self._pause_accepting()
-                        return
-                    log.warning("console socket %s: accept failed: %s", self.path, exc)
-                    continue
-                fd = conn.fileno()
-                try:
-                    self._handle_new(conn)
-                except Exception:
-                    log.exception("console socket %s: handling a connection failed", self.path)
-                    pending = self._pending.get(fd)
-                    if pending is not None and pending.conn is conn:
-                        self._drop(pending)
-                    else:
-                        conn.close()
-        except Exception:
-            log.exception("console socket %s: accept handler failed", self.path)
-
-    def _pause_accepting(self) -> None:
-        assert self._loop is not None
-        self._loop.remove_reader(self._sock.fileno())
-        self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        if not self._closed and self._loop is not None:
-            self._loop.add_reader(self._sock.fileno(), self._on_accept_ready)
-
-    def _handle_new(self, conn: socket.socket) -> None:
-        conn.setblocking(False)
+    def _admit(self, conn: socket.socket) -> bool:
         uid, pid = peer_credentials(conn)
         if uid is None or uid not in self._allowed_uids:
             log.warning("console socket %s: refused peer uid=%s pid=%s", self.path, uid, pid)
-            conn.close()
-            return
-        if len(self._pending) >= MAX_PENDING:
-            log.warning("console socket %s: too many pending connections", self.path)
-            conn.close()
-            return
-        try:
-            console = recv_console(conn)
-        except BlockingIOError:
-            # Connected but not sent yet: wait for it, with a deadline.
-            assert self._loop is not None
-            pending = _Pending(conn=conn, fd=conn.fileno())
-            self._pending[pending.fd] = pending
-            self._loop.add_reader(pending.fd, self._on_conn_ready, pending)
-            pending.timer = self._loop.call_later(self._recv_timeout, self._on_timeout, pending)
-            return
-        except ConsoleSocketError as exc:
-            log.warning("console socket %s: %s", self.path, exc)
-            conn.close()
-            return
-        conn.close()
-        self._deliver(console)
+            return False
+        return True
 
-    def _on_conn_ready(self, pending: _Pending) -> None:
-        if self._pending.get(pending.fd) is not pending:
-            return
-        try:
-            console = recv_console(pending.conn)
-        except BlockingIOError:
-            return
-        except ConsoleSocketError as exc:
-            log.warning("console socket %s: %s", self.path, exc)
-            self._drop(pending)
-            return
-        except Exception:
-            log.exception("console socket %s: receive failed", self.path)
-            self._drop(pending)
-            return
-        self._drop(pending)
+    def _received(self, conn: socket.socket, console: ReceivedConsole) -> None:
+        conn.close()
         try:
             self._deliver(console)
         except Exception:
             log.exception("console socket %s: delivering console failed", self.path)
-
-    def _on_timeout(self, pending: _Pending) -> None:
-        if self._pending.get(pending.fd) is pending:
-            log.warning(
-                "console socket %s: no console message within %.1fs; closing connection",
-                self.path,
-                self._recv_timeout,
-            )
-            self._drop(pending)
 
     def _deliver(self, console: ReceivedConsole) -> None:
         self.received += 1
@@ -453,17 +352,3 @@ class ConsoleSocketListener:
             self._on_console(console)
         except Exception:
             log.exception("console socket %s: on_console failed", self.path)
-
-    def _forget(self, pending: _Pending) -> None:
-        self._pending.pop(pending.fd, None)
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if self._loop is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(pending.fd)
-
-    def _drop(self, pending: _Pending) -> None:
-        # Unregister before closing: the fd number may be reused at once, and uvloop must
-        # not be left polling a closed fd.
-        self._forget(pending)
-        pending.conn.close()

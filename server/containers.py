@@ -39,7 +39,7 @@ from tmuxish.server.console_socket import (
     ReceivedConsole,
     ensure_size,
 )
-from tmuxish.server.handlers import DEFAULT_COLS, DEFAULT_ROWS, make_screen
+from tmuxish.server.handlers import DEFAULT_COLS, DEFAULT_ROWS
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.reaper import ExitCallback, Reaper
 from tmuxish.server.registry import validate_name
@@ -106,8 +106,8 @@ class ConsoleSocket:
 
     ``kind`` is "user" for ``console-socket`` requests (these are kept in
     ``Server.console_listeners``, so a server upgrade can pass :meth:`fileno` through exec and
-    rebuild them with :meth:`ContainerManager.adopt_console_socket`) and "runtime" for the one-shot
-    socket of a ``new-container`` launch (kept by the manager only).
+    rebuild them with :meth:`ContainerManager.restore_console_socket`) and "runtime" for the
+    one-shot socket of a ``new-container`` launch (kept by the manager only).
     """
 
     listener: ConsoleSocketListener
@@ -122,9 +122,16 @@ class ConsoleSocket:
     def fileno(self) -> int:
         return self.listener.fileno()
 
-    @property
-    def session_name(self) -> str | None:
-        return self.name
+    def state(self) -> dict[str, Any]:
+        """What rebuilds this listener around its fd in another process (msgpack-able)."""
+        return {
+            "path": self.path,
+            "name": self.name,
+            "persist": self.persist,
+            "cols": self.cols,
+            "rows": self.rows,
+            "policy": self.policy,
+        }
 
 
 # -- container init processes ----------------------------------------------------------------------
@@ -230,13 +237,48 @@ class ContainerSpec:
     bundle: str
     deleted: bool = field(default=False)
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "runtime_path": self.runtime_path,
+            "container_id": self.container_id,
+            "bundle": self.bundle,
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_state(cls, item: dict[str, Any]) -> ContainerSpec:
+        return cls(
+            str(item["runtime"]),
+            str(item["runtime_path"]),
+            str(item["container_id"]),
+            str(item["bundle"]),
+            bool(item.get("deleted", False)),
+        )
+
+
+class ConsoleSession(Session):
+    """A session on a PTY master received on a console socket: the process on the other end
+    is unknown, so the session ends when the PTY does (EIO) or when ``kill`` hangs it up."""
+
+    kind = "console"
+
 
 class ContainerSession(Session):
     """A session whose program is a container init the server launched and is the parent of.
 
-    Only ``kill`` differs from a plain session; the container is deleted by a ``cleanup`` hook
-    when the PTY is released (exit, rm, server shutdown).
+    ``kill`` differs from a plain session, and the container is deleted by a ``cleanup`` hook
+    when the PTY is released (exit, rm, server shutdown); the factory sets ``spec``.
     """
+
+    kind = "container"
+    spec: ContainerSpec | None = None
+
+    def state(self, history_lines: int, with_screen: bool = True) -> dict[str, Any]:
+        item = super().state(history_lines, with_screen)
+        assert self.spec is not None
+        item["container"] = self.spec.state()
+        return item
 
     def kill(self, sig: int = signal.SIGHUP) -> None:
         if not self.running:
@@ -343,24 +385,26 @@ class ContainerManager:
         log.info("console socket %s: listening (name=%s, persist=%s)", cs.path, name, persist)
         return cs
 
-    def adopt_console_socket(
-        self,
-        fd: int,
-        path: str,
-        name: str | None,
-        persist: bool,
-        cols: int = DEFAULT_COLS,
-        rows: int = DEFAULT_ROWS,
-        policy: str = "latest",
-    ) -> ConsoleSocket:
-        """Take over a listening console socket kept across exec (server upgrade)."""
+    def restore_console_socket(self, item: dict[str, Any], fd: int) -> ConsoleSocket:
+        """Take over a listening console socket from its ``ConsoleSocket.state()`` and its fd
+        (kept across exec by a server upgrade)."""
         holder: list[ConsoleSocket] = []
 
         def on_console(console: ReceivedConsole) -> None:
             self._console_received(holder[0], console)
 
-        listener = ConsoleSocketListener.from_fd(fd, path, on_console, persist=persist)
-        cs = ConsoleSocket(listener, path, name, persist, "user", cols, rows, policy)
+        persist = bool(item["persist"])
+        listener = ConsoleSocketListener.from_fd(fd, item["path"], on_console, persist=persist)
+        cs = ConsoleSocket(
+            listener,
+            item["path"],
+            item["name"],
+            persist,
+            "user",
+            item.get("cols", DEFAULT_COLS),
+            item.get("rows", DEFAULT_ROWS),
+            item.get("policy", "latest"),
+        )
         holder.append(cs)
         return self._start(cs)
 
@@ -379,8 +423,9 @@ class ContainerManager:
                 "peer_uid": console.peer_uid,
                 "peer_pid": console.peer_pid,
             }
-            session = self._make_session(
-                console, name, ["console-socket", cs.path], None, cs.cols, cs.rows, cs.policy, extra
+            cols, rows = self._prepare_master(console.fd, cs.cols, cs.rows)
+            session = self.server.factory.console(
+                console.fd, name, ["console-socket", cs.path], cols, rows, cs.policy, extra
             )
         except BaseException:
             with contextlib.suppress(OSError):
@@ -398,55 +443,6 @@ class ContainerManager:
         os.set_blocking(fd, False)
         ensure_size(fd, cols, rows)
         return pty.get_size(fd)
-
-    def _make_session(
-        self,
-        console: ReceivedConsole,
-        name: str | None,
-        command: list[str],
-        init: InitWatch | None,
-        cols: int,
-        rows: int,
-        policy: str,
-        extra: dict[str, Any],
-        container: ContainerSpec | None = None,
-    ) -> Session:
-        server = self.server
-        loop = server.loop
-        assert loop is not None
-        server.registry.check_name(name)
-        cols, rows = self._prepare_master(console.fd, cols, rows)
-        sid = server.registry.allocate_id()
-        # One construction for both kinds; only a runtime-run container has a known init pid.
-        own = container is not None and init is not None
-        session_class = ContainerSession if own else Session
-        session = session_class(
-            sid,
-            name,
-            command,
-            init.pid if own and init is not None else None,
-            console.fd,
-            cols,
-            rows,
-            loop=loop,
-            reaper=server.reaper,
-            policy=policy,
-            screen=make_screen(server, cols, rows),
-            on_exit=server.session_exited,
-            extra=extra,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
-        )
-        if own and container is not None:
-            self._add_container_cleanup(session, container)
-        server.registry.add(session)
-        if init is not None:
-            # The InitWatch has watched the init since the runtime exited: do not watch it twice.
-            session.start(watch=False)
-            init.subscribe(session.child_exited)
-        else:
-            session.start()
-        return session
 
     # -- helper processes ------------------------------------------------------------------------
 
@@ -486,7 +482,7 @@ class ContainerManager:
         self.server.reaper.watch(proc.pid, exited)
         return proc.pid
 
-    def _delete_container(self, spec: ContainerSpec) -> None:
+    def delete_container(self, spec: ContainerSpec) -> None:
         """``RUNTIME delete -f ID``, best effort and without blocking the loop."""
         if spec.deleted or self.server.loop is None:
             return
@@ -503,19 +499,6 @@ class ContainerManager:
             self._spawn(argv, done)
         except Exception as exc:
             log.warning("cannot run %s: %s", " ".join(argv), exc)
-
-    def _add_container_cleanup(self, session: Session, spec: ContainerSpec) -> None:
-        # Runs once, when the PTY is released: on exit, rm, hang-up or server shutdown.
-        session.cleanup.append(lambda: self._delete_container(spec))
-
-    def restored(self, session: Session) -> None:
-        """Re-arm container clean-up for a session rebuilt by a server upgrade (its ``extra``
-        still names the runtime and container)."""
-        extra = session.extra
-        runtime, cid = extra.get("runtime_path") or extra.get("runtime"), extra.get("container_id")
-        if isinstance(runtime, str) and isinstance(cid, str) and session.fd is not None:
-            spec = ContainerSpec(str(extra.get("runtime")), runtime, cid, str(extra.get("bundle")))
-            self._add_container_cleanup(session, spec)
 
     # -- launching containers --------------------------------------------------------------------
 
@@ -556,11 +539,14 @@ class ContainerManager:
             with contextlib.suppress(TmuxishError):
                 registry.check_name(container_id)
                 name = container_id
-        cid = container_id or name or f"tmuxish-{registry.next_id}"
-        spec = ContainerSpec(runtime, runtime_path, cid, bundle)
         loop = self.server.loop
         assert loop is not None
-        task = loop.create_task(self._launch(spec, name, cols, rows, policy))
+        # The session id is taken now, so the default container id is the session's own and
+        # two launches at once never pick the same one.
+        sid = registry.allocate_id()
+        cid = container_id or name or f"tmuxish-{sid}"
+        spec = ContainerSpec(runtime, runtime_path, cid, bundle)
+        task = loop.create_task(self._launch(sid, spec, name, cols, rows, policy))
         self._launches.add(task)
         task.add_done_callback(self._launch_done)
         return task
@@ -574,7 +560,7 @@ class ContainerManager:
             log.warning("container launch failed: %s", exc)
 
     async def _launch(
-        self, spec: ContainerSpec, name: str | None, cols: int, rows: int, policy: str
+        self, sid: int, spec: ContainerSpec, name: str | None, cols: int, rows: int, policy: str
     ) -> Session:
         server = self.server
         loop = server.loop
@@ -668,10 +654,10 @@ class ContainerManager:
                 "bundle": spec.bundle,
                 "payload": _payload_text(console.payload),
             }
-            command = [spec.runtime, "run", spec.container_id]
             # On failure the finally clause below closes the master.
-            session = self._make_session(
-                console, name, command, init, cols, rows, policy, extra, spec
+            cols, rows = self._prepare_master(console.fd, cols, rows)
+            session = server.factory.container(
+                sid, console.fd, name, init, spec, cols, rows, policy, extra
             )
             started = True
             log.info(
@@ -696,7 +682,7 @@ class ContainerManager:
                 if runtime_pid is not None:
                     # Whatever the runtime left behind (a created or running container).
                     # (an InitWatch, if any, still reaps the init when delete -f ends it).
-                    self._delete_container(spec)
+                    self.delete_container(spec)
 
     @staticmethod
     def _read(path: str) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +19,14 @@ from typing import Any
 from tmuxish import __version__
 from tmuxish.errors import PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
-from tmuxish.paths import check_private_dir, is_default_dir, log_path
+from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_server_log
+from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.factory import SessionFactory
 from tmuxish.server.feeder import Feeder
 from tmuxish.server.keeper_link import KeeperLink, set_own_oom_score_adj
+from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
 from tmuxish.server.registry import Registry
@@ -49,6 +54,20 @@ def _screen_feeding(setting: str) -> str:
     return setting if setting in SCREEN_FEEDINGS else "paced"
 
 
+#: Signals that end the server cleanly: sessions get SIGHUP, the socket is removed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+#: Signals whose default action would kill the server without any clean-up, and that mean
+#: nothing to it: noted in the log and otherwise ignored. A handler, not SIG_IGN, because an
+#: ignored signal would stay ignored in every program the server starts.
+IGNORED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in (
+        *("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGPWR", "SIGSTKFLT", "SIGIO"),
+    )
+    if hasattr(signal, name)
+) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
 def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))
@@ -63,6 +82,12 @@ class Server:
         self.registry = Registry()
         self.reaper = Reaper()
         self.connections: set[Connection] = set()
+        self.limits = ConnectionLimits(
+            handshake_timeout=_env_float("TMUXISH_HANDSHAKE_TIMEOUT", limits.HANDSHAKE_TIMEOUT),
+            frame_timeout=_env_float("TMUXISH_FRAME_TIMEOUT", limits.FRAME_TIMEOUT),
+            max_buffered=int(_env_float("TMUXISH_MAX_BUFFERED", limits.MAX_BUFFERED)),
+        )
+        self.max_connections = int(_env_float("TMUXISH_MAX_CLIENTS", listener.MAX_CONNECTIONS))
         self.handlers: dict[str, Handler] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopped: asyncio.Event | None = None
@@ -85,6 +110,7 @@ class Server:
         self.containers = ContainerManager(self)
         #: The link to the keeper that restarts us after a crash (None: no keeper runs us).
         self.keeper: KeeperLink | None = None
+        self.factory = SessionFactory(self)
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -112,8 +138,11 @@ class Server:
         path = self.socket_path
         if is_default_dir(path.parent):
             check_private_dir(path.parent)
+        # Only a socket is stale: -S may name a file the user cares about. (We hold the lock,
+        # so a socket found here belongs to no live server.)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -132,8 +161,11 @@ class Server:
         self.loop = loop
         self.stopped = asyncio.Event()
         self.reaper.start(loop)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.request_stop)
+        for number in IGNORED_SIGNALS:
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                loop.add_signal_handler(number, self._ignored_signal, number)
         self._warm_up()
         if self.keeper is not None:
             self.keeper.start(self)
@@ -141,7 +173,12 @@ class Server:
             from tmuxish.server import upgrade
 
             upgrade.restore(self, resume)
-        self._listener = Listener(sock, lambda fds, data: Connection(self, fds, data))
+        self._listener = Listener(
+            sock,
+            lambda fds, data: Connection(self, fds, data),
+            lambda: len(self.connections),
+            self.max_connections,
+        )
         self._listener.start(loop)
         log.info("server %d listening on %s (%s)", os.getpid(), self.socket_path, type(loop))
         await self.stopped.wait()
@@ -161,6 +198,13 @@ class Server:
         except Exception as exc:
             log.warning("screen model warm-up failed: %s", exc)
 
+    def _ignored_signal(self, number: int) -> None:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        log.info("%s received and ignored (TERM, HUP, INT or QUIT stop the server)", name)
+
     def request_stop(self) -> None:
         if self.stopped is not None:
             self.stopped.set()
@@ -173,7 +217,7 @@ class Server:
         # clients that connect meanwhile simply wait for it.
         if self._listener is not None:
             self._listener.pause()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             self.loop.remove_signal_handler(sig)
         for session in list(self.registry):
             session.suspend()
@@ -187,6 +231,7 @@ class Server:
             session.settle_screen()
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
+        self.limits.close()
         self.feeder.stop()
         self.reaper.stop()
         if self.keeper is not None:
@@ -195,7 +240,7 @@ class Server:
     async def _shutdown(self) -> None:
         log.info("server shutting down")
         if self.loop is not None:
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 self.loop.remove_signal_handler(sig)
         if self._listener is not None:
             self._listener.close()
@@ -212,6 +257,7 @@ class Server:
             session.close()
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
+        self.limits.close()
         self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
@@ -219,11 +265,20 @@ class Server:
 
 
 def _lock(socket_path: Path) -> int:
-    """One server per socket: a second one started by a racing client exits quietly."""
-    fd = os.open(str(socket_path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """One server per socket: a second one started by a racing client exits quietly.
+
+    O_NOFOLLOW: with -S in a shared directory, someone else could plant a symlink at the path.
+    """
+    fd = os.open(
+        str(socket_path) + ".lock",
+        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
+        0o600,
+    )
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{socket_path}.lock is not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BaseException:
         os.close(fd)
         raise
     return fd
@@ -234,11 +289,19 @@ def _setup_logging(socket_path: Path, foreground: bool) -> None:
     if foreground:
         handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.FileHandler(log_path(socket_path))
+        fd = open_server_log(log_path(socket_path))
+        stream = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(os.environ.get("TMUXISH_LOG_LEVEL", "INFO").upper())
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    return exc.strerror or str(exc)
 
 
 def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = None) -> int:
@@ -259,7 +322,15 @@ def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = Non
     except BlockingIOError:
         sys.stderr.write(f"tmuxish: a server is already running on {socket_path}\n")
         return 1
-    _setup_logging(socket_path, foreground)
+    except OSError as exc:
+        sys.stderr.write(f"tmuxish: cannot lock {socket_path}.lock: {_reason(exc)}\n")
+        return 1
+    try:
+        _setup_logging(socket_path, foreground)
+    except OSError as exc:
+        sys.stderr.write(f"tmuxish: cannot open {log_path(socket_path)}: {_reason(exc)}\n")
+        os.close(lock_fd)
+        return 1
     server = Server(socket_path)
     try:
         sock = server.bind()
@@ -309,7 +380,10 @@ def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:
     """The second half of an upgrade: this process was exec'd by the previous server."""
     from tmuxish.server import upgrade
 
-    _setup_logging(socket_path, foreground)
+    try:
+        _setup_logging(socket_path, foreground)
+    except OSError:
+        _setup_logging(socket_path, True)  # the sessions matter more than the log file
     state = upgrade.load_state(resume_fd)
     lock_fd = state["lock_fd"]
     os.set_inheritable(lock_fd, False)

@@ -6,15 +6,22 @@ A handler returns the reply value (or an awaitable of it) and raises TmuxishErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from tmuxish.errors import BadRequest, SessionNotFound, SessionRunning, TmuxishError
+from tmuxish.errors import (
+    BadRequest,
+    ExitCodeUnknown,
+    SessionNotFound,
+    SessionRunning,
+    TmuxishError,
+)
 from tmuxish.keys import DetachFilter
-from tmuxish.server import pty
+from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 from tmuxish.server.policy import validate_policy
 from tmuxish.server.session import ScreenModel, Session, clamp_size
 
@@ -61,21 +68,27 @@ def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
 
 
 def _signal_number(value: Any) -> int:
+    """A signal this system has, from a number or a name (``TERM``, ``SIGTERM``, ``15``)."""
     if value is None:
         return int(signal.SIGHUP)
+    number: int | None = None
     if type(value) is int:
-        return value
-    if isinstance(value, str):
-        name = value.upper()
-        if name.isdigit():
-            return int(name)
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            pass
-    raise BadRequest(f"unknown signal {value!r}")
+        number = value
+    elif isinstance(value, str):
+        name = value.strip().upper()
+        if name.isdigit() and len(name) < 10:
+            number = int(name)
+        elif name.isidentifier():
+            if not name.startswith("SIG"):
+                name = "SIG" + name
+            with contextlib.suppress(KeyError):
+                number = int(signal.Signals[name])
+    if number is None or number <= 0 or number not in _VALID_SIGNALS:
+        raise BadRequest(f"unknown signal {value!r}")
+    return number
+
+
+_VALID_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
 
 
 class Handlers:
@@ -111,46 +124,52 @@ class Handlers:
         ):
             raise BadRequest("env must map strings to strings")
         env = dict(env_arg) if args.get("replace_env") else {**os.environ, **env_arg}
-        sid = server.registry.next_id
-        env["TMUXISH"] = f"{server.socket_path},{sid}"
-        pid, fd = pty.spawn(command, cwd, env, cols, rows)
-        server.registry.allocate_id()
-        session = Session(
-            sid,
-            name,
-            command,
-            pid,
-            fd,
-            cols,
-            rows,
-            loop=conn_loop(server),
-            reaper=server.reaper,
-            policy=policy,
-            screen=make_screen(server, cols, rows),
-            on_exit=server.session_exited,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
-        )
-        log_path = _str_or_none(args, "log")
-        if log_path:
-            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
-
-            try:
-                log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
-                output_log = OutputLog(log_path, log_max)
-            except OSError as exc:
-                session.kill(signal.SIGHUP)
-                session.close()
-                raise BadRequest(f"cannot open log file {log_path}: {exc.strerror}") from exc
+        umask = _int(args, "umask", -1, 0, 0o777)
+        output_log = self._open_log(args)
+        conn_loop(server)
+        try:
+            session = server.factory.program(
+                command, name, cwd, env, cols, rows, policy, None if umask < 0 else umask
+            )
+        except BaseException:
+            if output_log is not None:
+                output_log.close()
+            raise
+        if output_log is not None:
             session.log_sink = output_log.write
             session.cleanup.append(output_log.close)
-            session.extra["log"] = log_path
+            session.extra["log"] = output_log.path
             # Kept with the path: a server upgrade reopens the log and needs the cap too.
             session.extra["log_max"] = output_log.max_bytes
         server.registry.add(session)
-        session.start()
-        log.info("session %d started: pid %d, %r", sid, pid, command)
+        try:
+            session.start()
+        except OSError as exc:
+            # The process watcher needs a descriptor too (pidfd).
+            log.warning("session %d not started: %s", session.id, exc)
+            with contextlib.suppress(TmuxishError, OSError):
+                session.kill(signal.SIGKILL)
+            session.close()
+            server.registry.remove(session)
+            if session.pid is not None:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(session.pid, 0)
+            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
+        # The id is taken only once the session runs: a refused request uses none up.
+        server.registry.allocate_id()
+        log.info("session %d started: pid %s, %r", session.id, session.pid, command)
         return session.info()
+
+    def _open_log(self, args: dict[str, Any]) -> OutputLog | None:
+        """The ``--log`` file, opened before anything starts: a refused one starts nothing."""
+        path = _str_or_none(args, "log")
+        if not path:
+            return None
+        log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+        try:
+            return OutputLog(path, log_max)
+        except OSError as exc:
+            raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
 
     def attach(
         self, conn: Connection, args: dict[str, Any]
@@ -180,7 +199,7 @@ class Handlers:
             )
         if not session.running:
             raise TmuxishError(
-                f"session {session.id} has exited with code {session.exit_code}; "
+                f"session {session.id} has exited ({session.exit_text}); "
                 f"'tmuxish rm {session.id}' removes it"
             )
         cols = _int(args, "cols", 0)
@@ -238,7 +257,7 @@ class Handlers:
         conn_loop(self.server).call_soon(self.server.request_stop)
         return True
 
-    def send(self, conn: Connection, args: dict[str, Any]) -> int:
+    def send(self, conn: Connection, args: dict[str, Any]) -> int | Awaitable[int]:
         session = self.server.registry.get(args.get("target"))
         data = args.get("data")
         if not isinstance(data, bytes):
@@ -249,7 +268,22 @@ class Handlers:
         if isinstance(app_data, bytes) and session.application_cursor_keys():
             data = app_data
         session.write_input(data)
-        return len(data)
+        room = session.input_room()
+        if room is None:
+            return len(data)
+        return self._sent_when_room(conn, room, len(data))
+
+    async def _sent_when_room(
+        self, conn: Connection, room: asyncio.Future[None], count: int
+    ) -> int:
+        """The program is behind on its input: the reply (and this connection's next request)
+        waits until it has caught up, so `send` slows down instead of input being dropped."""
+        conn.hold_reading(True)
+        try:
+            await room
+        finally:
+            conn.hold_reading(False)
+        return count
 
     def resize(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         session = self.server.registry.get(args.get("target"))
@@ -258,7 +292,13 @@ class Handlers:
 
     async def wait(self, conn: Connection, args: dict[str, Any]) -> int:
         session = self.server.registry.get(args.get("target"))
-        return await session.wait()
+        code = await session.wait()
+        if code is None:
+            raise ExitCodeUnknown(
+                f"session {session.id} has ended; its exit code is unknown "
+                "(its process is not the server's child)"
+            )
+        return code
 
     def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))

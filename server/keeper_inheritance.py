@@ -15,9 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
-from tmuxish.server import pty
+from tmuxish.server import pty, upgrade
 from tmuxish.server.screen_snapshots import screen_key
 from tmuxish.server.session import Session
 
@@ -28,7 +26,8 @@ log = logging.getLogger(__name__)
 
 #: ``<link fd>,<resume memfd>``, set by the keeper (and by a kept server before an upgrade).
 ENV_LINK = "TMUXISH_KEEPER_LINK"
-STATE_VERSION = 1
+#: Records and globals are in the upgrade state's format, so they carry its version.
+STATE_VERSION = upgrade.STATE_VERSION
 
 
 def pty_key(session: Session) -> str:
@@ -48,24 +47,13 @@ def console_key(cs: ConsoleSocket) -> str:
 
 
 def session_record(session: Session) -> dict[str, Any]:
-    """What a new server needs to carry on a session after a crash (upgrade.restore's format,
-    the PTY named by its keeper key instead of an fd number; no screen yet)."""
-    return {
-        "id": session.id,
-        "name": session.name,
-        "command": session.command,
-        "pid": session.pid,
-        "key": pty_key(session) if session.fd is not None else None,
-        "cols": session.cols,
-        "rows": session.rows,
-        "policy": session.policy,
-        "exit_code": session.exit_code,
-        "child_done": session.child_done,
-        "created": session.created.isoformat(),
-        "extra": session.extra,
-        "screen": b"",
-        "screen_was_on": session.screen is not None or session.screen_error != "unavailable",
-    }
+    """A session's record: its per-kind ``state()`` (server/factory.py, as an upgrade carries it)
+    without the screen, which screen snapshots carry apart, and with its PTY named by its keeper
+    key (``"key"``) instead of an fd index."""
+    item = session.state(0, with_screen=False)
+    item["fd"] = None
+    item["key"] = pty_key(session) if session.fd is not None else None
+    return item
 
 
 class Inheritance:
@@ -82,8 +70,8 @@ class Inheritance:
         }
         #: Programs that are the keeper's children (an earlier server started them).
         self.adopted: set[int] = set(info.get("adopted", []))
-        #: Console-socket listeners to listen on again, by key.
-        self.console_fds: dict[str, int] = {}
+        #: Keys of the console-socket listeners restored from the keeper's fds.
+        self.console_keys: set[str] = set()
         #: Sessions restored with no screen snapshot: their programs are asked to redraw.
         self.redraw: set[int] = set()
         #: Sessions whose screen came back from a snapshot the keeper still holds.
@@ -114,56 +102,80 @@ class Inheritance:
         return sock, lock_fd
 
     def resume_state(self, release: Callable[[str], object]) -> dict[str, Any] | None:
-        """The last snapshot with each held fd put back in its session, in the format
-        ``upgrade.restore`` takes; held fds nobody claims are closed and ``release``d."""
-        fds: dict[str, int] = dict(self.info.get("fds", {}))
+        """The last records with each held fd put back beside its session: the state
+        ``upgrade.restore`` takes (its ``fds`` are the held fds), as after an upgrade. Held fds
+        nobody claims are closed and ``release``d."""
+        held: dict[str, int] = dict(self.info.get("fds", {}))
         exits = self.exits
-        state = self._load_state(fds)
-        used = {key for key in fds if key.startswith("rec:")}
-        for key, held_fd in fds.items():
-            if key.startswith("console:"):
+        state = self._load_state(held)
+        used = {key for key in held if key.startswith("rec:")}
+        if state is None and any(key.startswith("console:") for key in held):
+            # No session yet, but a console socket to listen on again.
+            state = self._empty_state()
+        if state is None:
+            for key, unused in held.items():
+                if key not in used:
+                    log.warning("held %s is in no snapshot; closing it", key)
+                    os.close(unused)
+                    release(key)
+            return None
+        fds: list[int] = []
+        for item in state["sessions"]:
+            key = item.pop("key", None)
+            fd = held.get(key) if key is not None else None
+            item["fd"] = None
+            screen_fd = held.get(screen_key(item["id"]))
+            if screen_fd is not None:
+                # The keeper keeps holding it until a new snapshot replaces it.
+                used.add(screen_key(item["id"]))
+                item["screen"] = read_all(screen_fd)
+                os.close(screen_fd)
+                self.restored_screens.add(item["id"])
+            if item["pid"] is not None and not item["child_done"]:
+                self.adopted.add(item["pid"])
+            if fd is not None:
                 used.add(key)
-                self.console_fds[key] = held_fd
-        if state is not None:
-            for item in state["sessions"]:
-                key = item.pop("key", None)
-                fd = fds.get(key) if key is not None else None
-                item["fd"] = fd
-                screen_fd = fds.get(screen_key(item["id"]))
-                if screen_fd is not None:
-                    # The keeper keeps holding it until a new snapshot replaces it.
-                    used.add(screen_key(item["id"]))
-                    item["screen"] = read_all(screen_fd)
-                    os.close(screen_fd)
-                    self.restored_screens.add(item["id"])
-                if item["pid"] is not None and not item["child_done"]:
-                    self.adopted.add(item["pid"])
-                if fd is not None:
-                    used.add(key)
-                    with contextlib.suppress(OSError):
-                        item["cols"], item["rows"] = pty.get_size(fd)
-                    if not item["screen"]:
-                        self.redraw.add(item["id"])
-                elif item["exit_code"] is None:
-                    # Its PTY was never held (a crash right after `new`): the program lost its
-                    # terminal; report what the keeper knows.
-                    item["exit_code"] = exits.get(item["pid"], 129)
-                    item["child_done"] = True
-        for key, fd in fds.items():
+                item["fd"] = len(fds)
+                fds.append(fd)
+                with contextlib.suppress(OSError):
+                    item["cols"], item["rows"] = pty.get_size(fd)
+                if not item["screen"]:
+                    self.redraw.add(item["id"])
+            elif not item.get("ended", item["exit_code"] is not None):
+                # Its PTY was never held (a crash right after `new`): the program lost its
+                # terminal; report what the keeper knows (a console session has no code).
+                item["exit_code"] = (
+                    exits.get(item["pid"], 129) if item["pid"] is not None else None
+                )
+                item["ended"] = True
+                item["child_done"] = True
+        for key, held_fd in held.items():
+            if key.startswith("console:") and key not in used:
+                used.add(key)
+                self.console_keys.add(key)
+                state["listeners"].append({**json.loads(key[len("console:"):]), "fd": len(fds)})
+                fds.append(held_fd)
+        state["fds"] = fds
+        for key, unused in held.items():
             if key not in used:
                 log.warning("held %s is in no snapshot; closing it", key)
-                os.close(fd)
+                os.close(unused)
                 release(key)
         return state
 
+    def _empty_state(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "next_id": 1, "generation": self.generation,
+                "sessions": [], "listeners": []}
+
     def _load_state(self, fds: dict[str, int]) -> dict[str, Any] | None:
         """The globals (``S``) and every held record, as one state; None if there is none."""
-        state: dict[str, Any] = {"version": STATE_VERSION, "next_id": 1, "sessions": []}
+        state = self._empty_state()
         found = False
         state_fd = self.info.get("state_fd")
         if state_fd is not None:
             try:
-                state.update(msgpack.unpackb(read_all(state_fd), raw=False))
+                state.update(upgrade.unpack(read_all(state_fd)))
+                state["generation"] = self.generation
                 found = True
             except Exception as exc:
                 log.error("the last state snapshot is unreadable: %s", exc)
@@ -173,7 +185,7 @@ class Inheritance:
             if not key.startswith("rec:"):
                 continue
             try:
-                state["sessions"].append(msgpack.unpackb(read_all(fd), raw=False))
+                state["sessions"].append(upgrade.unpack(read_all(fd)))
                 found = True
             except Exception as exc:
                 log.error("record %s is unreadable: %s", key, exc)

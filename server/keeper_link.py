@@ -7,7 +7,8 @@ replaced when it changes, so an update costs one record whatever the number of s
 a record always says a program has exited before its PTY is released. ``S`` carries the rest
 (next id, generation); ``screen:<id>`` memfds carry screen snapshots. After a crash the keeper
 starts a new server with all of them: server/keeper_inheritance.py turns them back into the state
-``upgrade.restore`` takes, so a crash and an upgrade rebuild sessions through one path. Exit
+``upgrade.restore`` takes (the records are the sessions' per-kind ``state()``), so a crash and an
+upgrade rebuild sessions through one path. Exit
 codes of programs that are the keeper's children (started by an earlier server) arrive as ``X``
 messages and go to the Reaper.
 """
@@ -25,8 +26,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
+from tmuxish.server import upgrade
 from tmuxish.server.keeper_inheritance import (
     ENV_LINK,
     STATE_VERSION,
@@ -97,6 +97,8 @@ class KeeperLink:
         """After a crash: the state to restore (``upgrade.restore``'s format), or None."""
         inh = self.inheritance
         state = inh.resume_state(lambda key: self._send(f"R{key}".encode()))
+        # upgrade.restore listens on them again; the keeper already holds them.
+        self._consoles.update(inh.console_keys)
         for sid in inh.restored_screens:
             self._held.add(screen_key(sid))
             self.screens.restored(sid)
@@ -144,8 +146,6 @@ class KeeperLink:
                 return result
 
             server.handlers["console-socket"] = console_socket_held
-        if inh.console_fds:
-            server.loop.call_soon(self._adopt_consoles)
         self._check_timer = server.loop.call_later(CHECK_INTERVAL, self._check)
         self._screen_timer = server.loop.call_later(INTERVAL, self._screen_round)
         if inh.redraw:
@@ -160,22 +160,6 @@ class KeeperLink:
             if session.id in self.inheritance.redraw and session.running and session.fd is not None:
                 session._force_redraw()  # session.py is not ours to change here
         self.inheritance.redraw.clear()
-
-    def _adopt_consoles(self) -> None:
-        """After a crash: listen again on the console sockets the keeper kept open (a runtime
-        that connected meanwhile waits in the backlog)."""
-        assert self._server is not None
-        fds, self.inheritance.console_fds = self.inheritance.console_fds, {}
-        for key, fd in fds.items():
-            try:
-                cs = self._server.containers.adopt_console_socket(fd, **json.loads(key[8:]))
-            except Exception as exc:
-                log.warning("console socket %s not adopted: %s", key[8:], exc)
-                os.close(fd)
-                self._send(f"R{key}".encode())
-                continue
-            self._consoles.add(key)
-            log.info("console socket %s: listening again", cs.path)
 
     def _sync_consoles(self, server: Server) -> None:
         current = {
@@ -266,7 +250,7 @@ class KeeperLink:
 
     def send_record(self, session: Session) -> None:
         key = rec_key(session.id)
-        if self._send_memfd(key, msgpack.packb(session_record(session), use_bin_type=True)):
+        if self._send_memfd(key, upgrade.pack(session_record(session))):
             self._held.add(key)
             self._recorded[session.id] = _fingerprint(session)
 
@@ -278,7 +262,7 @@ class KeeperLink:
         if now == self._globals:
             return
         state = {"version": STATE_VERSION, "next_id": now[0], "generation": now[1]}
-        if self._send_memfd(None, msgpack.packb(state, use_bin_type=True)):
+        if self._send_memfd(None, upgrade.pack(state)):
             self._globals = now
 
     def _send_memfd(self, key: str | None, data: bytes, name: str = "tmuxish-state") -> bool:

@@ -3,19 +3,20 @@
 A local `attach` passes its terminal with its HELLO (SCM_RIGHTS), which asyncio transports would
 silently drop, so the first message is read here with recvmsg; the connection then continues as
 an ordinary transport (connect_accepted_socket works under asyncio and uvloop) and the bytes
-already read are handed to the protocol first.
+already read are handed to the protocol first. Accepting itself, with its bounds and its back-off
+when the process is out of descriptors, is :class:`tmuxish.server.acceptor.Acceptor`.
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import Callable
 
+from tmuxish import protocol
+from tmuxish.server.acceptor import Acceptor, Received, close_fds, recv_with_fds
 from tmuxish.server.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -24,103 +25,105 @@ FIRST_READ = 65536
 MAX_FDS = 2
 #: How long a client may take to send its first bytes before it is dropped.
 FIRST_MESSAGE_TIMEOUT = 10.0
+#: Accepted connections that have not sent anything yet.
+MAX_PENDING = 128
+#: Connections past their first message (clients, attached or not). Each costs a descriptor
+#: and some memory; a runaway script opening connections in a loop meets this, not the fd limit.
+MAX_CONNECTIONS = 1000
 
 
-def recv_with_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One recvmsg; keeps at most MAX_FDS descriptors (close-on-exec), closes the rest."""
-    fds = array.array("i")
-    data, ancdata, flags, _ = sock.recvmsg(
-        FIRST_READ, socket.CMSG_SPACE(MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC
-    )
-    received: list[int] = []
-    for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % fds.itemsize
-            fds.frombytes(payload[:usable])
-    received = list(fds)
-    if flags & socket.MSG_CTRUNC or len(received) > MAX_FDS:
-        for fd in received[MAX_FDS:]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        received = received[:MAX_FDS]
-    return data, received
+def _first_message(conn: socket.socket) -> Received:
+    received = recv_with_fds(conn, FIRST_READ, MAX_FDS)
+    if not received.data:
+        close_fds(received.fds)
+        raise EOFError
+    return received
 
 
 class Listener:
     def __init__(
-        self, sock: socket.socket, factory: Callable[[list[int], bytes], Connection]
+        self,
+        sock: socket.socket,
+        factory: Callable[[list[int], bytes], Connection],
+        active: Callable[[], int] = lambda: 0,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.sock = sock
         self._factory = factory
+        self._active = active
+        self.max_connections = max_connections
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: dict[socket.socket, asyncio.TimerHandle] = {}
+        self._acceptor = Acceptor(
+            sock,
+            _first_message,
+            self._deliver,
+            name="listener",
+            max_pending=MAX_PENDING,
+            timeout=FIRST_MESSAGE_TIMEOUT,
+            refuse=self._out_of_fds,
+        )
+        self._refused = 0
+
+    @property
+    def pending(self) -> int:
+        return self._acceptor.pending
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._on_accept)
+        self._acceptor.start(loop)
 
     def pause(self) -> None:
         """Stop accepting; new clients wait in the backlog (used across a server re-exec)."""
-        if self._loop is not None:
-            self._loop.remove_reader(self.sock.fileno())
-            for conn in list(self._pending):
-                self._drop(conn)
+        self._acceptor.pause()
 
     def close(self) -> None:
-        self.pause()
+        self._acceptor.close()
         self.sock.close()
 
-    def _on_accept(self) -> None:
+    def _deliver(self, conn: socket.socket, received: Received) -> None:
         assert self._loop is not None
-        for _ in range(64):
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("accept failed: %s", exc)
-                return
-            conn.setblocking(False)
-            self._pending[conn] = self._loop.call_later(FIRST_MESSAGE_TIMEOUT, self._drop, conn)
-            self._loop.add_reader(conn.fileno(), self._on_first, conn)
+        fds = received.fds
+        if received.truncated or len(fds) > MAX_FDS:
+            close_fds(fds[MAX_FDS:])
+            fds = fds[:MAX_FDS]
+        if self._active() >= self.max_connections:
+            self._refuse(conn, fds)
+            return
+        self._loop.create_task(self._hand_over(conn, received.data, fds))
 
-    def _drop(self, conn: socket.socket) -> None:
-        timer = self._pending.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
-        if self._loop is not None:
-            self._loop.remove_reader(conn.fileno())
+    def _out_of_fds(self, conn: socket.socket, received: Received) -> None:
+        close_fds(received.fds)
+        text = (
+            "the server is out of file descriptors (too many open files); "
+            "end some sessions or raise its limit (ulimit -n)"
+        )
+        with contextlib.suppress(OSError):
+            conn.send(protocol.error(None, "error", text))
+
+    def _refuse(self, conn: socket.socket, fds: list[int]) -> None:
+        """Over the cap. Refused after the first read, not at accept: closing a unix socket with
+        unread data makes the peer's next read fail with ECONNRESET instead of showing this."""
+        self._refused += 1
+        if self._refused == 1 or self._refused % 1000 == 0:
+            log.warning(
+                "refused a connection: %d clients connected (%d refused so far)",
+                self._active(),
+                self._refused,
+            )
+        text = f"the server has too many connections ({self.max_connections}); try again later"
+        with contextlib.suppress(OSError):
+            conn.send(protocol.error(None, "error", text))  # before HELLO, as a refusal is
+        close_fds(fds)
         conn.close()
-
-    def _on_first(self, conn: socket.socket) -> None:
-        assert self._loop is not None
-        try:
-            data, fds = recv_with_fds(conn)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(conn)
-            return
-        timer = self._pending.pop(conn)
-        timer.cancel()
-        self._loop.remove_reader(conn.fileno())
-        if not data:
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            return
-        self._loop.create_task(self._hand_over(conn, data, fds))
 
     async def _hand_over(self, conn: socket.socket, data: bytes, fds: list[int]) -> None:
         assert self._loop is not None
         # The bytes already read must reach the protocol before anything the transport reads,
         # so the connection feeds them to itself in connection_made.
-        protocol = self._factory(fds, data)
+        protocol_ = self._factory(fds, data)
         try:
-            await self._loop.connect_accepted_socket(lambda: protocol, conn)
+            await self._loop.connect_accepted_socket(lambda: protocol_, conn)
         except OSError as exc:
             log.warning("could not set up a connection: %s", exc)
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            close_fds(fds)
             conn.close()

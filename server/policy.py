@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-POLICIES: Final = ("latest", "smallest", "largest")
+from tmuxish.protocol import WINDOW_SIZES
+
+POLICIES: Final = WINDOW_SIZES
 
 
-# A NamedTuple, not a dataclass: the client imports this module (via tmuxish.config, for
-# POLICIES) before its first screen, and the dataclasses import costs ~8 ms.
+# A NamedTuple, not a dataclass: the dataclasses import costs ~8 ms.
 class ClientSize(NamedTuple):
     cols: int
     rows: int

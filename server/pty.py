@@ -10,7 +10,7 @@ import signal
 import struct
 import termios
 
-from tmuxish.errors import BadRequest, ProgramNotFound
+from tmuxish.errors import BadRequest, ProgramNotFound, TmuxishError
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -28,12 +28,19 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTER
 
 
 def spawn(
-    argv: list[str], cwd: str | None, env: dict[str, str], cols: int, rows: int
+    argv: list[str],
+    cwd: str | None,
+    env: dict[str, str],
+    cols: int,
+    rows: int,
+    umask: int | None = None,
 ) -> tuple[int, int]:
     """Start ``argv`` on a new PTY of ``cols`` x ``rows``; return (pid, non-blocking master fd).
 
-    The caller owns the master and must reap the pid. Errors a user can fix (missing program,
-    bad directory) raise TmuxishError subclasses with one-line messages.
+    ``umask`` is the program's (the client's, so files it creates get the modes the user
+    expects); None leaves the server's. The caller owns the master and must reap the pid.
+    Errors a user can fix (missing program, bad directory, too many open files) raise
+    TmuxishError subclasses with one-line messages.
     """
     if not argv:
         raise BadRequest("no command given")
@@ -44,10 +51,16 @@ def spawn(
         raise ProgramNotFound(f"program not found: {program}")
     path = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
     assert path is not None
-    master, slave = os.openpty()
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        raise TmuxishError(f"cannot open a terminal: {exc.strerror or exc}") from exc
     try:
         set_size(master, cols, rows)
-        pid = _spawn_on(path, argv, env, cwd, os.ttyname(slave), program)
+        pid = _spawn_on(path, argv, env, cwd, os.ttyname(slave), program, umask)
+    except OSError as exc:
+        os.close(master)
+        raise TmuxishError(f"cannot set up a terminal: {exc.strerror or exc}") from exc
     except BaseException:
         os.close(master)
         raise
@@ -58,7 +71,13 @@ def spawn(
 
 
 def _spawn_on(
-    path: str, argv: list[str], env: dict[str, str], cwd: str | None, tty: str, program: str
+    path: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    tty: str,
+    program: str,
+    umask: int | None,
 ) -> int:
     """posix_spawn (vfork + exec) rather than fork: forking the whole server for every session
     cost ~11 ms, this ~4 ms. setsid happens before the file actions, so opening the slave by
@@ -70,7 +89,9 @@ def _spawn_on(
     ]
     # posix_spawn has no cwd argument in 3.11; the server's own cwd does not matter to it and
     # nothing else in the process depends on it, so switch around the call.
+    # The umask likewise: the server creates no files between the two calls.
     previous = os.getcwd() if cwd else None
+    old_umask = os.umask(umask) if umask is not None else None
     try:
         if cwd:
             os.chdir(cwd)
@@ -90,6 +111,8 @@ def _spawn_on(
     except OSError as exc:
         raise BadRequest(f"cannot start {program}: {exc.strerror or exc}") from exc
     finally:
+        if old_umask is not None:
+            os.umask(old_umask)
         if previous is not None:
             with contextlib.suppress(OSError):
                 os.chdir(previous)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tmuxish import protocol
-from tmuxish.errors import SessionExited
+from tmuxish.errors import SessionExited, SessionNotFound
 from tmuxish.server import pty
 from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
 from tmuxish.server.pacing import PacedScreen
@@ -24,8 +24,11 @@ from tmuxish.server.reaper import Reaper
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-#: Input typed or pasted faster than the program reads is queued up to this bound.
-MAX_INPUT_QUEUE = 4 * 1024 * 1024
+#: Input typed or pasted faster than the program reads waits here. Above HIGH the session's input
+#: sources pause (a direct terminal is not read, a relaying client's socket is not read, `send` is
+#: not answered) until the queue is below LOW: input is never dropped, as in a terminal.
+INPUT_HIGH = 1024 * 1024
+INPUT_LOW = 256 * 1024
 #: After the program exits, how long to wait for the PTY to report EOF (output still in flight).
 EXIT_GRACE = 0.5
 #: The largest window a client can give a session, in cells. The screen model costs ~8 bytes a
@@ -58,7 +61,9 @@ class Attachment(Protocol):
 
     def send_output(self, header: bytes, data: bytes) -> None: ...
     def send_frame(self, frame: bytes) -> None: ...
-    def session_exited(self, code: int) -> None: ...
+    def session_exited(self, code: int | None) -> None: ...
+    def pause_input(self) -> None: ...
+    def resume_input(self) -> None: ...
 
 
 class ScreenModel(Protocol):
@@ -76,6 +81,11 @@ class ScreenModel(Protocol):
 
 
 class Session:
+    """A program we spawned on a new PTY (the "program" kind; see server/factory.py)."""
+
+    #: Names the class in saved state (server upgrade); subclasses are the other kinds.
+    kind = "program"
+
     def __init__(
         self,
         sid: int,
@@ -116,7 +126,10 @@ class Session:
         self.extra = extra or {}
         self.created = datetime.now(UTC)
         self.last_used = time.monotonic()
+        #: The program's exit code; None while running, and also after the end when it is not
+        #: known (a console session's process is not ours).
         self.exit_code: int | None = None
+        self.ended = False
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
         #: Called once when the PTY is released (log files, container clean-up).
@@ -130,7 +143,10 @@ class Session:
         self._exit_timer: asyncio.TimerHandle | None = None
         self._input = bytearray()
         self._writing = False
-        self._waiters: list[asyncio.Future[int]] = []
+        #: The input queue went over INPUT_HIGH: sources are paused, `send` replies wait.
+        self._input_full = False
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[int | None]] = []
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
@@ -144,11 +160,16 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self.exit_code is None
+        return not self.ended
 
     @property
     def status(self) -> str:
         return "running" if self.running else "exited"
+
+    @property
+    def exit_text(self) -> str:
+        """How the end is told to users: "code 3", or "exit code unknown"."""
+        return "exit code unknown" if self.exit_code is None else f"code {self.exit_code}"
 
     def info(self) -> dict[str, Any]:
         return {
@@ -170,7 +191,8 @@ class Session:
 
     def child_exited(self, pid: int, code: int | None) -> None:
         self.child_done = True
-        self.exit_code = code if code is not None else 0
+        self.ended = True
+        self.exit_code = code
         if self._pty_eof or self.fd is None:
             self._finish()
         else:
@@ -185,8 +207,8 @@ class Session:
         if self.fd is not None:
             self._drain_now()
             self._close_fd()
-        code = self.exit_code if self.exit_code is not None else 0
-        self.exit_code = code
+        self.ended = True
+        code = self.exit_code
         for client in list(self.clients):
             client.session_exited(code)
         self.clients.clear()
@@ -206,6 +228,9 @@ class Session:
             self._writing = False
         os.close(self.fd)
         self.fd = None
+        self._input.clear()
+        if self._input_full:
+            self._input_room()  # no program left to wait for
         for func in self.cleanup:
             try:
                 func()
@@ -223,10 +248,18 @@ class Session:
         self._close_fd()
         if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
+        # Removed (rm -f, shutdown) before it finished: nobody will learn its code now.
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    SessionNotFound(f"session {self.id} was removed before it exited")
+                )
+        self._waiters.clear()
 
-    def wait(self) -> asyncio.Future[int]:
-        fut: asyncio.Future[int] = self._loop.create_future()
-        if self.exit_code is not None and self.fd is None:
+    def wait(self) -> asyncio.Future[int | None]:
+        """The exit code once the session has ended (None if it is not known)."""
+        fut: asyncio.Future[int | None] = self._loop.create_future()
+        if self.ended and self.fd is None:
             fut.set_result(self.exit_code)
         else:
             self._waiters.append(fut)
@@ -236,8 +269,10 @@ class Session:
         if not self.running:
             raise SessionExited(f"session {self.id} has already exited")
         if self.pid is None:
-            # A console-socket session without a known pid: hang up the terminal instead.
-            self._close_fd()
+            # A console-socket session without a known pid: hang up the terminal instead, and
+            # end the session now (nothing else will: the PTY we read is gone).
+            self.child_done = True
+            self._finish()
             return
         try:
             os.killpg(os.getpgid(self.pid), sig)
@@ -246,6 +281,34 @@ class Session:
         except PermissionError:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
+
+    def state(self, history_lines: int, with_screen: bool = True) -> dict[str, Any]:
+        """What rebuilds this session in another process (msgpack-able). The PTY master is not
+        in it: whoever restores passes the fd to use (server/factory.py). Without
+        ``with_screen`` the screen is left empty (the keeper's records carry it apart)."""
+        screen = b""
+        if with_screen and self.screen is not None and self.fd is not None:
+            try:
+                screen = self.screen.history(history_lines) + self.screen.repaint()
+            except Exception as exc:
+                log.warning("session %d: screen not carried over: %s", self.id, exc)
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "command": self.command,
+            "pid": self.pid,
+            "cols": self.cols,
+            "rows": self.rows,
+            "policy": self.policy,
+            "exit_code": self.exit_code,
+            "ended": self.ended,
+            "child_done": self.child_done,
+            "created": self.created.isoformat(),
+            "extra": self.extra,
+            "screen": screen,
+            "screen_was_on": self.screen is not None,
+        }
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -498,25 +561,38 @@ class Session:
     # -- input -----------------------------------------------------------------------------------
 
     def write_input(self, data: bytes) -> None:
+        """Queue ``data`` for the program; never drops it. Callers that can wait ask
+        ``input_room()`` afterwards; attached clients are paused and resumed by the session."""
         if self.fd is None or not data:
             return
         if self._input:
-            if len(self._input) + len(data) > MAX_INPUT_QUEUE:
-                log.warning("session %d: input queue full, dropping %d bytes", self.id, len(data))
-                return
             self._input += data
-            return
-        try:
-            n = os.write(self.fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            log.info("session %d: write failed: %s", self.id, exc)
-            return
-        if n < len(data):
-            self._input += data[n:]
+        else:
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                log.info("session %d: write failed: %s", self.id, exc)
+                return
+            if n == len(data):
+                return
+            self._input += memoryview(data)[n:]
             self._loop.add_writer(self.fd, self._on_writable)
             self._writing = True
+        if not self._input_full and len(self._input) > INPUT_HIGH:
+            self._input_full = True
+            for client in self.clients:
+                client.pause_input()
+
+    def input_room(self) -> asyncio.Future[None] | None:
+        """None if more input may come now, else a future done once the queue has drained below
+        INPUT_LOW (or the session has ended)."""
+        if not self._input_full:
+            return None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._room_waiters.append(waiter)
+        return waiter
 
     def _on_writable(self) -> None:
         assert self.fd is not None
@@ -530,6 +606,18 @@ class Session:
         if not self._input:
             self._loop.remove_writer(self.fd)
             self._writing = False
+        if self._input_full and len(self._input) < INPUT_LOW:
+            self._input_room()
+
+    def _input_room(self) -> None:
+        """The queue drained (or the session ended): resume the paused input sources."""
+        self._input_full = False
+        for client in self.clients:
+            client.resume_input()
+        waiters, self._room_waiters = self._room_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- clients and size ------------------------------------------------------------------------
 
@@ -540,9 +628,11 @@ class Session:
         continues exactly where the repaint ends.
         """
         if self.fd is None:
-            raise SessionExited(f"session {self.id} has exited (code {self.exit_code})")
+            raise SessionExited(f"session {self.id} has exited ({self.exit_text})")
         self.last_used = time.monotonic()
         self.clients.append(client)
+        if self._input_full:
+            client.pause_input()
         self.apply_size()
         initial = b""
         if self.screen is not None:
@@ -570,6 +660,8 @@ class Session:
     def detach(self, client: Attachment) -> None:
         if client in self.clients:
             self.clients.remove(client)
+            if self._input_full:
+                client.resume_input()
             self.last_used = time.monotonic()
             self.apply_size()
             self.client_behind_changed()

@@ -15,11 +15,11 @@ import logging
 import os
 from collections.abc import Callable
 
+from tmuxish.keyreader import KeyReader
 from tmuxish.keys import DetachFilter
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 65536
 #: Output queued for a terminal that cannot keep up; above HIGH the client counts as behind.
 HIGH = 1024 * 1024
 LOW = 256 * 1024
@@ -41,18 +41,16 @@ class DirectTerminal:
     ) -> None:
         self.fd = fd
         self._loop = loop
-        self._filter = detach_filter
-        self._on_input = on_input
-        self._on_detach = on_detach
         self._on_gone = on_gone
         self._on_behind = on_behind
         self._out = bytearray()
         self._writing = False
-        self._timer: asyncio.TimerHandle | None = None
         self.behind = False
         self.closed = False
         os.set_blocking(fd, False)
-        loop.add_reader(fd, self._on_readable)
+        self.keys = KeyReader(
+            fd, loop, detach_filter, on_input=on_input, on_detach=on_detach, on_gone=on_gone
+        )
 
     @property
     def buffered(self) -> int:
@@ -60,38 +58,14 @@ class DirectTerminal:
 
     # -- input -----------------------------------------------------------------------------------
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._on_gone()
-            return
-        passthrough, detached = self._filter.feed(data, self._loop.time())
-        if passthrough:
-            self._on_input(passthrough)
-        if detached:
-            self._on_detach()
-            return
-        self._arm_timer()
+    def pause_input(self) -> None:
+        """The program is not reading: stop reading the user's terminal, as a terminal would."""
+        if not self.closed:
+            self.keys.pause()
 
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self._filter.deadline()
-        if deadline is not None and not self.closed:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        held = self._filter.expire(self._loop.time())
-        if held:
-            self._on_input(held)
-        self._arm_timer()
+    def resume_input(self) -> None:
+        if not self.closed:
+            self.keys.resume()
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -145,10 +119,7 @@ class DirectTerminal:
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._loop.remove_reader(self.fd)
+        self.keys.close()
         self._stop_writing()
         self._out.clear()
         if last:

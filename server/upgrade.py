@@ -6,6 +6,11 @@ listeners pass through the exec as inherited file descriptors; everything else (
 statuses, sizes, the screen contents) goes in a msgpack state blob in a memfd. The new process
 feeds each session's saved history and repaint into a fresh screen model, so a re-attach repaints
 as before. Attached clients are told, disconnected, and reconnect by themselves.
+
+:func:`capture` and :func:`restore` are the round trip itself, apart from exec: the state is a
+plain msgpack-able dict (each session's ``state()``, each console-socket listener's) that refers
+to fds by their index in a list, so a restorer in a fresh process (a crash-recovery keeper that
+kept the fds) passes the fds as it holds them.
 """
 
 from __future__ import annotations
@@ -13,50 +18,49 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-
-from tmuxish.server.session import Session
 
 if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
-#: Screen history carried over per session (lines above the visible screen).
-HISTORY_LINES = 5000
+STATE_VERSION = 2
 
 
-def _session_state(session: Session, keep: list[int]) -> dict[str, Any]:
-    screen = b""
-    if session.screen is not None and session.fd is not None:
-        try:
-            screen = session.screen.history(HISTORY_LINES) + session.screen.repaint()
-        except Exception as exc:
-            log.warning("session %d: screen not carried over: %s", session.id, exc)
-    if session.fd is not None:
-        os.set_inheritable(session.fd, True)
-        keep.append(session.fd)
-    return {
-        "id": session.id,
-        "name": session.name,
-        "command": session.command,
-        "pid": session.pid,
-        "fd": session.fd,
-        "cols": session.cols,
-        "rows": session.rows,
-        "policy": session.policy,
-        "exit_code": session.exit_code,
-        "child_done": session.child_done,
-        "created": session.created.isoformat(),
-        "extra": session.extra,
-        "screen": screen,
-        "screen_was_on": session.screen is not None,
+def capture(server: Server) -> tuple[dict[str, Any], list[int]]:
+    """The server's state (msgpack-able) and the fds it refers to by index: each session's PTY
+    master and each console-socket listener. Call it with every session suspended."""
+    fds: list[int] = []
+    sessions = [server.factory.state(s, fds) for s in server.registry]
+    listeners = []
+    for cs in server.console_listeners:
+        fd = cs.fileno()
+        if fd < 0:
+            continue
+        listeners.append({**cs.state(), "fd": len(fds)})
+        fds.append(fd)
+    state = {
+        "version": STATE_VERSION,
+        "next_id": server.registry.next_id,
+        "generation": server.generation,
+        "sessions": sessions,
+        "listeners": listeners,
     }
+    return state, fds
+
+
+def pack(state: dict[str, Any]) -> bytes:
+    """A state (or one piece of it, such as a session's record for the keeper) as bytes."""
+    blob: bytes = msgpack.packb(state, use_bin_type=True)
+    return blob
+
+
+def unpack(blob: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = msgpack.unpackb(blob, raw=False)
+    return state
 
 
 def snapshot(server: Server, listen_fd: int, lock_fd: int) -> int:
@@ -64,34 +68,12 @@ def snapshot(server: Server, listen_fd: int, lock_fd: int) -> int:
 
     Returns the memfd, itself inheritable.
     """
-    keep = [listen_fd, lock_fd]
-    sessions = [_session_state(s, keep) for s in server.registry]
-    listeners = []
-    for listener in getattr(server, "console_listeners", []):
-        try:
-            fd = listener.fileno()
-        except Exception:
-            continue
-        if fd < 0:
-            continue
+    state, fds = capture(server)
+    # Across exec the numbers stay the same: the next process restores with these.
+    state.update({"listen_fd": listen_fd, "lock_fd": lock_fd, "fds": fds})
+    for fd in (listen_fd, lock_fd, *fds):
         os.set_inheritable(fd, True)
-        keep.append(fd)
-        listeners.append(
-            {"fd": fd, "path": listener.path, "persist": listener.persist,
-             "name": getattr(listener, "session_name", None)}
-        )
-    state = {
-        "version": STATE_VERSION,
-        "listen_fd": listen_fd,
-        "lock_fd": lock_fd,
-        "next_id": server.registry.next_id,
-        "generation": server.generation,
-        "sessions": sessions,
-        "listeners": listeners,
-    }
-    for fd in (listen_fd, lock_fd):
-        os.set_inheritable(fd, True)
-    blob = msgpack.packb(state, use_bin_type=True)
+    blob = pack(state)
     memfd = os.memfd_create("tmuxish-state", 0)
     os.write(memfd, blob)
     os.lseek(memfd, 0, os.SEEK_SET)
@@ -117,74 +99,62 @@ def load_state(memfd: int) -> dict[str, Any]:
             break
         chunks.append(chunk)
     os.close(memfd)
-    state: dict[str, Any] = msgpack.unpackb(b"".join(chunks), raw=False)
+    state = unpack(b"".join(chunks))
+    if state.get("version") == 1:
+        return _from_version_1(state)
     if state.get("version") != STATE_VERSION:
         raise RuntimeError(f"unknown upgrade state version {state.get('version')}")
     return state
 
 
-def restore(server: Server, state: dict[str, Any]) -> None:
-    """Rebuild sessions (inside the running loop) from ``state``."""
-    from tmuxish.server.handlers import make_screen
+def _from_version_1(state: dict[str, Any]) -> dict[str, Any]:
+    """The state a server from before session kinds wrote: fd numbers in place of fd indexes,
+    and the kind to be told from ``pid`` and ``extra``."""
+    fds: list[int] = []
+    for item in state["sessions"]:
+        extra = item.get("extra") or {}
+        if item.get("fd") is not None:
+            fds.append(item["fd"])
+            item["fd"] = len(fds) - 1
+        if item.get("pid") is None:
+            item["kind"] = "console"
+        elif "container_id" in extra and "runtime" in extra:
+            item["kind"] = "container"
+            item["container"] = {
+                "runtime": extra["runtime"],
+                "runtime_path": extra.get("runtime_path") or extra["runtime"],
+                "container_id": extra["container_id"],
+                "bundle": extra.get("bundle", ""),
+            }
+        else:
+            item["kind"] = "program"
+    for listener in state.get("listeners", []):
+        fds.append(listener["fd"])
+        listener["fd"] = len(fds) - 1
+    return {**state, "version": STATE_VERSION, "fds": fds}
 
+
+def restore(server: Server, state: dict[str, Any], fds: list[int] | None = None) -> None:
+    """Rebuild sessions and console-socket listeners (inside the running loop) from ``state``,
+    using ``fds[i]`` wherever the state refers to fd ``i`` (default: the numbers the previous
+    process saved, as after exec)."""
     assert server.loop is not None
+    if fds is None:
+        fds = list(state["fds"])
     server.registry.next_id = state["next_id"]
     for item in state["sessions"]:
-        fd = item["fd"]
-        if fd is not None:
-            os.set_inheritable(fd, False)
-            os.set_blocking(fd, False)
-        screen = None
-        if item["screen_was_on"] and fd is not None:
-            screen = make_screen(server, item["cols"], item["rows"])
-            if screen is not None and item["screen"]:
-                try:
-                    screen.feed(item["screen"])
-                    screen.take_responses()
-                except Exception as exc:
-                    log.warning("session %d: screen not restored: %s", item["id"], exc)
-        session = Session(
-            item["id"],
-            item["name"],
-            item["command"],
-            item["pid"],
-            fd if fd is not None else -1,
-            item["cols"],
-            item["rows"],
-            loop=server.loop,
-            reaper=server.reaper,
-            policy=item["policy"],
-            screen=screen,
-            on_exit=server.session_exited,
-            extra=item["extra"],
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
-        )
-        session.created = datetime.fromisoformat(item["created"])
-        session.last_used = time.monotonic()
-        if fd is None:
-            session.fd = None
-            session.exit_code = item["exit_code"]
-            server.registry.add(session)
-            continue
-        server.registry.add(session)
-        session.schedule_compact()  # the restored history is all in uncompressed pages
-        if item["child_done"]:
-            # The program had exited but its PTY was still draining when we re-executed.
-            session.exit_code = item["exit_code"]
-            session.start(watch=False)
-            session.child_exited(item["pid"] or 0, item["exit_code"])
-        else:
-            session.start()
-        reopen_log = item["extra"].get("log")
-        if reopen_log:
-            from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
-
-            try:
-                output_log = OutputLog(reopen_log, item["extra"].get("log_max", DEFAULT_MAX_BYTES))
-            except OSError as exc:
-                log.warning("session %d: log not reopened: %s", item["id"], exc)
-            else:
-                session.log_sink = output_log.write
-                session.cleanup.append(output_log.close)
-    log.info("resumed %d sessions after upgrade", len(state["sessions"]))
+        slot = item["fd"]
+        try:
+            server.factory.restore(item, fds[slot] if slot is not None else None)
+        except Exception:
+            log.exception("session %s not restored", item.get("id"))
+    for item in state["listeners"]:
+        try:
+            server.containers.restore_console_socket(item, fds[item["fd"]])
+        except Exception:
+            log.exception("console socket %s not restored", item.get("path"))
+    log.info(
+        "resumed %d sessions and %d console sockets after upgrade",
+        len(state["sessions"]),
+        len(state["listeners"]),
+    )

@@ -170,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("target")
     sk.add_argument("keys", nargs="+", metavar="KEY")
 
-    w = cmd("wait", "wait for a session's program to exit; exit with its code", "tmuxish wait 3")
+    w = cmd(
+        "wait",
+        "wait for a session's program to exit; exit with its code (125 if it is unknown, as "
+        "for console-socket sessions)",
+        "tmuxish wait 3",
+    )
     w.add_argument("target")
 
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
@@ -220,25 +225,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `tmuxish` alone, like `tmux` alone: attach, start a session, or choose one.
         args.command = "choose"
-    from tmuxish.client import commands
-
     try:
-        return commands.dispatch(args)
-    except TmuxishError as exc:
-        sys.stderr.write(f"tmuxish: {exc}\n")
-        return exc.exit_status
+        return dispatch(args)
+    except Exception as exc:
+        expected = isinstance(exc, (TmuxishError, BrokenPipeError))
+        if os.environ.get("TMUXISH_DEBUG") and not expected:
+            raise
+        return report(exc)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command: the server itself, or a client command.
+
+    Layers: ``tmuxish/`` is the shared core and imports neither ``tmuxish.client`` nor
+    ``tmuxish.server``; the client never imports the server and the server never imports the
+    client. Only the entry (this module, its fast path ``tmuxish.quick``, and the lazy public
+    API in ``tmuxish/__init__``) reaches into the sides, and only lazily, so ``ls`` does not pay
+    for the server. tests/unit/test_layers.py enforces this.
+    """
+    if args.command == "server" and args.action == "run":
+        return run_server(args)
+    from tmuxish.client import commands
+
+    return commands.dispatch(args)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """`tmuxish server`: run the server in this process (normally started on demand)."""
+    from tmuxish.errors import UsageError
+    from tmuxish.paths import ensure_private_dir, is_default_dir, resolve_socket
+    from tmuxish.server.daemon import run
+
+    if args.host:
+        raise UsageError("-H does not apply to `server`: the server runs on the host itself")
+    socket_path = resolve_socket(args.socket_path, args.socket_name)
+    if is_default_dir(socket_path.parent):
+        ensure_private_dir(socket_path.parent)
+    return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
+
+
+def report(exc: BaseException) -> int:
+    """Tell the user what went wrong, in one line; the exit status that goes with it."""
+    if isinstance(exc, TmuxishError):
+        sys.stderr.write(f"tmuxish: {exc}\n")
+        return exc.exit_status
+    if isinstance(exc, BrokenPipeError):
         return 1
-    except Exception as exc:
-        if os.environ.get("TMUXISH_DEBUG"):
-            raise
-        sys.stderr.write(
-            f"tmuxish: internal error: {type(exc).__name__}: {exc} "
-            "(set TMUXISH_DEBUG=1 for a traceback)\n"
-        )
-        return 1
+    sys.stderr.write(
+        f"tmuxish: internal error: {type(exc).__name__}: {exc} "
+        "(set TMUXISH_DEBUG=1 for a traceback)\n"
+    )
+    return 1
 
 
 def entry() -> None:

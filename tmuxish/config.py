@@ -71,10 +71,10 @@ def _parse_command(value: Any) -> list[str]:
 
 
 def _parse_policy(value: Any) -> str:
-    from tmuxish.server.policy import POLICIES
+    from tmuxish.protocol import WINDOW_SIZES
 
-    if value not in POLICIES:
-        raise ValueError(f"must be one of {', '.join(POLICIES)}")
+    if value not in WINDOW_SIZES:
+        raise ValueError(f"must be one of {', '.join(WINDOW_SIZES)}")
     return str(value)
 
 
@@ -151,6 +151,58 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(os.path.expanduser(base)) / "tmuxish" / "config.toml"
 
 
+#: A config file is a few lines; anything past this is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _read_config(path: Path) -> bytes | None:
+    """The file's bytes, or None if there is none. Opened non-blocking and checked to be a
+    regular file first: a FIFO would hang every command, a device could be endless."""
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: cannot read: not a regular file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: cannot read: larger than {MAX_CONFIG_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: cannot read: larger than {MAX_CONFIG_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _parse_toml(path: Path, data: bytes) -> dict[str, Any]:
+    import tomllib  # only when there is a file to parse: the import costs ~6 ms
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problem = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: invalid TOML: {problem}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+
+
 class Settings:
     """Effective values by option key, and where each came from (for `config --show`)."""
 
@@ -172,17 +224,9 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     env = os.environ if env is None else env
     path = config_path(env)
     file_values: dict[str, Any] = {}
-    if path.exists():
-        import tomllib  # only when there is a file to parse: the import costs ~6 ms
-
-        try:
-            with open(path, "rb") as f:
-                file_values = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
-            problem = " ".join(str(exc).split())
-            raise ConfigError(f"{path}: invalid TOML: {problem}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    data = _read_config(path)
+    if data is not None:
+        file_values = _parse_toml(path, data)
         for key in file_values:
             if key not in _BY_KEY:
                 raise ConfigError(f"{path}: {key}: {_unknown_key(key)}")

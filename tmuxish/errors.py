@@ -37,8 +37,20 @@ class ServerNotRunning(TmuxishError):
     code = "server-not-running"
 
 
+class StaleSocket(ServerNotRunning):
+    """The socket file is there but nobody listens: the server died without removing it."""
+
+    code = "stale-socket"
+
+
 class ServerGone(TmuxishError):
     code = "server-gone"
+
+
+class ServerUpgrading(ServerGone):
+    """The server is re-executing itself (`tmuxish server upgrade`): connect again."""
+
+    code = "server-upgrading"
 
 
 class PermissionDenied(TmuxishError):
@@ -55,6 +67,14 @@ class SessionExited(TmuxishError):
 
 class SessionRunning(TmuxishError):
     code = "session-running"
+
+
+class ExitCodeUnknown(TmuxishError):
+    """`wait` on a session that ended without a known exit code (a console-socket session:
+    the process on the other end of its terminal is not the server's child)."""
+
+    code = "exit-code-unknown"
+    exit_status = 125
 
 
 class ConfigError(TmuxishError):
@@ -83,11 +103,14 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
         BadRequest,
         ProgramNotFound,
         ServerNotRunning,
+        StaleSocket,
         ServerGone,
+        ServerUpgrading,
         PermissionDenied,
         VersionMismatch,
         SessionExited,
         SessionRunning,
+        ExitCodeUnknown,
         ConfigError,
         UsageError,
         RemoteError,

@@ -39,3 +39,40 @@ def resolve_socket(
 
 def log_path(socket_path: Path) -> Path:
     return socket_path.with_name(socket_path.name + ".log")
+
+
+def open_server_log(path: Path) -> int:
+    """``<socket>.log`` opened for appending: a regular file, never through a symlink (with -S
+    in a shared directory someone else could plant one), never blocking (nor a FIFO)."""
+    import errno
+    import os
+    import stat
+
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags | os.O_NOCTTY, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(exc.errno, "it is a symbolic link", str(path)) from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def current_umask() -> int:
+    """This process's umask, which `new` sends so files a session creates get the modes its
+    user expects. /proc says it without the set-and-restore race of os.umask."""
+    import os
+
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

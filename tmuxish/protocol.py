@@ -1,19 +1,54 @@
-"""The tmuxish wire protocol, version 1. Every byte between client and server passes through here.
+"""The tmuxish wire protocol, version 1. Every byte between client and server passes through here:
+this docstring is the whole wire vocabulary, and every frame is built by a function below (no
+module builds frames of its own).
 
 Transport: a Unix stream socket carrying a plain msgpack stream. Every message is a msgpack array
 whose first element is an integer message type. Terminal data is always msgpack ``bin``; text is
-``str``; maps that may grow use string keys.
+``str``; maps that may grow use string keys. Before it sends anything, a client checks with
+SO_PEERCRED that the listening server is its own uid's or root's.
 
 Handshake: both sides send ``[HELLO, version, info]`` first (``info`` is a map, e.g.
-``{"pid": 123, "software": "tmuxish 0.1.0"}``). A side that sees a different version replies
-``[ERROR, None, "version-mismatch", text]`` naming both versions and closes. The server may also
-refuse the connection with ``[ERROR, None, "permission-denied", text]`` before HELLO.
+``{"pid": 123, "software": "tmuxish 0.1.0"}``). A client that wants the server to drive its
+terminal itself (direct attach) sends exactly one file descriptor, its terminal, as SCM_RIGHTS
+ancillary data on the sendmsg() that carries its HELLO; no other message carries descriptors.
+A side that sees a different version replies ``[ERROR, None, "version-mismatch", text]`` naming
+both versions and closes. The server may also refuse the connection with
+``[ERROR, None, "permission-denied", text]`` before HELLO (another uid).
 
 Control (request/response, client to server)::
 
     [REQUEST, id, command, args]      command: str, args: map with str keys
     [REPLY,   id, result]             result: any msgpack value
-    [ERROR,   id | None, code, text]  code: a stable string, see tmuxish.errors
+    [ERROR,   id | None, code, text]  code: a stable string, see tmuxish.errors; id None: the
+                                      whole connection failed (every pending request with it)
+
+Requests (a TARGET is a session id, an all-digits string, or a name; None: the most recent).
+SESSION is the session map: ``id, name, command (list), pid (None for a console session),
+status ("running"|"exited"), exit_code, clients, cols, rows, created (ISO 8601), screen (bool),
+screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``::
+
+    new            command (list[str] | None: the server user's $SHELL), name, cwd, cols, rows,
+                   env (map), replace_env (bool: env is the whole environment), window_size
+                   (one of WINDOW_SIZES), log (path), log_max (bytes)      -> SESSION
+    attach         target, cols, rows (0: leave the size), readonly, history (lines),
+                   inside (the id the client runs in, refused), direct ({"keys": bin,
+                   "timeout": seconds}: drive the terminal passed with HELLO)
+                                   -> SESSION + initial (bin: repaint), reset (bin: see EVENT)
+    ls                                                                     -> [SESSION, ...]
+    get            target                                                  -> SESSION
+    kill           target, signal (name or number, default HUP)            -> SESSION
+    rm             target, force                                           -> SESSION
+    rename         target, name                                            -> SESSION
+    send           target, data (bin), app_data (bin: the same keys in application cursor
+                   mode, used when the program set it)                     -> bytes written
+    resize         target, cols, rows                                      -> SESSION
+    wait           target                                   -> exit code, once it has exited
+    capture        target, history (bool), escapes (bool: keep colours)    -> str
+    kill-server                                                            -> true
+    info                              -> {pid, version, sessions, generation}
+    upgrade                           -> {pid, version, sessions}; then the server re-executes
+    console-socket name, persist, cols, rows, window_size    -> {path, name, persist}
+    new-container  runtime, bundle, container_id, name, cols, rows, window_size -> SESSION
 
 Stream (one-way, after a successful ``attach`` request)::
 
@@ -22,8 +57,19 @@ Stream (one-way, after a successful ``attach`` request)::
     client -> server  [DETACH]                the user pressed the detach keys
     server -> client  [OUTPUT, data]          bytes the program wrote, unchanged
     server -> client  [EXITED, code]          the program exited; code is 128+N for signal N
-    server -> client  [DETACHED, reason]      the server ended the attachment (reason: str)
-    server -> client  [EVENT, name, data]     out-of-band notices (map), e.g. a resize
+    server -> client  [DETACHED, reason]      the server ended the attachment
+    server -> client  [EVENT, name, data]     out-of-band notices (map)
+
+Detach reasons (str): ``"detached"`` (the user asked: DETACH, or the detach keys on a direct
+attach), ``"terminal gone"`` (the terminal passed with HELLO hung up), ``"client too slow:
+..."`` and ``"client stopped reading for Ns"`` (the server dropped a client that fell behind),
+``"session ended; its exit code is unknown"`` (a console session ended: EXITED never carries an
+invented code).
+Events: ``"reset" {"data": bin}`` the bytes that undo the terminal modes the program turned on
+or ``"reset" {"written": true}`` on a direct attach: the server already wrote them to the
+terminal it drives and the client must not reset it again; ``"upgrade" {}`` the server
+is re-executing itself (``tmuxish server upgrade``) and closes every connection: clients
+connect again, attached ones re-attach, ``wait`` waits on. It may arrive on any connection.
 
 Message numbers are grouped (0-9 handshake/control, 10-29 stream) and a retired number is never
 reused. Limits: a single frame may not exceed ``MAX_FRAME`` bytes (``MAX_CLIENT_FRAME`` from a
@@ -58,6 +104,18 @@ DETACH: Final = 13
 EXITED: Final = 14
 DETACHED: Final = 15
 EVENT: Final = 16
+
+#: The values of a ``window_size`` argument: which client's size a shared session takes.
+WINDOW_SIZES: Final = ("latest", "smallest", "largest")
+
+#: EVENT names.
+RESET_EVENT: Final = "reset"
+UPGRADE_EVENT: Final = "upgrade"
+#: The DETACHED reason when the user detached (any other reason ends the client with status 1).
+DETACHED_BY_USER: Final = "detached"
+#: The program ended but its exit code is unknown (a console session): EXITED carries a code,
+#: so this ends the attachment instead of inventing one.
+DETACHED_EXIT_UNKNOWN: Final = "session ended; its exit code is unknown"
 
 KNOWN_TYPES: Final = frozenset(
     {HELLO, REQUEST, REPLY, ERROR, INPUT, OUTPUT, RESIZE, DETACH, EXITED, DETACHED, EVENT}
@@ -135,42 +193,109 @@ def resize(cols: int, rows: int) -> bytes:
     return encode([RESIZE, cols, rows])
 
 
+def detach() -> bytes:
+    return encode([DETACH])
+
+
+def exited(code: int) -> bytes:
+    return encode([EXITED, code])
+
+
+def detached(reason: str) -> bytes:
+    return encode([DETACHED, reason])
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    return encode([EVENT, name, data])
+
+
+def reset_event(data: bytes) -> bytes:
+    """The bytes that undo the program's terminal modes, for the client to write on detach."""
+    return event(RESET_EVENT, {"data": data})
+
+
+def reset_written_event() -> bytes:
+    """Direct attach: the server has already reset the terminal; the client must not again."""
+    return event(RESET_EVENT, {"written": True})
+
+
+def upgrade_event() -> bytes:
+    """The server is re-executing itself: connect again in a moment."""
+    return event(UPGRADE_EVENT, {})
+
+
+#: The unpacker's first buffer. msgpack's default is 1 MiB; it grows as a frame needs.
+READ_SIZE: Final = 4096
+#: After a frame that needed more than this, the emptied buffer is given back.
+SHRINK_ABOVE: Final = 256 * 1024
+
+
 class Decoder:
     """Incremental decoder: ``feed`` bytes as they arrive, then iterate complete messages.
 
     Memory is bounded by ``max_frame``: msgpack's own ``max_bin_len`` is only checked once the data
     has arrived, so the real bound is the unpacker's buffer size (it raises BufferFull early).
+    The buffer starts small and grows only as a frame needs; msgpack never shrinks it, so once a
+    large frame is done and nothing is left over, the unpacker is replaced. With
+    ``release_idle`` it is dropped whenever nothing is left over: an unpacker costs ~44 KiB
+    (its parse stack is part of the object), which a server holding many idle connections
+    should not pay for each; a new one for each read costs microseconds.
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._unpacker = msgpack.Unpacker(
+    def __init__(self, max_frame: int = MAX_FRAME, *, release_idle: bool = False) -> None:
+        self._max_frame = max_frame
+        self._release_idle = release_idle
+        self._unpacker: msgpack.Unpacker | None = None
+        #: Bytes fed to the current unpacker, and the offset just past its last complete
+        #: message (its tell() is not exact in the middle of a frame).
+        self._fed = 0
+        self._done = 0
+        self._peak = 0
+
+    def _new_unpacker(self) -> msgpack.Unpacker:
+        self._fed = self._done = self._peak = 0
+        return msgpack.Unpacker(
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_buffer_size=max_frame,
-            max_bin_len=max_frame,
-            max_str_len=max_frame,
+            read_size=min(READ_SIZE, self._max_frame),
+            max_buffer_size=self._max_frame,
+            max_bin_len=self._max_frame,
+            max_str_len=self._max_frame,
             max_array_len=MAX_ARRAY,
             max_map_len=MAX_MAP,
             max_ext_len=0,
         )
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished message held in the buffer (0 between messages)."""
+        return self._fed - self._done
+
     def feed(self, data: bytes) -> Iterator[Message]:
         """Feed ``data`` and yield every message it completes. Raises ProtocolError on garbage."""
+        unpacker = self._unpacker
+        if unpacker is None:
+            unpacker = self._unpacker = self._new_unpacker()
         try:
-            self._unpacker.feed(data)
+            unpacker.feed(data)
         except msgpack.BufferFull as exc:
             raise ProtocolError("frame too large") from exc
+        self._fed += len(data)
+        self._peak = max(self._peak, self._fed - self._done)
         while True:
             try:
-                obj = next(self._unpacker)
+                obj = next(unpacker)
             except StopIteration:
-                return
+                break
             except RecursionError as exc:
                 raise ProtocolError("message nested too deeply") from exc
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
                 raise ProtocolError(f"malformed message: {exc}") from exc
+            self._done = unpacker.tell()
             yield validate(obj)
+        if self._fed == self._done and (self._release_idle or self._peak > SHRINK_ABOVE):
+            self._unpacker = None
 
 
 def validate(obj: Any) -> Message:

@@ -4,9 +4,9 @@ Issue 6 asks these to cost at most 2.5x `python3 -c pass`. Through argparse, pat
 the Python API they cost ~4.7x in a clean venv (111 ms against 23.5, measured): the imports alone
 were ~85 ms. Here a plain command line is run with os, socket and msgpack only, through the same
 ``Connection`` the API uses. Anything out of the ordinary (an option, ``--help``, a remote host,
-no server, a socket directory to create or refuse, any error) is left to the full CLI, which
-then does the whole job and reports exactly as before: this path only ever takes the case where
-everything goes right, so it has no error messages of its own to keep in step.
+no server, a socket directory to create or refuse, any error before the request is written) is
+left to the full CLI, which then does the whole job. Errors after that are reported through the
+full CLI's own ``tmuxish.cli.report``, so the two paths have one wording.
 """
 
 from __future__ import annotations
@@ -78,7 +78,13 @@ def request(command: str, rest: list[str]) -> tuple[str, dict[str, Any]]:
 
 
 def run(argv: Sequence[str]) -> int | None:
-    """Run a plain everyday command; None: not one, or not plain sailing (use the full CLI)."""
+    """Run a plain everyday command; None: not one, or not plain sailing (use the full CLI).
+
+    Only a failure before the request is written falls back: after that the server may have
+    acted on it, and asking again would, say, type `send`'s keys twice. A server that accepts
+    the connection but does not answer is reported at once too: the full CLI would wait for it
+    just as long again.
+    """
     if os.environ.get("TMUXISH_HOST"):
         return None
     parsed = parse(argv)
@@ -86,7 +92,7 @@ def run(argv: Sequence[str]) -> int | None:
         return None
     socket_path, socket_name, command, rest = parsed
     from tmuxish.client.connection import Connection
-    from tmuxish.errors import TmuxishError
+    from tmuxish.errors import ServerGone, TmuxishError
     from tmuxish.sockets import is_default_dir, private_dir_problem, socket_location
 
     try:
@@ -95,10 +101,22 @@ def run(argv: Sequence[str]) -> int | None:
         if is_default_dir(directory) and private_dir_problem(directory):
             return None  # the full CLI creates it, or says why it will not use it
         name, args = request(command, rest)
-        with Connection.open(path) as conn:
-            result = conn.request(name, **args)
+        conn = Connection.open(path)
+    except ServerGone as exc:
+        if isinstance(exc.__cause__, TimeoutError):
+            return _report(exc)
+        return None
     except (TmuxishError, OSError):
         return None
+    with conn:
+        try:
+            req_id = conn.send_request(name, args)
+        except TmuxishError:
+            return None  # not all of it reached the server: it cannot have acted on it
+        try:
+            result = conn.reply(req_id)
+        except TmuxishError as exc:
+            return _report(exc)
     try:
         if command == "ls" and result:
             from tmuxish.client.listing import format_table
@@ -109,3 +127,9 @@ def run(argv: Sequence[str]) -> int | None:
     except BrokenPipeError:
         return 1  # `tmuxish ls | head -1`: as the full CLI does
     return 0
+
+
+def _report(exc: BaseException) -> int:
+    from tmuxish.cli import report
+
+    return report(exc)

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import Cli, detach, wait_for
+from helpers import Cli, detach, stop_server, wait_for
 
 if TYPE_CHECKING:
     from tests.containers.conftest import BundleFactory, Containers, Runtime
@@ -93,9 +94,18 @@ def test_console_socket_attach_resize_detach(
     again.expect_exact("30 100")
     detach(again)
 
-    # The container ends: the session sees the PTY's end (EIO); its exit status is unknown.
+    # The container ends: the session sees the PTY's end (EIO); its exit status is unknown,
+    # and is shown as such, never as a made-up code.
     runtime.run("kill", cid, "KILL")
     wait_for(lambda: named(cli, "web")["status"] == "exited", what="session to end")
+    assert named(cli, "web")["exit_code"] is None
+    assert "exited (?)" in cli.run("ls").stdout
+    waited = cli.run("wait", "web", check=False)
+    assert waited.returncode == 125
+    assert waited.stderr.strip().splitlines() == [
+        f"tmuxish: session {web['id']} has ended; its exit code is unknown "
+        "(its process is not the server's child)"
+    ]
 
 
 def test_persistent_console_socket_numbers_sessions(
@@ -155,6 +165,67 @@ def test_new_runtime_kill(
     assert cli.run("wait", "nine", check=False, timeout=20).returncode == 128 + 9
     assert cli.session(2)["exit_code"] == 137
     wait_for(lambda: runtime.state(ids[1]) is None, what="container nine deleted")
+
+
+def launched(directory: Path, count: int) -> bool:
+    return len(list(directory.glob("started.*"))) == count
+
+
+def gated_runtime(runtime: Runtime, directory: Path) -> Path:
+    """A runtime program whose ``run`` waits for ``directory/gate`` (after touching
+    ``directory/started.PID``), with its own container root so default ids cannot clash with
+    other servers' containers."""
+    wrapper = directory / "gated-runtime"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = run ]; then\n'
+        f'  : > "{directory}/started.$$"\n'
+        f'  while [ ! -e "{directory}/gate" ]; do sleep 0.05; done\n'
+        "fi\n"
+        f'exec {runtime.executable()} --root "{directory}/root" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_new_runtime_default_id_is_the_session_id(
+    runtime: Runtime, bundle_factory: BundleFactory, cli: Cli, tmp_path: Path
+) -> None:
+    """Two launches at once, and a plain session made while they run: each container is
+    ``tmuxish-<its session id>``, and none collides."""
+    bundle = bundle_factory(["sh"])
+    wrapper = gated_runtime(runtime, tmp_path)
+    argv = cli.argv("new", "--runtime", str(wrapper), "--bundle", str(bundle), "-d")
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(argv, env=cli.env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
+            wait_for(partial(launched, tmp_path, len(procs)), what="a launch to reach run")
+        prog = cli.new("sleep", "1000")
+        (tmp_path / "gate").touch()
+        outs = [p.communicate(timeout=30) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        made = [s for s in cli.sessions() if s.get("container_id")]
+        assert sorted(s["id"] for s in made) == [1, 2] and prog == 3
+        for s in made:
+            assert s["container_id"] == f"tmuxish-{s['id']}"
+            assert s["status"] == "running"
+    finally:
+        (tmp_path / "gate").touch()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=10)
+        stop_server(cli)  # deletes its containers
+        for n in range(1, 4):
+            subprocess.run([str(wrapper), "delete", "-f", f"tmuxish-{n}"], capture_output=True,
+                           timeout=30)
+    left = subprocess.run([str(wrapper), "list", "-q"], capture_output=True, text=True,
+                          timeout=30)
+    assert left.stdout.split() == []
 
 
 def test_new_runtime_attached(

@@ -283,3 +283,17 @@ def test_everyday_commands_stay_light(cli: Cli, line: list[str]) -> None:
     assert "tmuxish.quick" in imported
     heavy = {"argparse", "pathlib", "typing", "re", "dataclasses", "asyncio", "uvloop"}
     assert not heavy & imported, sorted(heavy & imported)
+
+
+@pytest.mark.parametrize("mode", ["relay", "direct"])
+def test_detach_resets_the_terminal_once(cli: Cli, mode: str) -> None:
+    """Direct attach: the server resets the terminal itself and tells the client it did; the
+    client must not read that as "unknown" and reset it again with its own defaults."""
+    cli.env["TMUXISH_ATTACH_MODE"] = mode
+    child = cli.spawn("new", "--", *shell(cli))
+    child.expect_exact(PROMPT)
+    child.send("\x10\x11")
+    child.expect_exact("[detached from session 1]")
+    # Bracketed paste off is in both the screen model's reset and the client's fallback.
+    assert child.before.count(b"\x1b[?2004l") == 1, child.before
+    child.expect(pexpect.EOF)

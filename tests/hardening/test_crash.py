@@ -38,9 +38,11 @@ def test_sigkill_leaves_no_stale_state(kit: Kit) -> None:
         term.expect(b"[", timeout=10)
         assert term.wait_exit() == 1
         wait_for(lambda p=program: not pid_alive(p), 10, "the orphaned program to end")
-        # `ls` sees the stale socket as "no sessions" without hanging or starting a server...
-        r = cli.run("ls", timeout=10)
+        # `ls` lists nothing and says the server is gone, without hanging or starting one...
+        r = cli.run("ls", timeout=10, check=False)
         assert r.stdout.strip() == "" and cli.server_pid() is None
+        assert r.returncode == 1, r
+        assert r.stderr.endswith("the server is gone, its socket is stale\n"), r.stderr
         # ...and the next command that needs one starts a fresh server in the same place.
         new_id = cli.new("true")
         assert new_id == 1, "a fresh server numbers from 1"

@@ -300,7 +300,9 @@ def test_an_attached_client_reconnects_after_a_crash(kept: Cli) -> None:
 def test_kill_server_is_not_mistaken_for_a_crash(kept: Cli) -> None:
     cli = kept
     child = cli.spawn("new", "--", "sleep", "100000")
-    wait_for(lambda: cli.session(2)["clients"] == 1, 10, "attached")
+    # Not cli.session(2): the session may not exist yet when the first `ls` runs.
+    wait_for(lambda: any(s["id"] == 2 and s["clients"] == 1 for s in cli.sessions()), 10,
+             "attached")
     started = time.monotonic()
     cli.run("kill-server")
     child.expect(pexpect.EOF, timeout=10)

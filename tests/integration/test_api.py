@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from helpers import Cli, wait_for
@@ -365,3 +366,67 @@ async def test_async_many_concurrent_new(cli: Cli) -> None:
         sessions = await asyncio.gather(*(c.new(["cat"], name=f"s{i}") for i in range(20)))
         assert sorted(s.id for s in sessions) == list(range(1, 21))
         assert len(await c.sessions()) == 20
+
+
+# -- across a server upgrade -----------------------------------------------------------------------
+
+
+def test_sync_wait_survives_a_server_upgrade(cli: Cli) -> None:
+    # Failed before: the upgrade notice on the connection ended wait with "unexpected stream data".
+    import threading
+
+    with SyncClient(cli.socket_path) as c:
+        s = c.new(["sh", "-c", "read x; exit 7"])
+        conn = c.connection()
+        sent = threading.Event()
+        send_request = conn.send_request
+
+        def noting(command: str, args: dict[str, object]) -> int:
+            try:
+                return send_request(command, args)
+            finally:
+                sent.set()
+
+        conn.send_request = noting  # type: ignore[method-assign]
+        result: list[object] = []
+        waiter = threading.Thread(target=lambda: result.append(_outcome(c.wait, s.id)))
+        waiter.start()
+        try:
+            assert sent.wait(10)
+            before = cli.server_pid()
+            assert "1 sessions kept" in cli.run("server", "upgrade").stdout
+            assert cli.server_pid() == before  # re-executed in place
+            cli.run("send", str(s.id), "go", "Enter")
+        finally:
+            waiter.join(20)
+        assert result == [7]
+
+
+async def test_async_wait_survives_a_server_upgrade(cli: Cli) -> None:
+    async with Client(cli.socket_path) as c:
+        s = await c.new(["sh", "-c", "read x; exit 7"])
+        waiter = asyncio.ensure_future(c.wait(s.id, timeout=30))
+        channel = c._channel
+        assert channel is not None
+        await asyncio.wait_for(_until(lambda: bool(channel._futures)), 10)
+        upgrade = await asyncio.create_subprocess_exec(
+            *cli.argv("server", "upgrade"), env=cli.env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await upgrade.communicate()
+        assert b"1 sessions kept" in out
+        await asyncio.wait_for(_until(lambda: channel.closed is not None), 10)
+        assert not waiter.done()
+        await c.send(s.id, ["go", "Enter"])  # on the new server's connection
+        assert await asyncio.wait_for(waiter, 20) == 7
+
+
+def _outcome(call: Any, *args: Any) -> object:
+    try:
+        return call(*args)
+    except Exception as exc:
+        return exc
+
+
+async def _until(condition: Any) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

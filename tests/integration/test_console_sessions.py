@@ -121,6 +121,17 @@ async def session_named(client: ProtoClient, name: str) -> dict[str, Any] | None
     return next((s for s in await sessions(client) if s["name"] == name), None)
 
 
+async def ended_unknown(client: ProtoClient) -> bool:
+    """Read an attached client's stream to its end: True if it was told the session ended
+    with an unknown exit code (never an EXITED with an invented code)."""
+    while True:
+        message = await client.recv()
+        assert message is not None, "the attached client was not told the session ended"
+        assert message[0] != protocol.EXITED, f"an exit code was invented: {message}"
+        if message[0] == protocol.DETACHED:
+            return bool(message[1] == protocol.DETACHED_EXIT_UNKNOWN)
+
+
 PAYLOADS = [
     pytest.param(b"/dev/ptmx", id="runc-old"),
     pytest.param(b"/dev/pts/ptmx", id="runc-new"),
@@ -165,17 +176,16 @@ async def test_master_becomes_a_session(
     os.write(slave, b"pong-2\r\n")
     await client.output_until(b"pong-2")
 
-    # The container's side closes: EIO on the master ends the session (exit status unknown: 0).
+    # The container's side closes: EIO on the master ends the session. Its exit status is
+    # unknown, and nobody is told a made-up one.
     fds.remove(slave)
     os.close(slave)
-    while True:
-        message = await client.recv()
-        assert message is not None
-        if message[0] == protocol.EXITED:
-            break
+    assert await ended_unknown(client)
     checker = await proto_connect(server.socket_path)
     [info] = await sessions(checker)
-    assert info["status"] == "exited" and info["exit_code"] == 0
+    assert info["status"] == "exited" and info["exit_code"] is None
+    with pytest.raises(RuntimeError, match="exit-code-unknown: session 1 has ended"):
+        await checker.request("wait", target="web")
     checker.close()
 
 
@@ -268,3 +278,95 @@ async def test_shutdown_removes_console_sockets(sock_dir: Path) -> None:
     await asyncio.wait_for(task, DEADLINE)
     assert not os.path.exists(one) and not os.path.exists(many)
     assert srv.console_listeners == []
+
+
+async def test_kill_ends_a_console_session(
+    server: Server, client: ProtoClient, fds: list[int]
+) -> None:
+    # A console session has no pid: `kill` hangs up the terminal, and that must end the
+    # session as an exit does (status, attached clients, waiters).
+    path = (await client.request("console-socket", name="web"))["path"]
+    master, slave = os.openpty()
+    fds.append(slave)
+    send_console(path, b" ", [master])
+    os.close(master)
+    await eventually(lambda: session_named(client, "web"), "session web")
+    await client.request("attach", target="web", cols=80, rows=24)
+    waiter = await proto_connect(server.socket_path)
+    waiting = asyncio.ensure_future(waiter.request("wait", target="web"))
+    killer = await proto_connect(server.socket_path)
+    try:
+        await killer.request("kill", target="web")
+        with pytest.raises(RuntimeError, match="exit-code-unknown"):
+            await asyncio.wait_for(waiting, DEADLINE)
+        assert await ended_unknown(client)
+        [info] = await sessions(killer)
+        assert info["status"] == "exited" and info["exit_code"] is None
+        os.set_blocking(slave, False)
+        assert os.read(slave, 1) == b"", "hung up: the master is closed"
+    finally:
+        waiter.close()
+        killer.close()
+
+
+async def test_console_session_restores_from_state_and_other_fds(
+    server: Server, client: ProtoClient, fds: list[int], sock_dir: Path
+) -> None:
+    # The state round trip a crash-recovery keeper relies on: a msgpack blob plus fds that
+    # need not have the numbers they had, restored in another server.
+    import msgpack
+    from helpers import serving
+
+    from tmuxish.server import upgrade
+
+    path = (await client.request("console-socket", name="web"))["path"]
+    master, slave = os.openpty()
+    fds.append(slave)
+    send_console(path, b" ", [master])
+    os.close(master)
+    await eventually(lambda: session_named(client, "web"), "session web")
+    os.write(slave, b"before-42\r\n")
+    await eventually(
+        lambda: client.request("capture", target="web"), "output in the screen"
+    )
+    await client.request("new", command=["sleep", "100"], name="prog")
+
+    [old] = [s for s in server.registry if s.name == "web"]
+    while "before-42" not in await client.request("capture", target="web"):
+        await asyncio.sleep(0.01)
+    old.suspend()
+    state, old_fds = upgrade.capture(server)
+    state = msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
+    [item] = [s for s in state["sessions"] if s["name"] == "web"]
+    assert item["kind"] == "console"
+    moved = [os.dup(fd) for fd in old_fds]
+    assert moved != old_fds
+    # Only the console session moves (the program stays with the first server).
+    state["sessions"] = [item]
+    state["listeners"] = []
+    server.registry.remove(old)
+    old.close()
+    keep = moved[item["fd"]]
+    for fd in moved:
+        if fd != keep:
+            os.close(fd)
+    slots = [keep if i == item["fd"] else -1 for i in range(len(moved))]
+
+    async with serving(sock_dir / "second") as second:
+        while second.loop is None:
+            await asyncio.sleep(0.001)
+        upgrade.restore(second, state, slots)
+        other = await proto_connect(second.socket_path)
+        try:
+            [info] = await sessions(other)
+            assert (info["id"], info["name"], info["pid"]) == (old.id, "web", None)
+            assert info["status"] == "running"
+            assert "before-42" in await other.request("capture", target="web")
+            os.write(slave, b"after-43\r\n")
+            while "after-43" not in await other.request("capture", target="web"):
+                await asyncio.sleep(0.01)
+            await other.request("kill", target="web")
+            [info] = await sessions(other)
+            assert info["status"] == "exited"
+        finally:
+            other.close()

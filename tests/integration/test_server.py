@@ -113,6 +113,30 @@ async def test_latest_client_sets_size_and_detach_restores(server: Server) -> No
     c.close()
 
 
+async def test_typing_makes_a_client_the_latest(server: Server) -> None:
+    """Under `latest`, the client that last sent input sets the size (as in tmux), at once."""
+    c = await proto_connect(server.socket_path)
+    await c.request("new", command=["sleep", "1000"], cols=80, rows=24)
+    a = await proto_connect(server.socket_path)
+    b = await proto_connect(server.socket_path)
+    await a.request("attach", target=1, cols=100, rows=40)
+    await b.request("attach", target=1, cols=120, rows=50)
+    assert (await c.request("get", target=1))["cols"] == 120
+    a.writer.write(protocol.input_frame(b"x"))
+    await a.writer.drain()
+
+    async def size() -> tuple[int, int]:
+        info = await c.request("get", target=1)
+        return info["cols"], info["rows"]
+
+    async with asyncio.timeout(DEADLINE):
+        while await size() != (100, 40):
+            await asyncio.sleep(0.01)
+    a.close()
+    b.close()
+    c.close()
+
+
 async def test_kill_and_wait(server: Server) -> None:
     c = await proto_connect(server.socket_path)
     await c.request("new", command=["sleep", "1000"])

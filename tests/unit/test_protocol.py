@@ -121,3 +121,51 @@ def test_fuzz_decoder_never_crashes(data: bytes) -> None:
 def test_version_mismatch_text_names_both_versions() -> None:
     text = protocol.version_mismatch_text(1, 2, "client")
     assert "1" in text and "2" in text and "upgrade" in text
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (protocol.hello({"pid": 1}), [protocol.HELLO, protocol.PROTOCOL_VERSION, {"pid": 1}]),
+        (protocol.request(7, "ls", {}), [protocol.REQUEST, 7, "ls", {}]),
+        (protocol.reply(7, [1]), [protocol.REPLY, 7, [1]]),
+        (protocol.error(None, "bad-request", "no"), [protocol.ERROR, None, "bad-request", "no"]),
+        (protocol.input_frame(b"\x00x"), [protocol.INPUT, b"\x00x"]),
+        (protocol.output(b"y" * 70000), [protocol.OUTPUT, b"y" * 70000]),
+        (protocol.resize(80, 24), [protocol.RESIZE, 80, 24]),
+        (protocol.detach(), [protocol.DETACH]),
+        (protocol.exited(130), [protocol.EXITED, 130]),
+        (protocol.detached("detached"), [protocol.DETACHED, "detached"]),
+        (protocol.reset_event(b"\x1b[0m"), [protocol.EVENT, "reset", {"data": b"\x1b[0m"}]),
+        (protocol.upgrade_event(), [protocol.EVENT, "upgrade", {}]),
+    ],
+)
+def test_every_builder_makes_the_documented_valid_message(
+    frame: bytes, message: list[object]
+) -> None:
+    assert list(protocol.Decoder().feed(frame)) == [message]
+    assert frame == protocol.encode(message)
+    assert protocol.validate(message) == message
+
+
+def test_the_docstring_names_every_message_type_and_request() -> None:
+    doc = protocol.__doc__ or ""
+    names = [
+        "HELLO",
+        "REQUEST",
+        "REPLY",
+        "ERROR",
+        "INPUT",
+        "OUTPUT",
+        "RESIZE",
+        "DETACH",
+        "EXITED",
+        "DETACHED",
+        "EVENT",
+    ]
+    assert {getattr(protocol, n) for n in names} == set(protocol.KNOWN_TYPES)
+    for name in names:
+        assert f"[{name}" in doc, name
+    commands = "new attach ls get kill rm rename send resize wait capture kill-server info upgrade"
+    for command in [*commands.split(), "console-socket", "new-container"]:
+        assert f"\n    {command} " in doc, command

@@ -1,0 +1,114 @@
+"""`tmuxish server upgrade`, and `kill -9` of the server (its keeper starts a new one), keep
+every kind of session and every console socket, with real runc and crun: a `--runtime`
+container still ends on `kill` and is deleted, a console session received before keeps working,
+and console sockets (persistent, and one-shot ones that had not received yet) still turn what
+runtimes send them into sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from helpers import Cli, pid_alive, wait_for
+
+if TYPE_CHECKING:
+    from tests.containers.conftest import BundleFactory, Containers, Runtime
+
+
+def by_name(cli: Cli, name: str) -> dict[str, Any] | None:
+    return next((s for s in cli.sessions() if s["name"] == name), None)
+
+
+def shows(cli: Cli, name: str, text: str) -> bool:
+    return text in cli.run("capture", name).stdout
+
+
+def echo_back(cli: Cli, name: str, a: int, b: int) -> None:
+    """Type an arithmetic echo into session ``name``; its result must reach the screen."""
+    cli.run("send", name, f"echo out-$(({a}*{b}))", "Enter")
+    wait_for(partial(shows, cli, name, f"out-{a * b}"), what=f"output in {name}")
+
+
+def keeper_holds_screen_with(keeper: int, text: str) -> bool:
+    """Whether a screen snapshot the keeper holds shows ``text``."""
+    for fd in os.listdir(f"/proc/{keeper}/fd"):
+        path = f"/proc/{keeper}/fd/{fd}"
+        with contextlib.suppress(OSError):
+            if os.readlink(path).startswith("/memfd:tmuxish-screen"):
+                with open(path, "rb") as f:
+                    if text.encode() in f.read():
+                        return True
+    return False
+
+
+def crash(cli: Cli) -> None:
+    """kill -9 the server once the keeper holds screens showing the output so far."""
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(cli.socket_path, timeout=5) as conn:
+        info = conn.request("info")
+    keeper = int(info["keeper"])
+    for text in ("out-6", "out-12"):
+        wait_for(partial(keeper_holds_screen_with, keeper, text), 10, f"a snapshot with {text}")
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(lambda: cli.server_pid() not in (None, info["pid"]), 10, "a new server")
+
+
+@pytest.mark.parametrize("how", ["upgrade", "crash"])
+def test_upgrade_keeps_every_kind_and_console_socket(
+    runtime: Runtime, bundle_factory: BundleFactory, containers: Containers, cli: Cli, how: str
+) -> None:
+    bundle = bundle_factory(["sh"])
+    persistent = cli.run("console-socket", "--persist", "--name", "c").stdout.strip()
+    one_shot = cli.run("console-socket", "--name", "once").stdout.strip()
+    received = cli.run("console-socket", "--name", "rec").stdout.strip()
+    runtime.run(*runtime.run_detached_args(bundle, containers.new_id(runtime), received))
+    wait_for(lambda: by_name(cli, "rec"), what="session rec")
+    web_id = containers.new_id(runtime)
+    cli.run("new", "--runtime", runtime.executable(), "--bundle", str(bundle), "-d", "-s", "web",
+            web_id)
+    prog = cli.new("sleep", "1000", name="prog")
+    echo_back(cli, "web", 2, 3)
+    echo_back(cli, "rec", 3, 4)
+    before = {s["name"]: s for s in cli.sessions()}
+    assert before["web"]["container_id"] == web_id and isinstance(before["web"]["pid"], int)
+
+    if how == "upgrade":
+        assert "3 sessions kept" in cli.run("server", "upgrade").stdout
+    else:
+        crash(cli)
+
+    after = {s["name"]: s for s in cli.sessions()}
+    assert after.keys() == before.keys()
+    for name, s in before.items():
+        for key in ("id", "command", "pid", "status", "cols", "rows", "container_id",
+                    "console_socket", "payload"):
+            assert after[name].get(key) == s.get(key), (name, key)
+    assert pid_alive(after["prog"]["pid"]) and after["prog"]["id"] == prog
+    assert os.path.exists(persistent) and os.path.exists(one_shot)
+
+    # The console session received before the upgrade still reads and writes its console.
+    assert shows(cli, "rec", "out-12"), "the screen was carried over"
+    echo_back(cli, "rec", 4, 5)
+    # Both console sockets still make sessions of what the runtime sends.
+    runtime.run(*runtime.run_detached_args(bundle, containers.new_id(runtime), persistent))
+    wait_for(lambda: by_name(cli, "c"), what="session c from the persistent socket")
+    echo_back(cli, "c", 5, 6)
+    assert os.path.exists(persistent), "a --persist socket keeps listening"
+    runtime.run(*runtime.run_detached_args(bundle, containers.new_id(runtime), one_shot))
+    wait_for(lambda: by_name(cli, "once"), what="session once from the one-shot socket")
+    echo_back(cli, "once", 6, 7)
+    wait_for(lambda: not os.path.exists(one_shot), what="the one-shot socket to go")
+
+    # The container session is still one: kill ends the container, which is then deleted.
+    echo_back(cli, "web", 7, 8)
+    cli.run("kill", "web")
+    assert cli.run("wait", "web", check=False, timeout=20).returncode in (0, 129, 137)
+    wait_for(lambda: runtime.state(web_id) is None, 20, "container web deleted")
+    # A console session ends on kill too (it has no process to signal).
+    cli.run("kill", "rec")
+    wait_for(lambda: (by_name(cli, "rec") or {}).get("status") == "exited", what="rec to end")
