@@ -100,6 +100,8 @@ class Server:
         self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
+        #: An upgrade was handed over to the keeper: exit, it starts the installed server.
+        self.handed_over = False
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
         self.feeder = Feeder()
@@ -232,6 +234,9 @@ class Server:
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.limits.close()
+        if self.keeper is not None:
+            # Kept: the keeper restarts the installed server (one path for upgrade and crash).
+            self.handed_over = self.keeper.hand_over(self)
         self.feeder.stop()
         self.reaper.stop()
         if self.keeper is not None:
@@ -364,6 +369,11 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         loop.run_until_complete(server.serve(sock, resume))
     finally:
         loop.close()
+    if server.upgrading and server.handed_over:
+        log.info("server exiting for an upgrade; the keeper starts the installed version")
+        logging.shutdown()
+        # No clean-up: console sockets, PTYs and containers now belong to the next server.
+        os._exit(0)
     if server.upgrading:
         from tmuxish.server import upgrade
 
@@ -399,8 +409,8 @@ def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:
 
 
 def _kept(socket_path: Path, foreground: bool, keeper: KeeperLink) -> int:
-    """A server started by its keeper (server/keeper.py): after a crash, carry on from the
-    keeper's fds and the last state snapshot."""
+    """A server started by its keeper (server/keeper.py): after a crash or a planned upgrade,
+    carry on from the keeper's fds and the last records and screen snapshots."""
     _setup_logging(socket_path, foreground)
     set_own_oom_score_adj()
     sock, lock_fd = keeper.listen_and_lock()
@@ -409,12 +419,16 @@ def _kept(socket_path: Path, foreground: bool, keeper: KeeperLink) -> int:
     server.keeper = keeper
     server.generation = keeper.generation
     state = keeper.resume_state()
-    if state is not None:
+    if state is not None and keeper.inheritance.upgrade:
+        log.info("server %d (generation %d) upgraded: %d sessions",
+                 os.getpid(), server.generation, len(state["sessions"]))
+    elif state is not None:
         last = keeper.restarts[-1]["reason"] if keeper.restarts else "unknown"
         log.info(
             "server %d (generation %d) restarting after a crash (%s): %d sessions",
             os.getpid(), server.generation, last, len(state["sessions"]),
         )
+    if state is not None:
         state["next_id"] = max(
             [state["next_id"], *(int(s["id"]) + 1 for s in state["sessions"])]
         )

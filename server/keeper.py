@@ -10,6 +10,13 @@ everything held, and answers each client with a one-line ERROR (rather than leav
 until SIGUSR1 (`tmuxish server restart`) asks it to try again. A server that exits 0 or dies of
 SIGTERM/SIGINT/SIGHUP was asked to stop: the keeper stops too.
 
+`tmuxish server upgrade` of a kept server is a planned restart through the same path: the server
+stops reading its PTYs, hands over fresh records and a full screen snapshot (with history) of
+every session, sends ``U`` and exits; the keeper then re-executes itself in place (the installed
+keeper script; same pid, so programs stay its children, and every held fd, the lock and the
+listening socket pass through exec) and starts the installed server, which restores exactly as
+after a crash. Clients that connect meanwhile wait in the listening socket's backlog.
+
 It never runs session logic and is not on the output path: standard library only, no event
 loop, no parsing beyond one-line link messages, so there is almost nothing here that can crash.
 It runs as a script (``python -I -S keeper.py``) so that it does not even import the tmuxish
@@ -25,6 +32,7 @@ Link (a SOCK_SEQPACKET socketpair, one message per datagram, fds by SCM_RIGHTS):
                     ``R<key>``: release (close) it
                     ``S`` + 1 memfd: the newest global state (next id, generation)
                     ``G<n>``: the server's generation (it also counts its own upgrades)
+                    ``U``: a planned upgrade: when I exit, upgrade the keeper and restart me
   keeper -> server  ``X<pid> <code>``: an orphan the keeper reaped exited with code
 The new server finds its inheritance through ``TMUXISH_KEEPER_LINK=<link fd>,<resume memfd>``;
 the resume memfd holds one JSON object (see ``Keeper._resume_info``).
@@ -54,6 +62,9 @@ PR_SET_CHILD_SUBREAPER = 36
 #: Deaths by these signals are someone asking the server to stop, not crashes.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 ENV_LINK = "TMUXISH_KEEPER_LINK"
+#: ``<memfd>``: set by a keeper that re-executes itself; the memfd holds its JSON state.
+ENV_SELF = "TMUXISH_KEEPER_SELF"
+SCRIPT = os.path.abspath(__file__)
 
 
 def log(message: str) -> None:
@@ -129,6 +140,10 @@ class Keeper:
         self.restart_at: float | None = None
         self.stopped_reason: str | None = None
         self.stopping = False
+        #: The server announced a planned upgrade (``U``): its exit is not a crash.
+        self.upgrade_pending = False
+        #: The next server is started for an upgrade (told to it in its inheritance).
+        self.upgrading = False
         self.clients: dict[int, tuple[socket.socket, float]] = {}
         self.poll = select.poll()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -192,6 +207,7 @@ class Keeper:
             "restarts": self.restarts[-CRASH_LIMIT:],
             "oom_score_adj": self.oom_score_adj,
             "link_fd": link_fd,
+            "upgrade": self.upgrading,
         }
 
     def spawn(self) -> None:
@@ -201,6 +217,7 @@ class Keeper:
         resume = os.memfd_create("tmuxish-resume", 0)
         try:
             os.write(resume, json.dumps(self._resume_info(theirs.fileno())).encode())
+            self.upgrading = False
             theirs.set_inheritable(True)
             os.set_inheritable(resume, True)
             env = dict(os.environ)
@@ -301,6 +318,8 @@ class Keeper:
             os.set_inheritable(self.state_fd, True)
         elif kind == b"G" and rest.isdigit():
             self.generation = int(rest)
+        elif kind == b"U":
+            self.upgrade_pending = True
         for fd in fds:  # anything unexpected
             os.close(fd)
 
@@ -338,6 +357,13 @@ class Keeper:
             self.link.close()
             self.link = None
         how = describe(status)
+        if self.upgrade_pending and not self.stopping:
+            self.upgrade_pending = False
+            log(f"server {pid} {how} for an upgrade; upgrading the keeper in place")
+            self.exec_self()  # returns only if it failed: carry on with this keeper's code
+            self.upgrading = True
+            self.restart_at = time.monotonic()
+            return
         clean = (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) or (
             os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS
         )
@@ -347,6 +373,66 @@ class Keeper:
             return
         log(f"server {pid} crashed: {how}; restarting it")
         self.crashed(how)
+
+    # -- upgrading ourselves -----------------------------------------------------------------------
+
+    def saved(self) -> dict[str, object]:
+        """What the next keeper program needs to carry on (every fd named stays open)."""
+        assert self.listen is not None
+        return {
+            "socket_path": self.socket_path,
+            "server_argv": self.server_argv,
+            "lock_fd": self.lock_fd,
+            "listen_fd": self.listen.fileno(),
+            "held": self.held,
+            "state_fd": self.state_fd,
+            "exits": {str(pid): code for pid, code in self.exits.items()},
+            "generation": self.generation,
+            "restarts": self.restarts[-CRASH_LIMIT:],
+            "oom_score_adj": self.oom_score_adj,
+        }
+
+    def exec_self(self) -> None:
+        """Become the installed keeper script, in this process; returns only if exec failed."""
+        memfd = os.memfd_create("tmuxish-keeper", 0)
+        try:
+            os.write(memfd, json.dumps(self.saved()).encode())
+            env = dict(os.environ)
+            env[ENV_SELF] = str(memfd)
+            argv = [sys.executable, "-I", "-S", SCRIPT, self.socket_path, "--", *self.server_argv]
+            signal.set_wakeup_fd(-1)
+            os.execve(sys.executable, argv, env)
+        except OSError as exc:
+            signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+            log(f"cannot re-execute the keeper: {exc}; the server is upgraded, the keeper not")
+        finally:
+            os.close(memfd)
+
+    @classmethod
+    def resumed(cls, saved: dict[str, object]) -> Keeper:
+        """The keeper after ``exec_self``, from what the previous program ``saved``."""
+        argv = saved["server_argv"]
+        assert isinstance(argv, list)
+        keeper = cls(str(saved["socket_path"]), [str(x) for x in argv])
+        keeper.lock_fd = int(str(saved["lock_fd"]))
+        listen = socket.socket(fileno=int(str(saved["listen_fd"])))
+        listen.setblocking(False)
+        keeper.listen = listen
+        held = saved["held"]
+        assert isinstance(held, dict)
+        keeper.held = {str(k): int(v) for k, v in held.items()}
+        state_fd = saved["state_fd"]
+        keeper.state_fd = None if state_fd is None else int(str(state_fd))
+        exits = saved["exits"]
+        assert isinstance(exits, dict)
+        keeper.exits = {int(pid): int(code) for pid, code in exits.items()}
+        keeper.generation = int(str(saved["generation"]))
+        restarts = saved["restarts"]
+        assert isinstance(restarts, list)
+        keeper.restarts = restarts
+        keeper.oom_score_adj = int(str(saved["oom_score_adj"]))
+        keeper.upgrading = True
+        return keeper
 
     # -- clients while stopped -------------------------------------------------------------------
 
@@ -440,6 +526,9 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
         sys.stderr.write("usage: keeper.py SOCKET -- SERVER-ARGV...\n")
         return 2
+    saved = os.environ.pop(ENV_SELF, "")
+    if saved:
+        return resume(int(saved))
     keeper = Keeper(argv[0], argv[2:])
     if not keeper.take_lock():
         sys.stderr.write(f"tmuxish: a server is already running on {argv[0]}\n")
@@ -453,6 +542,19 @@ def main(argv: list[str]) -> int:
     raise_fd_limit()
     keeper.install_signals()
     log(f"keeping the server on {argv[0]}")
+    return keeper.run()
+
+
+def resume(memfd: int) -> int:
+    """Carry on after ``Keeper.exec_self``: the lock, the socket and every held fd are open."""
+    with os.fdopen(memfd, "rb") as f:
+        f.seek(0)
+        keeper = Keeper.resumed(json.loads(f.read()))
+    set_child_subreaper()  # kept across exec; harmless to say again
+    raise_fd_limit()
+    keeper.install_signals()
+    log(f"keeper re-executed in place (upgrade); keeping the server on {keeper.socket_path}")
+    keeper.reap()  # programs that ended during the exec
     return keeper.run()
 
 

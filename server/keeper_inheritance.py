@@ -64,6 +64,8 @@ class Inheritance:
         self.generation = int(info.get("generation", 0))
         self.restarts: list[dict[str, Any]] = list(info.get("restarts", []))
         self.oom_score_adj = int(info.get("oom_score_adj", 0))
+        #: Started for a planned upgrade (the previous server handed over), not after a crash.
+        self.upgrade = bool(info.get("upgrade", False))
         #: Exit codes the keeper collected while no server ran, for the Reaper.
         self.exits: dict[int, int] = {
             int(pid): code for pid, code in info.get("exits", {}).items()

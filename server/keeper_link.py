@@ -195,6 +195,22 @@ class KeeperLink:
             self._held.discard(key)
             self._send(f"R{key}".encode())
 
+    def hand_over(self, server: Server) -> bool:
+        """A planned upgrade (sessions suspended, screens settled): fresh records, a full
+        screen snapshot of every session and the console sockets to the keeper, then ``U``:
+        the keeper restarts the installed server, which restores them as after a crash.
+        False if the keeper cannot take it (the caller upgrades by exec instead)."""
+        if self.lost:
+            return False
+        for session in server.registry:
+            self.send_record(session)
+            if session.screen is not None and session.fd is not None:
+                self.screens.take(session)
+        self._globals = None
+        self._send_globals()
+        self._sync_consoles(server)
+        return self._send(b"U")
+
     def describe(self) -> dict[str, Any]:
         return {"keeper": None if self.lost else self.keeper_pid, "restarts": self.restarts}
 

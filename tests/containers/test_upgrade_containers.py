@@ -58,10 +58,14 @@ def crash(cli: Cli) -> None:
     wait_for(lambda: cli.server_pid() not in (None, info["pid"]), 10, "a new server")
 
 
-@pytest.mark.parametrize("how", ["upgrade", "crash"])
+@pytest.mark.parametrize("how", ["upgrade", "exec-upgrade", "crash"])
 def test_upgrade_keeps_every_kind_and_console_socket(
     runtime: Runtime, bundle_factory: BundleFactory, containers: Containers, cli: Cli, how: str
 ) -> None:
+    """upgrade: through the keeper (the default); exec-upgrade: a server without a keeper
+    re-executes itself; crash: kill -9, and the keeper starts a new server."""
+    if how == "exec-upgrade":
+        cli.env["TMUXISH_KEEPER"] = "0"
     bundle = bundle_factory(["sh"])
     persistent = cli.run("console-socket", "--persist", "--name", "c").stdout.strip()
     one_shot = cli.run("console-socket", "--name", "once").stdout.strip()
@@ -77,7 +81,7 @@ def test_upgrade_keeps_every_kind_and_console_socket(
     before = {s["name"]: s for s in cli.sessions()}
     assert before["web"]["container_id"] == web_id and isinstance(before["web"]["pid"], int)
 
-    if how == "upgrade":
+    if how != "crash":
         assert "3 sessions kept" in cli.run("server", "upgrade").stdout
     else:
         crash(cli)
