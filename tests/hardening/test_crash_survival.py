@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +309,102 @@ def test_kill_server_is_not_mistaken_for_a_crash(kept: Cli) -> None:
     child.expect(pexpect.EOF, timeout=10)
     child.close()
     assert child.exitstatus != 0 and time.monotonic() - started < 5
+
+
+FLOOD = (
+    "import sys\n"
+    "line = b'x' * 99 + b'\\n'\n"
+    "for _ in range(1_000_000):\n"  # 100 MB
+    "    sys.stdout.buffer.write(line)\n"
+    "sys.stdout.buffer.write(b'flood-done-%d\\n' % (6 * 7))\n"
+    "sys.stdout.flush()\n"
+    "sys.stdin.readline()\n"
+)
+
+
+def test_kill9_during_a_100_mb_flood(kept: Cli) -> None:
+    cli = kept
+    sid = cli.new("python3", "-c", FLOOD, name="flood")
+    pid = cli.session(sid)["pid"]
+    server = cli.server_pid()
+    assert server is not None
+    # Mid-flood: the program has written some of it (its PTY is being relayed).
+    wait_for(lambda: "x" * 40 in cli.run("capture", "flood").stdout, 20, "the flood to start")
+    assert "flood-done" not in cli.run("capture", "flood").stdout
+    os.kill(server, signal.SIGKILL)
+    new_server(cli, server)
+    assert identity(cli)[-1] == (sid, "flood", pid, "running")
+    wait_for(lambda: "flood-done-42" in cli.run("capture", "flood").stdout, 60,
+             "the rest of the flood relayed by the new server")
+    cli.run("send", "flood", "Enter")
+    assert cli.run("wait", "flood", check=False, timeout=20).returncode == 0
+
+
+NOISY = (
+    "import sys, time\n"
+    "for i in range(40000):\n"
+    "    print('n' * 99)\n"
+    "print('noisy-done', flush=True)\n"
+    "time.sleep(100000)\n"
+)
+
+
+def test_kill9_during_an_upgrade(kept: Cli) -> None:
+    cli = kept
+    from tmuxish.client.connection import Connection
+
+    sid = cli.new("sleep", "100000", name="sleeper")
+    noisy = cli.new("python3", "-c", NOISY, name="noisy")
+    wait_for(lambda: "noisy-done" in cli.run("capture", "noisy").stdout, 20, "its output")
+    before = identity(cli)
+    server = cli.server_pid()
+    assert server is not None
+    log = cli.socket_path.parent / "s.log"
+    # A client that asks for all 4 MB of history and never reads: the old server waits (up to
+    # its grace time) for it to go before it hands over, which leaves time to kill it then.
+    stuck = Connection.open(cli.socket_path)
+    stuck.send_request("attach", {"target": noisy, "cols": 80, "rows": 24, "readonly": True,
+                                  "history": 100_000})
+    upgrade = subprocess.Popen(cli.argv("server", "upgrade"), env=cli.env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The old server is preparing the handover (sessions suspended) when it is killed.
+        wait_for(lambda: "server re-executing for upgrade" in log.read_text(), 10, "handover")
+        os.kill(server, signal.SIGKILL)
+        out, err = upgrade.communicate(timeout=20)
+    finally:
+        stuck.close()
+        if upgrade.poll() is None:
+            upgrade.kill()
+            upgrade.wait(10)
+    assert upgrade.returncode == 0, err
+    assert "server upgraded" in out and "3 sessions kept" in out
+    assert f"server {server} crashed: killed by SIGKILL" in log.read_text()
+    new_server(cli, server)
+    assert identity(cli) == before
+    cli.run("kill", "-s", "TERM", str(sid))
+    assert cli.run("wait", str(sid), check=False).returncode == 128 + signal.SIGTERM
+
+
+def test_kill9_twice_in_a_row(kept: Cli) -> None:
+    cli = kept
+    cli.env.update({"PS1": "PROMPT> ", "ENV": "/dev/null"})
+    sid = cli.new("sh", name="shell")
+    cli.run("send", "shell", "echo first-$((6*7))", "Enter")
+    wait_for(lambda: "first-42" in cli.run("capture", "shell").stdout, what="output")
+    before = identity(cli)
+    keeper = keeper_pid(cli)
+    wait_for(lambda: held_screens(keeper) == 2, 10, "screen snapshots held by the keeper")
+    first = cli.server_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    second = new_server(cli, first)
+    # At once: the second server has just restored, and is killed too.
+    os.kill(second, signal.SIGKILL)
+    third = new_server(cli, second)
+    assert identity(cli) == before
+    assert "generation 2," in cli.run("server", "info").stdout
+    assert "first-42" in cli.run("capture", "shell").stdout
+    cli.run("send", "shell", "exit 6", "Enter")
+    assert cli.run("wait", str(sid), check=False, timeout=10).returncode == 6
+    assert third not in (first, second)
