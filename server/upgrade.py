@@ -1,5 +1,9 @@
 """`tmuxish server upgrade`: carry every session over to the installed server code, in place.
 
+A server run by a keeper hands over to it instead (server/keeper.py: records and screens as
+after a crash, then the keeper starts the installed server); what follows is the upgrade of a
+server without a keeper (TMUXISH_KEEPER=0, or one whose keeper died).
+
 The server re-executes itself (``execv`` keeps the pid), so every program stays our child and
 ``waitpid`` keeps working. PTY masters, the listening socket, the lock and console-socket
 listeners pass through the exec as inherited file descriptors; everything else (ids, names,

@@ -57,6 +57,41 @@ def test_held_fds_are_replaced_and_released() -> None:
             os.close(fd)
 
 
+def test_what_the_keeper_carries_across_its_own_exec() -> None:
+    """``saved`` (JSON, into the next keeper program) and ``resumed`` are a round trip, and a
+    ``U`` makes the server's next exit an upgrade, not a stop."""
+    import json
+    import socket
+
+    k = keeper.Keeper("/nonexistent/s", ["python3", "-m", "tmuxish", "server"])
+    listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    r, w = os.pipe()
+    resumed = None
+    try:
+        k.listen, k.lock_fd = listen, w
+        k.held, k.state_fd, k.exits, k.generation = {"pty:3": r}, None, {42: 7}, 4
+        k.restarts = [{"time": 1.5, "reason": "killed by SIGKILL (9)"}]
+        k.on_message(b"U", [])
+        assert k.upgrade_pending
+        resumed = keeper.Keeper.resumed(json.loads(json.dumps(k.saved())))
+        assert resumed.listen is not None and resumed.listen.fileno() == listen.fileno()
+        assert (resumed.socket_path, resumed.server_argv, resumed.lock_fd) == (
+            k.socket_path, k.server_argv, w)
+        assert (resumed.held, resumed.state_fd, resumed.exits, resumed.generation) == (
+            {"pty:3": r}, None, {42: 7}, 4)
+        assert resumed.restarts == k.restarts and resumed.upgrading
+        assert not resumed.upgrade_pending
+    finally:
+        if resumed is not None:
+            assert resumed.listen is not None
+            resumed.listen.detach()  # the same fd as listen
+            for fd in (resumed.wake_r, resumed.wake_w):
+                os.close(fd)
+        listen.close()
+        for fd in (r, w, k.wake_r, k.wake_w):
+            os.close(fd)
+
+
 def _grandchild(script: str) -> int:
     """A process that is not our child (its parent exits at once)."""
     out = subprocess.run(
