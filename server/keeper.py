@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 
@@ -153,7 +155,15 @@ class Keeper:
     # -- start -----------------------------------------------------------------------------------
 
     def take_lock(self) -> bool:
-        fd = os.open(self.socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # O_NOFOLLOW: with -S in a shared directory, someone could plant a symlink there.
+        fd = os.open(
+            self.socket_path + ".lock",
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
+            0o600,
+        )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.socket_path}.lock is not a regular file")
         # A server (and its keeper) that is just stopping still holds the lock for a moment.
         deadline = time.monotonic() + 0.5
         while True:
@@ -173,8 +183,10 @@ class Keeper:
         return True
 
     def bind(self) -> None:
+        # Only a socket is stale (we hold the lock): -S may name a file the user cares about.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
+            if stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
+                os.unlink(self.socket_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -530,7 +542,13 @@ def main(argv: list[str]) -> int:
     if saved:
         return resume(int(saved))
     keeper = Keeper(argv[0], argv[2:])
-    if not keeper.take_lock():
+    try:
+        locked = keeper.take_lock()
+    except OSError as exc:
+        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or exc
+        log(f"cannot lock {argv[0]}.lock: {reason}")
+        return 1
+    if not locked:
         sys.stderr.write(f"tmuxish: a server is already running on {argv[0]}\n")
         return 1
     try:
