@@ -86,24 +86,33 @@ def test_kill9_keeps_every_kind(
     runc.run(*runc.run_detached_args(bundle, containers.new_id(runc), received))
     wait_for(lambda: any(s["name"] == "rec" for s in cli.sessions()), what="session rec")
     box_id = containers.new_id(runc)
-    cli.run("new", "--runtime", runc.executable(), "--bundle", str(bundle), "-d", "-s", "box",
-            box_id)
+    cli.run(
+        "new", "--runtime", runc.executable(), "--bundle", str(bundle), "-d", "-s", "box", box_id
+    )
     cli.run("send", "shell", "echo shell-$((6*7))", "Enter")
     cli.run("send", "rec", "echo rec-$((6*8))", "Enter")
     cli.run("send", "box", "echo box-$((6*9))", "Enter")
-    for name, out in (("shell", "shell-42"), ("rec", "rec-48"), ("box", "box-54"),
-                      ("pager", "page-line-1")):
+    for name, out in (
+        ("shell", "shell-42"),
+        ("rec", "rec-48"),
+        ("box", "box-54"),
+        ("pager", "page-line-1"),
+    ):
         wait_for(partial(shows, cli, name, out), what=f"{out} in {name}")
     before = identity(cli)
     assert [status for *_, status in before] == ["running"] * 5
     server = info(cli)
     keeper = int(server["keeper"])
-    wait_for(lambda: held_screens_show(keeper, ["shell-42", "rec-48", "box-54", "page-line-23"]),
-             10, "screen snapshots of every session")
+    wait_for(
+        lambda: held_screens_show(keeper, ["shell-42", "rec-48", "box-54", "page-line-23"]),
+        10,
+        "screen snapshots of every session",
+    )
 
     os.kill(server["pid"], signal.SIGKILL)
-    took = within(2.0, lambda: cli.server_pid() not in (None, server["pid"])
-                  and identity(cli) == before)
+    took = within(
+        2.0, lambda: cli.server_pid() not in (None, server["pid"]) and identity(cli) == before
+    )
     assert took < 2.0
 
     # Attaching shows the screen the full-screen program drew before the crash.
@@ -124,5 +133,7 @@ def test_kill9_keeps_every_kind(
     wait_for(lambda: runc.state(box_id) is None, 20, "the container deleted")
     # The console session is still one: kill hangs it up.
     cli.run("kill", "rec")
-    wait_for(lambda: next(s for s in cli.sessions() if s["name"] == "rec")["status"] == "exited",
-             what="rec to end")
+    wait_for(
+        lambda: next(s for s in cli.sessions() if s["name"] == "rec")["status"] == "exited",
+        what="rec to end",
+    )

@@ -31,8 +31,11 @@ def install_copy(dest: Path) -> Path:
 def set_versions(package: Path, protocol_version: int, version: str) -> None:
     """What installing another release changes, as far as the handshake is concerned."""
     for name, pattern, value in (
-        ("protocol.py", r"PROTOCOL_VERSION: Final = \d+", f"PROTOCOL_VERSION: Final = "
-         f"{protocol_version}"),
+        (
+            "protocol.py",
+            r"PROTOCOL_VERSION: Final = \d+",
+            f"PROTOCOL_VERSION: Final = {protocol_version}",
+        ),
         ("__init__.py", r'__version__ = "[^"]*"', f'__version__ = "{version}"'),
     ):
         path = package / name
