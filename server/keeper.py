@@ -406,6 +406,14 @@ class Keeper:
 
     def exec_self(self) -> None:
         """Become the installed keeper script, in this process; returns only if exec failed."""
+        try:
+            # A keeper that cannot even be compiled would die after exec, and every program
+            # with it: keep this one instead.
+            with open(SCRIPT, "rb") as f:
+                compile(f.read(), SCRIPT, "exec")
+        except (OSError, SyntaxError, ValueError) as exc:
+            log(f"the installed keeper is unusable ({exc}); the server is upgraded, the keeper not")
+            return
         memfd = os.memfd_create("tmuxish-keeper", 0)
         try:
             os.write(memfd, json.dumps(self.saved()).encode())

@@ -79,3 +79,20 @@ def test_upgrade_info_and_kill_server_work_between_protocol_versions(
     cli.run("kill-server")
     wait_for(lambda: not pid_alive(pid), 10, "the program to end with the server")
     wait_for(lambda: not cli.socket_path.exists(), 10, "the socket to go")
+
+
+def test_an_unusable_installed_keeper_is_not_executed(cli: Cli, tmp_path: Path) -> None:
+    """The keeper re-executes itself only into a keeper that compiles: one that died after
+    exec would take every program's terminal with it."""
+    package = install_copy(tmp_path / "site")
+    cli.env["PYTHONPATH"] = str(tmp_path / "site")
+    sid = cli.new("sleep", "100000", name="kept")
+    pid = cli.session(sid)["pid"]
+    keeper = package / "server" / "keeper.py"
+    keeper.write_text(keeper.read_text() + "\ndef broken(:\n")
+    out = cli.run("server", "upgrade").stdout
+    assert "1 sessions kept" in out
+    log = Path(f"{cli.socket_path}.log").read_text()
+    assert "the installed keeper is unusable" in log and "re-executed in place" not in log
+    after = cli.session(sid)
+    assert (after["pid"], after["status"]) == (pid, "running") and pid_alive(pid)
