@@ -315,9 +315,24 @@ def _median(xs: list[int]) -> float:
     return float(xs[len(xs) // 2]) if xs else float("nan")
 
 
+def _attach_once(system: System, sid: str, cfg: Config) -> int:
+    """ns from spawning an attach client to the session's marker on its screen (then detach,
+    untimed): what `attach` costs a script before it has the screen."""
+    with Terminal(system.attach_argv(sid), system.env, cfg.cols, cfg.rows) as term:
+        took = term.wait_for(_m("MARK", cfg).encode(), deadline_in(20)) - term.spawn_ns
+        wait_raw_mode(term)
+        term.write(system.detach_keys)
+        term.wait_exit(deadline_in(10))
+    return took
+
+
+#: The CLI ops timed per call, interleaved with the `python -c pass` baseline.
+CLI_OPS = ("ls", "kill", "send", "capture", "wait", "attach")
+
+
 def cli_cost(name: str, cfg: Config) -> dict:
-    """ls/kill/send/capture wall times and per-session `new` cost, with `python3 -c pass`
-    timed in the same block (interleaved) as the baseline."""
+    """ls/kill/send/capture/wait/attach wall times and per-session `new` cost, with
+    `python3 -c pass` timed in the same block (interleaved) as the baseline."""
     py_argv = [cfg.python, "-c", "pass"]
     # The same interpreter without site start-up (.pth files): what `python -c pass` costs in
     # a clean venv, give or take ~5 ms. Dev environments can spend far more than that in site
@@ -326,29 +341,37 @@ def cli_cost(name: str, cfg: Config) -> dict:
     env = client_env()
     py: list[int] = []
     bare: list[int] = []
-    ops: dict[str, list[int]] = {"ls": [], "kill": [], "send": [], "capture": []}
+    ops: dict[str, list[int]] = {op: [] for op in CLI_OPS}
     errors: dict[str, str] = {}
     with make(name, cfg.cols, cfg.rows) as system:
         anchor = system.new_session(IDLE_SCRIPT)
         victims: list[str] = []
         if system.cli("kill", anchor) is not None:
             victims = system.new_sessions(IDLE_SCRIPT, cfg.cli_samples)
+        # `wait` on a program that has exited: the command's own cost, not the program's.
+        ended = system.new_session("exit 0") if system.cli("wait", anchor) else None
+        shown = system.new_session(attach_script(cfg)) if system.attachable else None
         for i in range(cfg.cli_samples):
             py.append(timed_run(py_argv, env))
             bare.append(timed_run(bare_argv, env))
             for op in ops:
                 if op in errors or (op == "kill" and not victims):
                     continue
-                spec = system.cli(op, victims[i] if op == "kill" else anchor)
-                if spec is None:
-                    continue
-                argv, stdin = spec
                 try:
+                    if op == "attach":
+                        if shown is not None:
+                            ops[op].append(_attach_once(system, shown, cfg))
+                        continue
+                    sid = {"kill": victims[i] if victims else anchor, "wait": ended}.get(op)
+                    spec = system.cli(op, sid or anchor)
+                    if spec is None:
+                        continue
+                    argv, stdin = spec
                     # `screen -ls` exits non-zero even when it lists sessions
                     ops[op].append(
                         timed_run(argv, system.env, input=stdin, check=argv[1:] != ["-ls"])
                     )
-                except CommandFailed as e:
+                except (CommandFailed, TimedOut) as e:
                     errors[op] = str(e)
                     ops[op] = []
         t0 = now_ns()
@@ -375,6 +398,7 @@ def cli_cost(name: str, cfg: Config) -> dict:
         out[f"{op}_bare_x"] = (_median(xs) - py_med + bare_med) / bare_med if xs else None
     out["new_ms"] = create / 1e6
     out["new_x"] = create / py_med
+    out["new_bare_x"] = (create - py_med + bare_med) / bare_med
     out["new_api_ms"] = None if create_api is None else create_api / 1e6
     out["new_api_x"] = None if create_api is None else create_api / py_med
     return out

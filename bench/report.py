@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from measure import CLI_OPS
+
 Num = float | int | None
 
 
@@ -113,7 +115,7 @@ def summary(bench: Any, names: Sequence[str]) -> dict[str, Any]:
     py_all: list[Num] = []
     for n in names:
         row = {}
-        for op in ("ls", "kill", "send", "capture", "new", "new_api"):
+        for op in (*CLI_OPS, "new", "new_api"):
             row[f"{op}_ms"] = median(col(cli[n], f"{op}_ms"))
             row[f"{op}_x"] = median(col(cli[n], f"{op}_x"))
             row[f"{op}_bare_x"] = median(col(cli[n], f"{op}_bare_x"))
@@ -246,7 +248,7 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
         for n in attachable:
             r = s["cli"][n]
             cells = [n]
-            for op in ("ls", "kill", "send", "capture", "new"):
+            for op in (*CLI_OPS, "new"):
                 ms, x = r[f"{op}_ms"], r[f"{op}_x"]
                 cells.append("n/a" if ms is None else f"{ms:.1f} ({x:.2f}x)")
             ms, x = r["new_api_ms"], r["new_api_x"]
@@ -256,7 +258,7 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
         t = s["cli"].get("tmuxish")
         if t and t.get("py_bare_ms") is not None and t.get("py_ms") is not None:
             ratios = ", ".join(
-                f"{op} {_x(t[f'{op}_bare_x'])}" for op in ("ls", "kill", "send", "capture")
+                f"{op} {_x(t[f'{op}_bare_x'])}" for op in (*CLI_OPS, "new")
             )
             bare_note = (
                 f"\n   site start-up: `-c pass` {fmt(t['py_ms'], '.1f')} ms here, "
@@ -268,8 +270,10 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
         parts.append(
             f"4. CLI cost: ms per call (ratio to `{os.path.basename(cfg.python)} -c pass` timed "
             f"interleaved in the same block; median {fmt(s['python_ms'], '.1f')} ms);\n"
-            f"   new = per session while creating {cfg.create_n} sessions one CLI call each\n"
-            + table(["system", "ls", "kill", "send", "capture", "new", "new via API"], rows)
+            f"   wait = on a program that has exited; attach = spawn to the session's marker on "
+            f"screen (as in 3.);\n"
+            f"   new = `new -d` per session while creating {cfg.create_n} sessions, a call each\n"
+            + table(["system", *CLI_OPS, "new", "new via API"], rows)
             + bare_note
         )
 
@@ -395,7 +399,16 @@ def render_targets(s: dict[str, Any], cfg: Any, names: Sequence[str], bench: Any
     for op in ("ls", "kill", "send", "capture"):
         x = c.get(f"{op}_bare_x")
         add(le(x, 2.5), f"`{op}` <= 2.5x, this environment's site start-up taken out", _x(x))
+    for op in ("new", "send", "wait", "attach"):
+        x = c.get(f"{op}_x")
+        add(le(x, 2.0), f"issue 15: `{op}` <= 2x python -c pass", _x(x))
     api, tmux_new = c.get("new_api_ms"), s["cli"].get("tmux", {}).get("new_ms")
+    cli_new = c.get("new_ms")
+    add(
+        None if cli_new is None or tmux_new is None else cli_new <= 3 * tmux_new,
+        f"issue 15: {cfg.create_n} sessions with the CLI <= 3x tmux's time",
+        "n/a" if cli_new is None or not tmux_new else f"{cli_new / tmux_new:.2f}x tmux",
+    )
     add(
         None if api is None or tmux_new is None else api <= tmux_new,
         "issue 7: a session made through the Python API <= one `tmux new -d`",

@@ -132,7 +132,8 @@ class System:
         raise NotImplementedError
 
     def cli(self, op: str, sid: str) -> tuple[list[str], bytes | None] | None:
-        """argv (+stdin) for a CLI op (ls, kill, send, capture); None if the system has none."""
+        """argv (+stdin) for a CLI op (ls, kill, send, capture, wait: for a program that has
+        exited); None if the system has none."""
         return None
 
     # -- teardown ----------------------------------------------------------------
@@ -391,6 +392,7 @@ class Tmuxish(System):
             "kill": ([*t, "kill", sid], None),
             "send": ([*t, "send", sid, "hello"], None),
             "capture": ([*t, "capture", sid], None),
+            "wait": ([*t, "wait", sid], None),
         }.get(op)
 
     def _stop(self) -> None:

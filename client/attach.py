@@ -9,23 +9,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from tmuxish import protocol
 from tmuxish.client import core
 from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
 from tmuxish.errors import ServerGone, TmuxishError
-from tmuxish.keyreader import KeyReader
 from tmuxish.keys import DetachFilter
 
+#: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish attach` ~15 ms.
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
-    # asyncio (and uvloop) are imported once the attach request is out: ~50 ms of imports
-    # that would otherwise delay the first screen (the server paints it in direct mode).
+    # asyncio (and uvloop) are imported only to relay (direct attach waits with poll): ~50 ms
+    # of imports that would otherwise delay the first screen and the exit after a detach.
     import asyncio
+    from collections.abc import Callable
 
     from tmuxish.client.connection import Connection
+    from tmuxish.keyreader import KeyReader
 
 SOCKET_READ = 262144
 #: Input waiting to go to the server: above HIGH the terminal is not read until below LOW.
@@ -76,6 +79,8 @@ class Relay:
         self.conn = conn
         self.sock = conn.sock
         self.session_id = session_id
+        #: How the ending line names the session: "session 3", or "session web (3)".
+        self.label = f"session {session_id}"
         self.filter = detach_filter
         self.readonly = readonly
         self.stdin_fd = stdin_fd
@@ -98,9 +103,13 @@ class Relay:
         #: The server socket's path (local connections), to tell a crash from a stop.
         self.server_path = ""
         self.crashed = False
+        #: How it ended, once it has (also without an event loop: ``watch``).
+        self.result: AttachResult | None = None
 
     async def run(self) -> AttachResult:
         import asyncio
+
+        from tmuxish.keyreader import KeyReader
 
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -109,6 +118,8 @@ class Relay:
         # Messages that arrived together with the attach reply.
         while self.conn.pending:
             self._handle(self.conn.pending.popleft())
+        if self.result is not None:
+            return self.result
         loop.add_reader(self.sock.fileno(), self._on_socket)
         if self._read_stdin:
             self._keys = KeyReader(
@@ -142,9 +153,50 @@ class Relay:
             return b""
         return self.reset or protocol.SANE_MODES
 
-    def _finish(self, message: str, status: int) -> None:
+    def watch(self) -> AttachResult | None:
+        """Direct mode without an event loop: the server drives the terminal, so all that is left
+        is to forward SIGWINCH and wait for the end. None off the main thread (no signals there)."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            old_wakeup = signal.set_wakeup_fd(wake_w)
+        except ValueError:
+            os.close(wake_r)
+            os.close(wake_w)
+            return None
+        # A Python handler, so that the signal reaches the wakeup pipe (poll is retried).
+        old_handler = signal.signal(signal.SIGWINCH, lambda _signum, _frame: None)
+        try:
+            while self.conn.pending and self.result is None:
+                self._handle(self.conn.pending.popleft())
+            # As in ``run``: a resize since the attach request was measured.
+            if self.result is None and get_size(self.stdout_fd) != self.attached_size:
+                self._on_winch()
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            poller.register(wake_r, select.POLLIN)
+            while self.result is None:
+                for fd, _events in poller.poll():
+                    if fd == wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(wake_r, 64)
+                        self._on_winch()
+                    elif self.result is None:
+                        self._on_socket()
+            return self.result
+        finally:
+            signal.signal(signal.SIGWINCH, old_handler)
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _end(self, result: AttachResult) -> None:
+        if self.result is None:
+            self.result = result
         if self._done is not None and not self._done.done():
-            self._done.set_result(AttachResult(message, status))
+            self._done.set_result(self.result)
+
+    def _finish(self, message: str, status: int) -> None:
+        self._end(AttachResult(message, status))
 
     # -- socket -> terminal ----------------------------------------------------------------------
 
@@ -161,10 +213,11 @@ class Relay:
             # removes its socket first): its keeper starts another, as after an upgrade.
             self.crashed = self.kept and bool(self.server_path) and os.path.exists(self.server_path)
             if self._upgrading or self.crashed:
-                if self._done is not None and not self._done.done():
-                    self._done.set_result(AttachResult("", 0, reconnect=True))
+                self._end(AttachResult("", 0, reconnect=True))
                 return
-            self._finish("[server exited]", 1)
+            link_lost = getattr(self.conn, "link_lost", None)  # -H: the ssh link, not the server
+            reason = link_lost() if link_lost is not None else None
+            self._finish(f"[{reason or 'server exited'}]", 1)
             return
         try:
             messages = list(self.conn.decoder.feed(data))
@@ -199,13 +252,13 @@ class Relay:
             self._write_out(message[1])
         elif kind == protocol.EXITED:
             code = message[1]
-            self._finish(f"[session {self.session_id} exited with code {code}]", code)
+            self._finish(f"[{self.label} exited with code {code}]", code)
         elif kind == protocol.DETACHED:
             reason = message[1]
             if reason == protocol.DETACHED_BY_USER:
-                self._finish(f"[detached from session {self.session_id}]", 0)
+                self._finish(f"[detached from {self.label}]", 0)
             else:
-                self._finish(f"[detached from session {self.session_id}: {reason}]", 1)
+                self._finish(f"[detached from {self.label}: {reason}]", 1)
         elif kind == protocol.EVENT:
             if message[1] == protocol.UPGRADE_EVENT:
                 self._upgrading = True
@@ -232,7 +285,7 @@ class Relay:
         self._send(protocol.detach())
         assert self._loop is not None
         # The server confirms with DETACHED; do not hang if it is gone.
-        self._loop.call_later(2.0, self._finish, f"[detached from session {self.session_id}]", 0)
+        self._loop.call_later(2.0, self._finish, f"[detached from {self.label}]", 0)
 
     def _on_winch(self) -> None:
         cols, rows = get_size(self.stdout_fd)
@@ -240,6 +293,13 @@ class Relay:
             self._send(protocol.resize(cols, rows))
 
     def _send(self, frame: bytes) -> None:
+        if self._loop is None:
+            # No event loop (``watch``): the few small frames of direct mode go out whole.
+            try:
+                self.conn.send(frame)
+            except TmuxishError as exc:
+                self._finish(f"[{exc}]", 1)
+            return
         if self._outbox:
             self._outbox += frame
         else:
@@ -275,6 +335,22 @@ class Relay:
             self._writing = False
         if len(self._outbox) < OUTBOX_LOW and self._keys is not None and self._keys.paused:
             self._keys.resume()
+
+
+def _run_relay(relay: Relay, direct: bool) -> AttachResult:
+    """Direct mode waits with poll; only relaying (or a direct attach off the main thread, where
+    SIGWINCH cannot be taken) needs the event loop."""
+    if direct:
+        result = relay.watch()
+        if result is not None:
+            return result
+    from tmuxish.eventloop import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(relay.run())
+    finally:
+        loop.close()
 
 
 def terminal_for_server() -> int | None:
@@ -369,16 +445,13 @@ def _attach_loop(
             relay.kept = bool(info.get("kept"))
             with contextlib.suppress(OSError):
                 relay.server_path = str(conn.sock.getpeername() or "")
+            if info.get("name"):  # names are checked by the server: no control characters
+                relay.label = f"session {info['name']} ({session_id})"
             relay.attached_size = (cols, rows)
-            from tmuxish.eventloop import new_event_loop
-
-            loop = new_event_loop()
             try:
-                result = loop.run_until_complete(relay.run())
+                result = _run_relay(relay, direct)
             except ServerGone as exc:
                 result = AttachResult(f"[{exc}]", 1)
-            finally:
-                loop.close()
             if not result.reconnect:
                 break
             conn.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tmuxish.client.connection import Connection
-from tmuxish.errors import ServerNotRunning
+from tmuxish.errors import ServerNotRunning, UsageError
 from tmuxish.paths import ensure_private_dir, is_default_dir, log_path, open_server_log
 
 START_TIMEOUT = 10.0
@@ -46,7 +46,10 @@ def _reach(socket_path: Path, start: bool, attempt: Callable[[], T]) -> T:
 def spawn_server(socket_path: Path) -> None:
     import subprocess  # ~3 ms; every command imports this module, few start a server
 
-    socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not socket_path.parent.is_dir():
+        # Only the default directory is ever created (by ensure_private_dir); a -S path in a
+        # directory that does not exist is a mistake, as tmux says too (issue 14).
+        raise UsageError(f"socket directory {socket_path.parent} does not exist")
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
     if os.environ.get("TMUXISH_KEEPER", "1") != "0":

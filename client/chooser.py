@@ -1,4 +1,4 @@
-"""The interactive session chooser: `tmuxish` alone, or `tmuxish attach` with several sessions.
+"""The interactive session chooser: `tmuxish` alone (with a choice to make), or `tmuxish choose`.
 
 Three layers, so that most of it is testable without a terminal:
 
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tmuxish.client.listing import format_age
-from tmuxish.errors import ServerGone, SessionNotFound, TmuxishError
+from tmuxish.errors import ServerGone, TmuxishError
 
 if TYPE_CHECKING:
     from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -199,9 +199,9 @@ class Choice:
 class ChooserState:
     """Everything the chooser shows and every action its keys take, without a terminal.
 
-    Keys in list mode: printable characters go to the filter, except that while the user is not
-    typing a filter, j/k move, x kills, n starts a new session, r renames, q quits and / starts
-    typing. Esc backs out one step: stops typing, then clears the filter, then quits.
+    Keys in list mode: every printable character goes to the filter, so typing never runs a
+    command by surprise (issue 14: `n` started a session while the user meant to filter); the
+    commands are on Enter and control keys. Esc clears the filter, then quits.
     """
 
     def __init__(
@@ -210,23 +210,28 @@ class ChooserState:
         sessions: Iterable[Session] | None = None,
         inside: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        recent: int | None = None,
+        readonly: bool = False,
     ) -> None:
         self.backend = backend
         self.inside = inside
+        self.readonly = readonly
         self.clock = clock
         self.sessions: list[Session] = []
         self.query = ""
-        self.typing = False
         self.mode: Literal["list", "confirm", "rename"] = "list"
         self.message = ""
         self.error = False
         self.selected_id: int | None = None
         self.pending_id: int | None = None
+        self.pending_running = False
         self.preview_id: int | None = None
         self.preview = ""
         self.preview_error: str | None = None
         self.done = False
         self.result: Choice | None = None
+        #: The most recently used session starts selected, as `attach` with no target picks it.
+        self.selected_id = recent
         if sessions is None:
             self.refresh()
         else:
@@ -311,28 +316,20 @@ class ChooserState:
         text = clean(text)
         if not text:
             return
-        self.typing = True
         self.query += text
         self._keep_selection(0)
 
-    def start_typing(self) -> None:
-        self.typing = True
-
     def backspace(self) -> None:
         self.query = self.query[:-1]
-        self.typing = bool(self.query)
         self._keep_selection(0)
 
     def clear_filter(self) -> None:
         self.query = ""
-        self.typing = False
         self._keep_selection(0)
 
     def escape(self) -> None:
-        """Back out one step: stop typing (keeping the filter), clear the filter, quit."""
-        if self.typing:
-            self.typing = False
-        elif self.query:
+        """Back out one step: clear the filter, then quit."""
+        if self.query:
             self.clear_filter()
         else:
             self.quit()
@@ -348,9 +345,9 @@ class ChooserState:
     def enter(self) -> None:
         session = self.selected()
         if session is None:
-            self._say("no session selected; n starts a new one", error=True)
+            self._say("no session selected; Ctrl-O starts a new one", error=True)
         elif not is_running(session):
-            self._say(f"{describe(session)} has exited; x removes it", error=True)
+            self._say(f"{describe(session)} has exited; Ctrl-X removes it", error=True)
         elif session["id"] == self.inside:
             self._say(f"this terminal is inside {describe(session)}", error=True)
         else:
@@ -362,26 +359,33 @@ class ChooserState:
             self._say("no session selected", error=True)
             return
         self.pending_id = int(session["id"])
+        self.pending_running = is_running(session)
         self.mode = "confirm"
-        verb = "kill" if is_running(session) else "remove exited"
+        verb = "kill" if self.pending_running else "remove exited"
         note = ", the one this terminal is inside" if session["id"] == self.inside else ""
         self._say(f"{verb} {describe(session)}{note}? (y/n)")
 
     def confirm(self, yes: bool) -> None:
-        """Answer the kill question. Killing removes the session from the list (``rm -f``)."""
+        """Answer the kill question: a running session is killed as `tmuxish kill` does (SIGHUP;
+        it stays listed as exited), an exited one is removed as `tmuxish rm` does."""
         self.mode = "list"
         sid, self.pending_id = self.pending_id, None
         if not yes or sid is None:
             self._say("")
             return
         try:
-            self.backend.request("rm", target=sid, force=True)
+            if self.pending_running:
+                self.backend.request("kill", target=sid, signal="HUP")
+                done = f"killed session {sid} (SIGHUP)"
+            else:
+                self.backend.request("rm", target=sid, force=False)
+                done = f"removed session {sid}"
         except ServerGone:
             raise
         except TmuxishError as exc:
             self._say(str(exc), error=True)
         else:
-            self._say(f"killed session {sid}")
+            self._say(done)
         self.refresh()
 
     def start_rename(self) -> str | None:
@@ -420,12 +424,14 @@ class ChooserState:
         text = f"tmuxish: {n} session{'s' if n != 1 else ''}"
         if self.query:
             text += f", {shown} shown"
+        if self.readonly:
+            text += " (attaching read-only)"
         return text
 
     def status_line(self) -> str:
         if self.mode == "confirm" or self.message:
             return self.message
-        if self.typing or self.query:
+        if self.query:
             return f"filter: {self.query}"
         return ""
 
@@ -434,14 +440,17 @@ class ChooserState:
             return "y yes  any other key no"
         if self.mode == "rename":
             return "Enter rename  Esc cancel"
-        if self.typing:
-            return "arrows move  Enter attach  Backspace delete  Esc done"
-        return "j/k/arrows move  Enter attach  x kill  n new  r rename  q quit  type to filter"
+        enter = "Enter attach read-only" if self.readonly else "Enter attach"
+        if self.query:
+            return f"arrows move  {enter}  Backspace delete  Esc clear filter"
+        text = f"arrows move  {enter}  ^O new  ^X kill  ^R rename  Esc quit"
+        # The read-only variant would not fit 80 columns with the filter hint.
+        return text if self.readonly else text + "  type to filter"
 
     def preview_text(self, height: int) -> list[str]:
         if self.selected() is None:
             if not self.sessions:
-                return ["  (no sessions: n starts one)"]
+                return ["  (no sessions: Ctrl-O starts one)"]
             return [f"  (no session matches {self.query!r})"]
         if self.preview_error is not None:
             return [f"  (no preview: {self.preview_error})"]
@@ -574,8 +583,6 @@ def choose(state: ChooserState) -> Choice | None:
     )
 
     listing = Condition(lambda: state.mode == "list")
-    typing = Condition(lambda: state.typing)
-    commands = listing & ~typing
     confirming = Condition(lambda: state.mode == "confirm")
     kb = KeyBindings()
 
@@ -609,15 +616,11 @@ def choose(state: ChooserState) -> Choice | None:
     bind("pagedown")(lambda: state.move(max(1, rows_for_list() - 1)))
     bind("home")(lambda: state.move_to(0))
     bind("end")(lambda: state.move_to(-1))
-    bind("k", filter=commands)(lambda: state.move(-1))
-    bind("j", filter=commands)(lambda: state.move(1))
     bind("enter")(state.enter)
     bind("escape", eager=True)(state.escape)
     bind("c-c")(state.quit)
-    bind("q", filter=commands)(state.quit)
-    bind("n", filter=commands)(state.new)
-    bind("x", filter=commands)(state.ask_kill)
-    bind("/", filter=commands)(state.start_typing)
+    bind("c-o")(state.new)
+    bind("c-x")(state.ask_kill)
     bind("backspace")(state.backspace)
     bind("c-u")(state.clear_filter)
 
@@ -637,7 +640,7 @@ def choose(state: ChooserState) -> Choice | None:
         yes = event.data in ("y", "Y")
         run(lambda: state.confirm(yes))
 
-    @kb.add("r", filter=commands)
+    @kb.add("c-r", filter=listing)
     def _rename(event: KeyPressEvent) -> None:
         initial = state.start_rename()
         if initial is not None:
@@ -720,35 +723,43 @@ def new_session(args: argparse.Namespace) -> int:
 
 def attach_session(args: argparse.Namespace, session_id: int) -> int:
     """`tmuxish attach ID` over a fresh connection (the one attach path), keeping ``args``'
-    attach options when it came from `tmuxish attach`."""
+    attach options (`tmuxish choose -r` attaches read-only)."""
     from tmuxish.client import commands
 
     ns = _subcommand(args, ["attach", str(session_id)], "detach_keys", "readonly", "history")
     return commands.cmd_attach(ns)
 
 
-def main(args: argparse.Namespace, *, from_attach: bool) -> int:
-    """`tmuxish` alone (``from_attach`` False) or `tmuxish attach` without a target, both with a
-    terminal on stdin and stdout.
+def main(args: argparse.Namespace, *, always: bool) -> int:
+    """`tmuxish` alone (``always`` False) or `tmuxish choose`, both with a terminal on stdin and
+    stdout.
 
-    No sessions: `tmuxish` starts one, `attach` fails as it always did. One running session
-    (for `attach`: one session): attach to it. Otherwise the chooser, then attach or start a new
-    session, each over its own fresh connection once the chooser has restored the terminal.
+    `tmuxish` alone starts a session when none is running and attaches when exactly one is
+    (exited leftovers do not make a choice); otherwise, and always for `choose`, the chooser,
+    with the most recently used session selected. Then attach or start a new session, each
+    over its own fresh connection once the chooser has restored the terminal.
     """
     from tmuxish import config
     from tmuxish.client import commands
+
     config.load()  # a broken config file is reported before anything is drawn
     choice: Choice | None
-    with commands._connect(args, start=not from_attach) as conn:
+    with commands._connect(args, start=True) as conn:
         sessions: list[Session] = conn.request("ls")
-        if not sessions and from_attach:
-            raise SessionNotFound("no sessions")
-        if len(sessions) == 1 and (from_attach or is_running(sessions[0])):
-            choice = Choice("attach", int(sessions[0]["id"]))
-        elif not sessions:
+        running = [s for s in sessions if is_running(s)]
+        if not always and len(running) == 1:
+            choice = Choice("attach", int(running[0]["id"]))
+        elif not always and not running:
             choice = Choice("new")
         else:
-            state = ChooserState(conn, sessions, inside=commands._inside(args))
+            recent = int(conn.request("get", target=None)["id"]) if sessions else None
+            state = ChooserState(
+                conn,
+                sessions,
+                inside=commands._inside(args),
+                recent=recent,
+                readonly=bool(getattr(args, "readonly", False)),
+            )
             choice = choose(state)
     if choice is None:
         return 0

@@ -12,7 +12,7 @@ from tmuxish import config
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
-from tmuxish.errors import UsageError
+from tmuxish.errors import TmuxishError, UsageError
 from tmuxish.paths import current_umask, resolve_socket
 from tmuxish.quick import target_arg, with_final_newline
 
@@ -98,6 +98,9 @@ def default_command(settings: config.Settings) -> list[str]:
 
 def _new_size(args: argparse.Namespace, settings: config.Settings) -> tuple[int, int]:
     """-x/-y, else the terminal's size when attaching at once, else the configured default."""
+    for flag, value in (("-x", args.cols), ("-y", args.rows)):
+        if value is not None and not 1 <= value <= 10000:
+            raise UsageError(f"{flag} must be from 1 to 10000, not {value}")
     cols, rows = settings["default_size"]
     if not args.detached:
         from tmuxish.client.terminal import get_size
@@ -107,8 +110,6 @@ def _new_size(args: argparse.Namespace, settings: config.Settings) -> tuple[int,
             cols, rows = tcols, trows
     cols = args.cols or cols
     rows = args.rows or rows
-    if cols <= 0 or rows <= 0:
-        raise UsageError("-x and -y must be positive")
     return cols, rows
 
 
@@ -116,6 +117,16 @@ def cmd_new(args: argparse.Namespace) -> int:
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
+    if args.attach_existing:
+        existing = _running_named(args)
+        if existing is not None and args.detached:
+            _out(f"{existing}\n")  # tmux's new -A -d: nothing to attach, the session is there
+            return 0
+        if existing is not None:
+            with _connect(args, start=False, terminal=True) as conn:
+                return _attach(conn, str(existing), settings, False, None, args)
+    if args.log_max is not None and args.log_max < 4096:
+        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
     argv: list[str] | None = list(args.command_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -155,11 +166,61 @@ def cmd_new(args: argparse.Namespace) -> int:
             log=log,
             log_max=args.log_max,
             umask=None if remote else current_umask(),
+            **_new_record_args(args, remote),
+            **({"auto_remove": True} if args.auto_remove else {}),
         )
         if args.detached:
             _out(f"{info['id']}\n")
             return 0
         return _attach(conn, str(info["id"]), settings, False, None, args)
+
+
+def _record_path(path: str, remote: bool) -> str:
+    """A recording path as the server needs it: absolute (a remote one is the user's business)."""
+    return path if remote else os.path.abspath(path)
+
+
+def _new_record_args(args: argparse.Namespace, remote: bool) -> dict[str, Any]:
+    """`new --record FILE [--record-format F] [--record-input]`; nothing without --record."""
+    if not getattr(args, "record", None):
+        if getattr(args, "record_format", None) or getattr(args, "record_input", False):
+            raise UsageError("--record-format and --record-input go with --record FILE")
+        return {}
+    return {
+        "record": _record_path(args.record, remote),
+        "record_format": args.record_format or "v2",
+        "record_input": bool(args.record_input),
+    }
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """`record TARGET FILE` starts a recording in the server; `record --stop TARGET` ends it."""
+    if args.stop:
+        if args.file is not None:
+            raise UsageError("record --stop takes the session only, not a FILE")
+        with _client(args) as client:
+            info = client.request("record-stop", target=args.target, timeout=30.0)
+        rec = info["recording"]
+        if rec.get("error"):
+            raise TmuxishError(f"the recording {rec['path']} stopped early: {rec['error']}")
+        if rec.get("dropped"):
+            sys.stderr.write(
+                f"tmuxish: {rec['dropped']} bytes of output could not be written in time and "
+                f"are missing from {rec['path']} (marked there)\n"
+            )
+        return 0
+    if args.file is None:
+        raise UsageError("record needs a TARGET and a FILE (or --stop TARGET)")
+    with _client(args) as client:
+        client.request(
+            "record",
+            target=args.target,
+            path=_record_path(args.file, _host(args) is not None),
+            format=args.format,
+            input=args.input,
+            term=os.environ.get("TERM"),
+        )
+    return 0
 
 
 def _attach(
@@ -191,19 +252,21 @@ def _attach(
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    if args.target is None and os.isatty(0) and os.isatty(1):
-        # Several sessions: let the user pick one (client/chooser.py).
-        return cmd_choose(args, from_attach=True)
+    # No target: the server picks the most recently used running session (as tmux does);
+    # the chooser is `tmuxish` alone or `tmuxish choose`.
     settings = config.load({"detach_keys": args.detach_keys})
     with _connect(args, start=False, terminal=True) as conn:
         return _attach(conn, args.target, settings, args.readonly, args.history, args)
 
 
-def cmd_choose(args: argparse.Namespace, from_attach: bool = False) -> int:
-    """`tmuxish` alone: the interactive chooser, or a direct attach/new when there is no choice."""
+def cmd_choose(args: argparse.Namespace) -> int:
+    """`tmuxish choose`, and `tmuxish` alone: the interactive chooser (alone: a direct attach or
+    new when there is no choice to make)."""
     from tmuxish.client import chooser
 
-    return chooser.main(args, from_attach=from_attach)
+    if not (os.isatty(0) and os.isatty(1)):
+        raise UsageError("choose needs a terminal")
+    return chooser.main(args, always=not getattr(args, "alone", False))
 
 
 def _connect_with_terminal(socket_path: Path, start: bool) -> Connection:
@@ -236,12 +299,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
         except StaleSocket:
             raise  # a crashed server: say so rather than list nothing
         except ServerNotRunning:
-            sessions = []
+            if not args.json:
+                raise  # as tmux: "no server running on ...", exit 1
+            sessions = []  # scripts get an empty list
     if args.json:
         import json  # not at the top: `ls`, `kill`, `send`, `capture` start faster without it
 
         _out(json.dumps(sessions) + "\n")
-    elif sessions:
+    else:
         _out(format_table(sessions))
     return 0
 
@@ -251,9 +316,17 @@ def _simple(args: argparse.Namespace, command: str, **kwargs: Any) -> Any:
         return client.request(command, **kwargs)
 
 
+def _target_or_this(args: argparse.Namespace, command: str) -> str | int:
+    """The TARGET given, else the session this runs inside; outside one a TARGET is needed."""
+    target = _target_or_inside(args)
+    if target is None:
+        raise UsageError(f"{command} needs a TARGET (session id or name) outside a session")
+    return target
+
+
 def cmd_kill(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        client.kill(args.target, args.signal)
+        client.kill(_target_or_this(args, "kill"), args.signal)
     return 0
 
 
@@ -272,6 +345,8 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
                 conn.recv()
         except Exception:
             pass
+    if _host(args) is None:
+        _wait_gone(Path(str(_socket(args)) + ".lock"))
     return 0
 
 
@@ -288,6 +363,28 @@ def cmd_server(args: argparse.Namespace) -> int:
     from tmuxish.client.server_admin import server_restart
 
     return server_restart(_socket(args), lambda: _connect(args, start=False))
+
+
+def _wait_gone(lock: Path, timeout: float = 5.0) -> None:
+    """Until the server has let go of its lock file: it removes the file while still holding
+    it, then exits, so a following command finds nothing of it. A free lock that stays (a
+    server that keeps the file) ends the wait as well."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return  # removed
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return  # no server holds it
+        except OSError:
+            time.sleep(0.01)  # still held: the server is on its way out
+        finally:
+            os.close(fd)
 
 
 def server_upgrade(args: argparse.Namespace) -> int:
@@ -310,9 +407,17 @@ def server_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_or_inside(args: argparse.Namespace) -> str | int | None:
+    """The TARGET given, else the session this command runs inside ($TMUXISH, as tmux uses the
+    current pane), else None: the server's most recently used session."""
+    if args.target is not None:
+        return target_arg(args.target)
+    return _inside(args)
+
+
 def cmd_capture(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        text = client.capture(target_arg(args.target), history=args.history, escapes=args.escapes)
+        text = client.capture(_target_or_inside(args), history=args.history, escapes=args.escapes)
     _out(with_final_newline(text))
     return 0
 
@@ -325,7 +430,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return client.wait(args.target)
+        return client.wait(_target_or_this(args, "wait"))
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
@@ -348,12 +453,39 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    import json
-
     settings = config.load()
-    _out(f"# {config.config_path()}\n")
-    for key, value in settings.values.items():
-        _out(f"{key} = {json.dumps(value)}  # {settings.sources[key]}\n")
+    _out(config.show(settings))
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """`tmuxish web`: serve the browser page until interrupted; the URL with its token once."""
+    import asyncio
+    import logging
+
+    try:
+        from tmuxish.client.web import gateway
+    except ImportError as exc:
+        raise UsageError(
+            f"tmuxish web needs the web extra ({exc.name} is missing): pip install 'tmuxish[web]'"
+        ) from None
+    from tmuxish.eventloop import new_event_loop
+
+    if _host(args) is not None:
+        raise UsageError("-H does not apply to `web`: run it on the host, beside the server")
+    host, port = gateway.parse_listen(args.listen)
+    options = gateway.WebOptions(
+        socket_path=_socket(args),
+        host=host,
+        port=port,
+        readonly=args.readonly,
+        allow_new=args.allow_new,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+    )
+    logging.basicConfig(format="tmuxish web: %(message)s", level=logging.INFO)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(gateway.run(options, lambda url: _out(f"tmuxish web: open {url}\n")))
     return 0
 
 
@@ -367,6 +499,8 @@ def _new_container(args: argparse.Namespace) -> int:
         raise UsageError("--runtime and --bundle go together")
     if args.cwd or args.env or getattr(args, "log", None):
         raise UsageError("-c, -e and --log do not apply to --runtime (use the bundle's config)")
+    if getattr(args, "record", None):
+        raise UsageError("--record does not apply to --runtime: 'tmuxish record' it once started")
     ids = list(args.command_argv)
     if ids and ids[0] == "--":
         ids = ids[1:]
@@ -413,6 +547,57 @@ def cmd_console_socket(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_named(args: argparse.Namespace) -> int | None:
+    """`new -A -s NAME`: the id of the running session NAME, if there is one."""
+    from tmuxish.errors import ServerNotRunning, SessionNotFound
+
+    if not args.name:
+        raise UsageError("-A needs -s NAME (the session to attach to if it exists)")
+    try:
+        with _connect(args, start=False) as conn:
+            info = conn.request("get", target=args.name)
+    except (ServerNotRunning, SessionNotFound):
+        return None
+    return int(info["id"]) if info["status"] == "running" else None
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from tmuxish.errors import ServerNotRunning
+
+    try:
+        with _connect(args, start=False) as conn:
+            gone = conn.request("prune")
+    except ServerNotRunning:
+        return 0  # nothing to forget
+    _out("".join(f"{info['id']}\n" for info in gone))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """`log TARGET FILE` starts a running session's log; `log --off TARGET` stops it."""
+    if args.off == (args.file is not None):
+        raise UsageError("give either FILE (start logging) or --off (stop)")
+    if args.log_max is not None and args.log_max < 4096:
+        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
+    path = args.file
+    if path is not None and _host(args) is None:
+        path = os.path.abspath(path)
+    elif path is not None and not os.path.isabs(path):
+        raise UsageError("with -H, FILE must be an absolute path on the host")
+    with _connect(args, start=False) as conn:
+        conn.request("log", target=target_arg(args.target), path=path, log_max=args.log_max)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from tmuxish.client import logs
+
+    if _host(args) is not None:
+        raise UsageError("logs reads the log file on this machine; it does not work with -H")
+    with _connect(args, start=False) as conn:
+        return logs.show(conn, _target_or_inside(args), follow=args.follow, out=sys.stdout.buffer)
+
+
 COMMANDS = {
     "choose": cmd_choose,
     "new": cmd_new,
@@ -429,10 +614,15 @@ COMMANDS = {
     "send": cmd_send,
     "wait": cmd_wait,
     "rename": cmd_rename,
+    "record": cmd_record,
+    "web": cmd_web,
     "config": cmd_config,
     "completion": cmd_completion,
     "dial-stdio": cmd_dial_stdio,
     "_complete-targets": cmd_completion,
+    "prune": cmd_prune,
+    "log": cmd_log,
+    "logs": cmd_logs,
 }
 
 

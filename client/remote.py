@@ -123,6 +123,24 @@ class RemoteConnection(Connection):
             self.proc.wait()
         self.stderr.close()
 
+    def link_lost(self, wait: float = 2.0) -> str | None:
+        """Why an established stream ended when it was the ssh link (ssh exits 255), not the
+        far server; None otherwise (issue 14: a dropped link read as '[server exited]')."""
+        try:
+            status = self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            return None
+        if status != SSH_FAILED:
+            return None
+        self.stderr.seek(0)
+        lines = [
+            line.strip()
+            for line in self.stderr.read()[-4096:].decode(errors="replace").splitlines()
+            if line.strip() and not line.startswith("Warning: Permanently added")
+        ]
+        detail = f": {lines[-1].removeprefix('ssh: ')}" if lines else ""
+        return f"lost the ssh connection to {self.host}{detail}"
+
     def failure(self) -> TmuxishError:
         """Why the stream ended before the server greeted us, in ssh's or the host's words."""
         try:

@@ -16,15 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tmuxish import __version__
-from tmuxish.errors import PermissionDenied, TmuxishError
+from tmuxish import __version__, config
+from tmuxish.errors import ConfigError, PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_server_log
 from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.factory import SessionFactory
-from tmuxish.server.feeder import Feeder
 from tmuxish.server.keeper_link import KeeperLink, set_own_oom_score_adj
 from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
@@ -35,23 +34,6 @@ from tmuxish.server.session import Session
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict[str, Any]], Any]
-
-
-#: How screen models are fed (TMUXISH_SCREEN_FEED): see ``_screen_feeding``.
-SCREEN_FEEDINGS = ("paced", "inline", "thread")
-
-
-def _screen_feeding(setting: str) -> str:
-    """How to feed screen models: "paced" (default), "inline" or "thread".
-
-    paced (server/pacing.py): on the loop, after the relay, within a share of its time while
-    the program floods; a model that falls far behind skips to the tail of the output. inline:
-    every chunk as it is relayed; the model is never behind, and dense colour output moves at
-    about half speed. thread: a worker thread, with the program held back while it catches up;
-    measured on 2 CPUs it was slower than inline (dense SGR at 0.30x dtach against 0.43x: the
-    worker, the program and the terminal share the cores and the loop waits for the GIL).
-    """
-    return setting if setting in SCREEN_FEEDINGS else "paced"
 
 
 #: Signals that end the server cleanly: sessions get SIGHUP, the socket is removed.
@@ -73,6 +55,15 @@ def _env_float(name: str, default: float) -> float:
         return float(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def _history_limit() -> int:
+    """history_limit from the environment the server started with, or its config file."""
+    try:
+        return int(config.load()["history_limit"])
+    except ConfigError as exc:
+        log.warning("%s; history_limit is %d", exc, config.DEFAULT_HISTORY_LIMIT)
+        return config.DEFAULT_HISTORY_LIMIT
 
 
 class Server:
@@ -97,16 +88,16 @@ class Server:
         self.stall_timeout = _env_float("TMUXISH_STALL_TIMEOUT", 10.0)
         self.max_behind_bytes = int(_env_float("TMUXISH_MAX_BACKLOG", 32 * 1024 * 1024))
         self.drop_grace = 30.0
-        self.history_bytes = int(_env_float("TMUXISH_HISTORY_BYTES", 10_000_000))
+        #: Lines of history each session's screen model keeps (config history_limit).
+        self.history_limit = _history_limit()
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
         #: An upgrade was handed over to the keeper: exit, it starts the installed server.
         self.handed_over = False
+        #: `kill-server`: the user ended it, so its .lock and .log go with it (issue 14).
+        self.remove_files = False
         #: How many times this server has re-executed itself (shown by `info`).
         self.generation = 0
-        self.feeder = Feeder()
-        #: How screen models are fed: "paced", "inline" or "thread" (TMUXISH_SCREEN_FEED).
-        self.screen_feeding = _screen_feeding(os.environ.get("TMUXISH_SCREEN_FEED", ""))
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
@@ -117,21 +108,15 @@ class Server:
 
         handlers.install(self)
 
-    @property
-    def session_feeder(self) -> Feeder | None:
-        """The feeder new sessions use for their screen model, or None to feed inline."""
-        return self.feeder if self.screen_feeding == "thread" else None
-
-    @property
-    def paced_screens(self) -> bool:
-        return self.screen_feeding == "paced"
-
     # -- sessions --------------------------------------------------------------------------------
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
         if self.keeper is not None:
             self.keeper.changed()
+        if session.extra.get("auto_remove"):
+            # `new --rm`: its waiters and clients have had the code by now.
+            self.registry.remove(session)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -237,7 +222,6 @@ class Server:
         if self.keeper is not None:
             # Kept: the keeper restarts the installed server (one path for upgrade and crash).
             self.handed_over = self.keeper.hand_over(self)
-        self.feeder.stop()
         self.reaper.stop()
         if self.keeper is not None:
             self.keeper.stop()
@@ -263,7 +247,6 @@ class Server:
         # Close console sockets; let `RUNTIME delete` of container sessions finish (bounded).
         await self.containers.shutdown()
         self.limits.close()
-        self.feeder.stop()
         self.reaper.stop()
         self.reaper.sweep()
         await asyncio.sleep(0)
@@ -369,7 +352,13 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         loop.run_until_complete(server.serve(sock, resume))
     finally:
         loop.close()
+        from tmuxish.server.recording import finish_all
+
+        finish_all()  # recordings reach their files before the exit (or the upgrade's exec)
     if server.upgrading and server.handed_over:
+        assert server.keeper is not None
+        # Recordings have finished writing only now: their state goes in the records.
+        server.keeper.send_records(server)
         log.info("server exiting for an upgrade; the keeper starts the installed version")
         logging.shutdown()
         # No clean-up: console sockets, PTYs and containers now belong to the next server.
@@ -381,9 +370,24 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         if server.keeper is not None:
             server.keeper.handover_env(server.reaper)
         upgrade.exec_server(str(server.socket_path), memfd)
-    os.close(lock_fd)
     log.info("server exited")
+    if server.remove_files:
+        _remove_files(server.socket_path)
+    os.close(lock_fd)
     return 0
+
+
+def _remove_files(socket_path: Path) -> None:
+    """After `kill-server`: nothing of the server is left beside its socket. The lock goes
+    while still held, so a server starting meanwhile either gets the old (unlinked) file and
+    finds it locked, or creates a fresh one. A server ended by a signal keeps its log."""
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    for path in (log_path(socket_path), Path(str(socket_path) + ".lock")):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:

@@ -91,8 +91,6 @@ class SessionFactory:
             screen=screen,
             on_exit=server.session_exited,
             extra=extra,
-            feeder=server.session_feeder,
-            paced=server.paced_screens,
         )
 
     # -- new sessions ----------------------------------------------------------------------------
@@ -249,6 +247,10 @@ class SessionFactory:
         else:
             session.start()
         self._reopen_log(session)
+        if item.get("recording") or "recording" in session.extra:
+            from tmuxish.server.record_requests import resume
+
+            resume(session, item.get("recording"))
         return session
 
     @staticmethod

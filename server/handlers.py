@@ -23,11 +23,12 @@ from tmuxish.errors import (
 from tmuxish.keys import DetachFilter
 from tmuxish.server.logfile import DEFAULT_MAX_BYTES, OutputLog
 from tmuxish.server.policy import validate_policy
-from tmuxish.server.session import ScreenModel, Session, clamp_size
+from tmuxish.server.session import Session, clamp_size
 
 if TYPE_CHECKING:
     from tmuxish.server.connection import Connection
     from tmuxish.server.daemon import Server
+    from tmuxish.server.screen import Screen
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _str_or_none(args: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
+def make_screen(server: Server, cols: int, rows: int) -> Screen | None:
     if os.environ.get("TMUXISH_NO_SCREEN", "") not in ("", "0"):
         # Turned off for the whole server (its environment comes from the client that started
         # it): sessions then work as dtach's do, and attaching makes the program redraw.
@@ -61,7 +62,7 @@ def make_screen(server: Server, cols: int, rows: int) -> ScreenModel | None:
         log.warning("screen model unavailable: %s", exc)
         return None
     try:
-        return Screen(cols, rows, history_bytes=server.history_bytes)
+        return Screen(cols, rows, history_lines=server.history_limit)
     except Exception as exc:
         log.warning("screen model unavailable: %s", exc)
         return None
@@ -136,11 +137,12 @@ class Handlers:
                 output_log.close()
             raise
         if output_log is not None:
-            session.log_sink = output_log.write
-            session.cleanup.append(output_log.close)
-            session.extra["log"] = output_log.path
-            # Kept with the path: a server upgrade reopens the log and needs the cap too.
-            session.extra["log_max"] = output_log.max_bytes
+            attach_log(session, output_log)
+        if args.get("record"):
+            _record_new(session, args, env)
+        if args.get("auto_remove"):
+            # `new --rm`: forgotten once it exits (the server's session_exited does it).
+            session.extra["auto_remove"] = True
         server.registry.add(session)
         try:
             session.start()
@@ -175,6 +177,9 @@ class Handlers:
         self, conn: Connection, args: dict[str, Any]
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
+        if args.get("target") in (None, "") and not session.running:
+            # No target means the most recently used running session (as tmux does).
+            raise SessionNotFound("no running sessions")
         if not session.screen_settled:
             # The screen model is still catching up on output clients already have: hold the
             # PTY, let it catch up, then repaint and register in one step.
@@ -254,6 +259,7 @@ class Handlers:
         return session.info()
 
     def kill_server(self, conn: Connection, args: dict[str, Any]) -> bool:
+        self.server.remove_files = True
         conn_loop(self.server).call_soon(self.server.request_stop)
         return True
 
@@ -302,7 +308,7 @@ class Handlers:
 
     def capture(self, conn: Connection, args: dict[str, Any]) -> str | Awaitable[str]:
         session = self.server.registry.get(args.get("target"))
-        if not session.screen_settled and session.running:
+        if not session.screen_settled:
             return self._capture_settled(session, args)
         return self._capture(session, args)
 
@@ -314,7 +320,6 @@ class Handlers:
             session.release()
 
     def _capture(self, session: Session, args: dict[str, Any]) -> str:
-        session.settle_screen()  # an exited session's model may still have output to parse
         if session.screen is None:
             raise TmuxishError(
                 f"session {session.id} has no screen model ({session.screen_error}); "
@@ -326,6 +331,27 @@ class Handlers:
             session.schedule_compact()  # reading the history restored compressed pages
             return text
         return session.screen.screen_text(escapes=escapes)
+
+    def prune(self, conn: Connection, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Forget every exited session (`tmuxish prune`); the ones forgotten."""
+        gone = []
+        for session in list(self.server.registry):
+            if not session.running:
+                session.close()
+                self.server.registry.remove(session)
+                gone.append(session.info())
+        return gone
+
+    def log(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        """Start (``path``) or stop (``path`` None) a running session's output log."""
+        session = self.server.registry.get(args.get("target"))
+        path = _str_or_none(args, "path")
+        if path is not None and not session.running:
+            raise TmuxishError(f"session {session.id} has exited; there is no output to log")
+        stop_log(session)
+        if path:
+            start_log(session, path, args.get("log_max"))
+        return session.info()
 
     def upgrade(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         server = self.server
@@ -340,6 +366,49 @@ class Handlers:
             "sessions": len(self.server.registry),
             "generation": self.server.generation,
         }
+
+
+def start_log(session: Session, path: str, log_max: Any) -> None:
+    """Append the session's output to ``path`` from now on (`tmuxish log`)."""
+    limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+    try:
+        output_log = OutputLog(path, limit)
+    except OSError as exc:
+        raise BadRequest(f"cannot use log file {path}: {exc.strerror or exc}") from exc
+    attach_log(session, output_log)
+
+
+def attach_log(session: Session, output_log: OutputLog) -> None:
+    """Make ``output_log`` the session's log (`new --log`, `tmuxish log`)."""
+    session.log_sink = output_log.write
+    session.cleanup.append(output_log.close)
+    session.extra["log"] = output_log.path
+    # Kept with the path: a server upgrade reopens the log and needs the cap too.
+    session.extra["log_max"] = output_log.max_bytes
+
+
+def stop_log(session: Session) -> None:
+    """Stop a session's output log, if it has one (the file stays)."""
+    output_log = getattr(session.log_sink, "__self__", None)
+    session.log_sink = None
+    session.extra.pop("log", None)
+    session.extra.pop("log_max", None)
+    if isinstance(output_log, OutputLog):
+        output_log.close()
+        session.cleanup[:] = [f for f in session.cleanup if getattr(f, "__self__", None)
+                              is not output_log]
+
+
+def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:
+    """`new --record FILE`; a file that cannot be opened undoes the session, as for --log."""
+    from tmuxish.server import record_requests
+
+    try:
+        record_requests.start_for_new(session, args, env)
+    except TmuxishError:
+        session.kill(signal.SIGHUP)
+        session.close()
+        raise
 
 
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:
@@ -366,8 +435,13 @@ def install(server: Server) -> None:
             "capture": h.capture,
             "info": h.hello,
             "upgrade": h.upgrade,
+            "prune": h.prune,
+            "log": h.log,
         }
     )
     from tmuxish.server import containers
 
     containers.install(server)  # console-socket, new-container
+    from tmuxish.server import record_requests
+
+    record_requests.install(server)  # record, record-stop

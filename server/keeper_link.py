@@ -211,6 +211,11 @@ class KeeperLink:
         self._sync_consoles(server)
         return self._send(b"U")
 
+    def send_records(self, server: Server) -> None:
+        """Every session's record again (after a handover, once recordings have finished)."""
+        for session in server.registry:
+            self.send_record(session)
+
     def describe(self) -> dict[str, Any]:
         return {"keeper": None if self.lost else self.keeper_pid, "restarts": self.restarts}
 

@@ -42,8 +42,17 @@ class Registry:
         if name is None:
             return
         validate_name(name)
-        if name in self._by_name:
+        holder = self._by_name.get(name)
+        if holder is not None and holder.running:
             raise NameInUse(f"a session named {name!r} already exists")
+
+    def _take_name(self, name: str, session: Session) -> None:
+        """Give ``name`` to ``session``; an exited session holding it gives it up (issue 14:
+        `new -s calc` after an exited calc), and stays listed under its id."""
+        holder = self._by_name.get(name)
+        if holder is not None and holder is not session:
+            holder.name = None
+        self._by_name[name] = session
 
     def unique_name(self, base: str) -> str:
         """``base``, or ``base-2``, ``base-3``... whichever is free (console-socket sessions)."""
@@ -58,7 +67,7 @@ class Registry:
         self.check_name(session.name)
         self._sessions[session.id] = session
         if session.name is not None:
-            self._by_name[session.name] = session
+            self._take_name(session.name, session)
 
     def remove(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
@@ -72,7 +81,7 @@ class Registry:
         if session.name is not None:
             self._by_name.pop(session.name, None)
         session.name = name
-        self._by_name[name] = session
+        self._take_name(name, session)
 
     def get(self, target: str | int | None) -> Session:
         if target is None or target == "":

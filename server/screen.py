@@ -37,6 +37,8 @@ import time
 import weakref
 from typing import Any
 
+from tmuxish.config import DEFAULT_HISTORY_LIMIT
+
 log = logging.getLogger(__name__)
 
 #: Replies kept for :meth:`Screen.take_responses`; beyond this a program flooding queries while
@@ -92,6 +94,10 @@ _RESET_COMMON = b"".join(
 
 _MAX_TITLE = 4096
 
+#: History kept by default, in lines, at any width: more than the 10 MB byte budget it replaces
+#: held at 80 columns (13,600 lines).
+DEFAULT_HISTORY_LINES = DEFAULT_HISTORY_LIMIT
+
 _DECSTBM = re.compile(rb"\x1b\[(\d+);(\d+)r")
 _DECSLRM = re.compile(rb"\x1b\[(\d+);(\d+)s")
 # C0, DEL and C1 controls: stripped from the title so it cannot end the OSC early or smuggle in
@@ -101,6 +107,21 @@ _TITLE_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # DECSCUSR parameter per (GhosttyRenderStateCursorVisualStyle, blinking): bar=0, block=1,
 # underline=2; hollow block (3) is a renderer state with no DECSCUSR of its own.
 _DECSCUSR = {(0, True): 5, (0, False): 6, (1, True): 1, (1, False): 2, (2, True): 3, (2, False): 4}
+
+
+def history_cap(lines: int, cols: int) -> int:
+    """libghostty's scrollback cap, in bytes of its pages, that keeps at least ``lines`` rows
+    of ``cols`` columns: the memory bound of a history of ``lines`` lines at that width.
+
+    A row costs ~9 bytes a column in pages filled by output (measured: 708 at 80 columns,
+    8,969 at 1000, 110,701 at 10,000, where pages hold fewer rows) and up to ~10.3 in pages
+    a reflow filled (907 at 80 columns, 2,053 at 200); the fit below is above every
+    measurement. Whole pages are pruned (under 1 MiB at any width), hence the slack.
+    """
+    if lines <= 0:
+        return 0
+    row = cols * 23 // 2 + 64 + cols * cols // 3000
+    return lines * row + 1024 * 1024
 
 
 # Stands in for the native handles after close(): not a pointer, so cffi raises on use.
@@ -164,6 +185,27 @@ class _Lib:
 
 
 _loaded: _Lib | None = None
+
+
+#: The formatter writes every palette colour as 38;5;N / 48;5;N, one attribute per sequence.
+_PALETTE_SGR = re.compile(rb"\x1b\[([34])8;5;(\d{1,3})m")
+
+
+def _base_sgr(match: re.Match[bytes]) -> bytes:
+    layer, index = match[1], int(match[2])
+    if index >= 16:
+        return match[0]
+    base = (30 if layer == b"3" else 40) if index < 8 else (90 if layer == b"3" else 100)
+    return b"\x1b[%dm" % (base + index % 8)
+
+
+def base_colours(data: bytes) -> bytes:
+    """The 16 base colours with their own SGR codes (31, 103), as tmux repaints them, not as
+    38;5;1 / 48;5;11: terminals that brighten bold text do so only for SGR 30-37 (issue 14).
+    The model keeps the palette index only, so a program's 38;5;1 comes back as 31 too."""
+    if b";5;" not in data:
+        return data
+    return _PALETTE_SGR.sub(_base_sgr, data)
 
 
 def _load() -> _Lib:
@@ -251,7 +293,9 @@ def _on_size(terminal: Any, userdata: Any, out: Any) -> bool:
 class Screen:
     """One session's terminal emulator. Not thread-safe: feed and read from one thread."""
 
-    def __init__(self, cols: int, rows: int, history_bytes: int = 10_000_000) -> None:
+    def __init__(
+        self, cols: int, rows: int, history_lines: int = DEFAULT_HISTORY_LINES
+    ) -> None:
         lib = _load()
         self._l = lib
         ffi, c = lib.ffi, lib.lib
@@ -269,10 +313,12 @@ class Screen:
         self._finalizer = weakref.finalize(self, c.ghostty_terminal_free, self._t)
         # A weak reference behind the handle: a strong one would keep every Screen alive forever.
         self._userdata = ffi.new_handle(weakref.ref(self))
-        # Lines are left uncapped: the line cap is slow in 0.1.3; the byte cap bounds memory.
-        # libghostty prunes whole pages (~400 KB), so any budget but 0 keeps at least one page
-        # (~800 rows of 80 columns); 0 turns history off.
-        self._history_cap = ffi.new("size_t*", max(history_bytes, 0))
+        # History is a number of lines at any width (as tmux's history-limit), but libghostty's
+        # line cap is slow in 0.1.3: its byte cap is set from the lines at the current width,
+        # after every resize. It prunes whole pages (~600 KB), so any limit but 0 keeps at
+        # least one page (~900 rows of 80 columns); 0 turns history off.
+        self.history_lines = max(history_lines, 0)
+        self._history_cap = ffi.new("size_t*", history_cap(self.history_lines, cols))
         self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
         self._set(
             c.GHOSTTY_TERMINAL_OPT_CONTINUATION_MAX_BYTES,
@@ -355,6 +401,11 @@ class Screen:
         if (cols, rows) == (self._cols, self._rows):
             return
         c = self._l.lib
+        # Wider rows take more bytes: the reflow must not prune them to the old width's cap.
+        cap = history_cap(self.history_lines, cols)
+        if cap > self._history_cap[0]:
+            self._history_cap[0] = cap
+            self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
         res = c.ghostty_terminal_resize(self._t, cols, rows, 0, 0)
         if res != c.GHOSTTY_SUCCESS:
             raise ValueError(f"cannot resize the screen model to {cols}x{rows}: {res}")
@@ -362,7 +413,8 @@ class Screen:
         # libghostty 0.1.3 loses track of its scrollback budget across reflows: after a few
         # resizes with output in between, history grew without bound (measured: 885 rows of
         # budget became 57,000 after 20 resizes; a soak server passed 1 GiB). Setting the cap
-        # again re-establishes it.
+        # again re-establishes it (and narrower rows take fewer bytes).
+        self._history_cap[0] = cap
         self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
 
     def _add_response(self, data: bytes) -> None:
@@ -532,7 +584,7 @@ class Screen:
                 raise RuntimeError(f"ghostty_formatter_format_alloc failed: {res}")
             try:
                 out: bytes = ffi.buffer(ptr[0], length[0])[:]
-                return out
+                return base_colours(out) if vt else out
             finally:
                 c.ghostty_free(ffi.NULL, ptr[0], length[0])
         finally:
@@ -656,10 +708,16 @@ class Screen:
             lines.extend([""] * (pad_to - len(lines)))
         return "\n".join(lines)
 
-    def reset_modes(self) -> bytes:
-        """Bytes a client writes on detach so the user's terminal is left sane."""
+    def reset_modes(self, maybe_alt: bool = False) -> bytes:
+        """Bytes a client writes on detach so the user's terminal is left sane.
+
+        ``maybe_alt``: output not parsed yet may have entered the alternate screen; leave it
+        even if this model is not on it (then with 1047, which restores no saved cursor).
+        """
         out = bytearray()
         alt = self.is_alt
+        if maybe_alt and not alt:
+            out += b"\x1b[?1047l"
         origin = self._mode_value(_pack_mode(6, False))
         if alt:
             if origin:

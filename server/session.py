@@ -11,15 +11,18 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tmuxish import protocol
 from tmuxish.errors import SessionExited, SessionNotFound
 from tmuxish.server import pty
-from tmuxish.server.feeder import FEED_HIGH, FEED_LOW, Feeder, ThreadedScreen
-from tmuxish.server.pacing import PacedScreen
+from tmuxish.server.feed import ScreenFeed
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
+
+if TYPE_CHECKING:
+    from tmuxish.server.recording import Recording
+    from tmuxish.server.screen import Screen
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +69,6 @@ class Attachment(Protocol):
     def resume_input(self) -> None: ...
 
 
-class ScreenModel(Protocol):
-    def feed(self, data: bytes) -> None: ...
-    def resize(self, cols: int, rows: int) -> None: ...
-    def repaint(self) -> bytes: ...
-    def history(self, lines: int) -> bytes: ...
-    def screen_text(self, escapes: bool = False) -> str: ...
-    def history_text(self, escapes: bool = False) -> str: ...
-    def reset_modes(self) -> bytes: ...
-    def mode(self, number: int, ansi: bool = False) -> bool: ...
-    def take_responses(self) -> bytes: ...
-    @property
-    def is_alt(self) -> bool: ...
-
-
 class Session:
     """A program we spawned on a new PTY (the "program" kind; see server/factory.py)."""
 
@@ -99,11 +88,9 @@ class Session:
         loop: asyncio.AbstractEventLoop,
         reaper: Reaper,
         policy: str = "latest",
-        screen: ScreenModel | None = None,
+        screen: Screen | None = None,
         on_exit: Callable[[Session], None] | None = None,
         extra: dict[str, Any] | None = None,
-        feeder: Feeder | None = None,
-        paced: bool = False,
     ) -> None:
         self.id = sid
         self.name = name
@@ -113,15 +100,19 @@ class Session:
         self.cols = cols
         self.rows = rows
         self.policy = policy
-        self.screen = screen
-        if screen is not None and feeder is not None:
-            self.screen = ThreadedScreen(screen, feeder, loop, self._screen_event)
-        elif screen is not None and paced:
-            self.screen = PacedScreen(screen, loop, self._screen_event, lambda: self._reading)
-        #: Reasons not to read the PTY besides slow clients: quiesce holds, a full feed queue.
+        #: The screen model and the output it has yet to parse; None when there is no model.
+        self.screen: ScreenFeed | None = None
+        if screen is not None:
+            self.screen = ScreenFeed(
+                screen,
+                loop,
+                answer=self._answer_query,
+                left_alt=self._left_alt,
+                failed=lambda error: self._drop_screen(f"feed failed: {error}"),
+                reading=lambda: self._reading,
+            )
+        #: Reasons not to read the PTY besides slow clients: quiesce holds.
         self._holds = 0
-        self._feed_full = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
         self.screen_error: str | None = None if screen is not None else "unavailable"
         self.extra = extra or {}
         self.created = datetime.now(UTC)
@@ -132,6 +123,8 @@ class Session:
         self.ended = False
         self.clients: list[Attachment] = []
         self.log_sink: Callable[[bytes], None] | None = None
+        #: `new --record` / `tmuxish record`: gets output, input and resizes (server/recording.py).
+        self.recording: Recording | None = None
         #: Called once when the PTY is released (log files, container clean-up).
         self.cleanup: list[Callable[[], None]] = []
         self._loop = loop
@@ -184,7 +177,7 @@ class Session:
             "rows": self.rows,
             "created": self.created.isoformat(timespec="seconds"),
             "screen": self.screen is not None,
-            "screen_behind": isinstance(self.screen, PacedScreen) and self.screen.behind,
+            "screen_behind": self.screen is not None and self.screen.behind,
             "policy": self.policy,
             **self.extra,
         }
@@ -245,6 +238,8 @@ class Session:
         if self._compact_timer is not None:
             self._compact_timer.cancel()
             self._compact_timer = None
+        if self.screen is not None:
+            self.screen.discard()
         self._close_fd()
         if self.pid is not None and not self.child_done:
             self._reaper.unwatch(self.pid)
@@ -308,6 +303,8 @@ class Session:
             "extra": self.extra,
             "screen": screen,
             "screen_was_on": self.screen is not None,
+            # Finished by then (recording.finish_all); the next server appends to the file.
+            "recording": self.recording.state() if self.recording is not None else None,
         }
 
     # -- output ----------------------------------------------------------------------------------
@@ -360,6 +357,8 @@ class Session:
                 client.send_output(header, data)
         if self.log_sink is not None:
             self.log_sink(data)
+        if self.recording is not None:
+            self.recording.output(data)
         screen = self.screen
         if screen is None:
             return
@@ -368,27 +367,19 @@ class Session:
             self._compact_timer = self._loop.call_later(
                 COMPACT_IDLE, self._compact_when_quiet, self._relays
             )
-        if isinstance(screen, PacedScreen):
-            screen.feed(data)
-            return
-        if isinstance(screen, ThreadedScreen):
-            screen.feed(data)
-            if screen.backlog > FEED_HIGH and not self._feed_full and not screen.ask_low():
-                self._feed_full = True
-                self._update_reading()
-            return
-        was_alt = screen.is_alt
-        try:
-            screen.feed(data)
-            responses = screen.take_responses()
-        except Exception as exc:
-            self._drop_screen(f"feed failed: {exc}")
-            return
-        if responses and self.running and not self._terminal_answers():
+        screen.push(data)
+
+    def _answer_query(self, responses: bytes) -> None:
+        """The model's replies to a terminal query in the output it parsed."""
+        if self.running and not self._terminal_answers():
             # Nobody's terminal will answer the program's query; the emulator does.
             self.write_input(responses)
-        if was_alt and not screen.is_alt:
-            self._repaint_after_alt()
+
+    def _left_alt(self) -> None:
+        """The model saw the program leave the alternate screen."""
+        if any(c.attached_in_alt for c in self.clients):
+            task = self._loop.create_task(self._repaint_after_alt_async())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     def _terminal_answers(self) -> bool:
         """Whether an attached terminal's replies reach the program: a read-only client's
@@ -426,8 +417,6 @@ class Session:
 
     def _drop_screen(self, reason: str) -> None:
         log.warning("session %d: screen model off: %s", self.id, reason)
-        if isinstance(self.screen, PacedScreen):
-            self.screen.failed = self.screen.failed or reason
         self.screen = None
         self.screen_error = reason
 
@@ -446,13 +435,9 @@ class Session:
         self._update_reading()
 
     def _update_reading(self) -> None:
-        """Flow control: stop reading the PTY while every attached client is behind, while
-        the screen model's queue is full, or while a consistent snapshot is being taken."""
-        if (
-            self._holds
-            or self._feed_full
-            or (self.clients and all(c.behind for c in self.clients))
-        ):
+        """Flow control: stop reading the PTY while every attached client is behind or while
+        a consistent snapshot is being taken."""
+        if self._holds or (self.clients and all(c.behind for c in self.clients)):
             self._pause_reading()
         else:
             self._resume_reading()
@@ -471,77 +456,47 @@ class Session:
         """Timer: compress the screen model's cold history, unless output is still flowing."""
         self._compact_timer = None
         screen = self.screen
-        compact = getattr(screen, "compact", None)
-        if compact is None:
+        if screen is None:
             return
-        if relays != self._relays:
-            # Still printing: compressing now would slow the feed; look again later.
+        if relays != self._relays or not screen.idle:
+            # Still printing, or parsing what it printed: compressing now would slow the feed.
+            if relays == self._relays:
+                screen.start_catch_up()  # output paused: resync if behind, parse the rest
             self._compact_timer = self._loop.call_later(
                 COMPACT_IDLE, self._compact_when_quiet, self._relays
             )
             return
-        self.settle_screen()  # output paused: parse what the model let wait, or resync
         try:
-            more = compact(COMPACT_SLICE)
+            more = screen.compact(COMPACT_SLICE)
         except Exception as exc:
             log.warning("session %d: screen compaction failed: %s", self.id, exc)
             return
         if more:
             self._compact_timer = self._loop.call_later(0, self._compact_when_quiet, relays)
 
-    # -- threaded screen model -------------------------------------------------------------------
-
-    def _screen_event(
-        self, responses: bytes, left_alt: bool, drained: bool, error: str | None
-    ) -> None:
-        """Runs on the loop: what the feeder thread noticed."""
-        if error is not None and self.screen is not None:
-            self._drop_screen(f"feed failed: {error}")
-        if responses and self.running and not self._terminal_answers():
-            # Nobody's terminal will answer the program's query; the emulator does.
-            self.write_input(responses)
-        screen = self.screen
-        if drained and isinstance(screen, ThreadedScreen):
-            if self._feed_full and screen.backlog < FEED_LOW:
-                self._feed_full = False
-                self._update_reading()
-            elif self._feed_full:
-                screen.ask_low()
-            if self._drain_waiters and screen.ask_drained():
-                waiters, self._drain_waiters = self._drain_waiters, []
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-        if left_alt and any(c.attached_in_alt for c in self.clients):
-            task = self._loop.create_task(self._repaint_after_alt_async())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    # -- a screen model that has seen every byte -------------------------------------------------
 
     @property
     def screen_settled(self) -> bool:
-        """The screen model has seen every byte relayed so far."""
-        screen = self.screen
-        return not isinstance(screen, ThreadedScreen | PacedScreen) or screen.idle
+        """The screen model has seen every byte relayed so far (or there is none)."""
+        return self.screen is None or self.screen.idle
 
     def settle_screen(self) -> None:
-        """Bring a loop-fed screen model level now (a worker-fed one needs ``quiesce``)."""
-        if isinstance(self.screen, PacedScreen):
-            self.screen.catch_up()
+        """Start bringing the screen model level (resync it if behind); returns at once."""
+        if self.screen is not None:
+            self.screen.start_catch_up()
 
     async def quiesce(self) -> None:
         """Stop reading the PTY and wait until the screen model has caught up.
 
         Pair with ``release()``. Until then, the screen matches exactly what clients were sent.
+        The catch-up goes in bounded steps, so the server answers others meanwhile.
         """
         self._holds += 1
         self._update_reading()
         try:
-            while True:
-                screen = self.screen
-                if not isinstance(screen, ThreadedScreen | PacedScreen) or screen.ask_drained():
-                    return
-                waiter: asyncio.Future[None] = self._loop.create_future()
-                self._drain_waiters.append(waiter)
-                await asyncio.wait_for(waiter, 10.0)
+            if self.screen is not None:
+                await asyncio.wait_for(self.screen.catch_up(), 10.0)
         except BaseException:
             self.release()
             raise
@@ -565,6 +520,8 @@ class Session:
         ``input_room()`` afterwards; attached clients are paused and resumed by the session."""
         if self.fd is None or not data:
             return
+        if self.recording is not None:
+            self.recording.input(data)
         if self._input:
             self._input += data
         else:
@@ -649,7 +606,7 @@ class Session:
             # No repaint to give: the new client's terminal would stay blank (or show whatever
             # was there) until the program happened to write, so every attach makes it redraw.
             self._force_redraw()
-        elif isinstance(self.screen, PacedScreen) and self.screen.resynced:
+        elif self.screen.resynced:
             # The model skipped output it fell behind on: a full-screen program's state may be
             # in what it skipped, so it redraws once into the model and this client.
             self.screen.resynced = False
@@ -676,6 +633,8 @@ class Session:
         if (cols, rows) == (self.cols, self.rows) or self.fd is None:
             return
         self.cols, self.rows = cols, rows
+        if self.recording is not None:
+            self.recording.resize(cols, rows)
         if self.screen is not None:
             try:
                 self.screen.resize(cols, rows)

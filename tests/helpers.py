@@ -100,10 +100,8 @@ class Cli:
             return None
 
     def spawn(self, *args: str, rows: int = 24, cols: int = 80, **kw: Any) -> Any:
-        import pexpect
-
         argv = self.argv(*args)
-        child = pexpect.spawn(
+        child = patient_spawn()(
             argv[0],
             argv[1:],
             env=self.env,
@@ -118,15 +116,43 @@ class Cli:
     children: list[Any]
 
 
+def patient_spawn() -> Any:
+    """``pexpect.spawn`` that reads what a client wrote just before it exited.
+
+    pexpect reports EOF as soon as the child is reaped and a zero-timeout poll of the PTY finds
+    nothing, but the child's last write may still be on its way through the tty layer (the kernel
+    moves it to the master's side from a work queue): a detach line went missing that way, once in
+    a few thousand tests under load. Only the tty itself saying end of file (EIO) is EOF here.
+    """
+    import select
+
+    import pexpect
+
+    class PatientSpawn(pexpect.spawn):  # type: ignore[misc]
+        def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> Any:
+            try:
+                return super().read_nonblocking(size, timeout)
+            except pexpect.EOF:
+                if self.closed or not select.select([self.child_fd], [], [], 0.5)[0]:
+                    raise
+                try:
+                    data = os.read(self.child_fd, size)
+                except OSError:
+                    raise pexpect.EOF("end of file") from None
+                if not data:
+                    raise
+                self.flag_eof = False
+                return data
+
+    return PatientSpawn
+
+
 @contextlib.asynccontextmanager
-async def serving(path: Path, feeding: str | None = None) -> AsyncIterator[Any]:
-    """An in-process server on ``path`` (``feeding``: "paced", "inline" or "thread", how its
-    screen models are fed; default as the server picks)."""
+async def serving(path: Path) -> AsyncIterator[Any]:
+    """An in-process server on ``path``."""
     from tmuxish.server.daemon import Server
 
     srv = Server(path)
-    if feeding is not None:
-        srv.screen_feeding = feeding
     task = asyncio.ensure_future(srv.serve(srv.bind()))
     try:
         yield srv

@@ -15,7 +15,8 @@ from tmuxish.errors import TmuxishError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 EPILOG = """\
 examples:
@@ -23,6 +24,7 @@ examples:
   tmuxish new -d -s web -- top start a detached session named web
   tmuxish ls                   list sessions
   tmuxish attach web           attach to it again (Ctrl-P Ctrl-Q detaches)
+  tmuxish                      choose a session interactively (start one if none runs)
   tmuxish -H ssh://me@box ls   the same commands against the server on another machine
 """
 
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
             # One line and exit status 2, like every other tmuxish error.
+            message = _unknown_command(message, sub) or message
             sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
             sys.exit(2)
 
@@ -67,10 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = cmd("new", "create a session and attach to it", "tmuxish new -d -s build -- make -j8")
     n.add_argument("-d", dest="detached", action="store_true", help="do not attach; print the id")
-    n.add_argument("-s", dest="name", help="session name")
+    n.add_argument(
+        "-s",
+        dest="name",
+        help="session name (an exited session holding it gives it up)",
+    )
     n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
-    n.add_argument("-x", dest="cols", type=int, help="width (columns)")
-    n.add_argument("-y", dest="rows", type=int, help="height (rows)")
+    n.add_argument(
+        "-x",
+        dest="cols",
+        type=int,
+        help="width in columns, 1-10000 (default: the terminal's; with -d default_size)",
+    )
+    n.add_argument(
+        "-y",
+        dest="rows",
+        type=int,
+        help="height in rows, 1-10000 (default: the terminal's; with -d default_size)",
+    )
     n.add_argument(
         "-e",
         dest="env",
@@ -85,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("latest", "smallest", "largest"),
         help="size policy when several clients attach",
     )
-    n.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC")
+    n.add_argument(
+        "--detach-keys",
+        dest="detach_keys",
+        metavar="SPEC",
+        help="detach sequence, docker format (default ctrl-p,ctrl-q; '' disables)",
+    )
     n.add_argument(
         "--log",
         dest="log",
@@ -99,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="rotate the log past this size (default 64 MiB)",
     )
+    _record_options(n)
     n.add_argument(
         "--runtime",
         dest="runtime",
@@ -116,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="program and arguments (default: $SHELL)",
     )
 
-    a = cmd("attach", "attach to a session", "tmuxish attach 3", aliases=("a",))
+    a = cmd(
+        "attach",
+        "attach to a session (default: the most recently used running one)",
+        "tmuxish attach 3",
+        aliases=("a",),
+    )
     a.add_argument("-r", dest="readonly", action="store_true", help="read-only: input ignored")
     a.add_argument(
         "--detach-keys",
@@ -131,18 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="lines of history to write before the screen (default: a screenful)",
     )
-    a.add_argument("target", nargs="?", help="session id or name (default: most recent)")
+    a.add_argument(
+        "target",
+        nargs="?",
+        help="session id or name (default: the most recently used running session)",
+    )
 
     ls = cmd("ls", "list sessions", "tmuxish ls --json", aliases=("list",))
     ls.add_argument("--json", action="store_true", help="print a JSON array")
 
     k = cmd("kill", "send a signal to a session's program", "tmuxish kill -s TERM 3")
     k.add_argument("-s", dest="signal", default="HUP", help="signal name or number (default HUP)")
-    k.add_argument("target")
+    k.add_argument("target", nargs="?", help=TARGET_INSIDE_HELP)
 
     r = cmd("rm", "forget an exited session", "tmuxish rm 3")
     r.add_argument("-f", dest="force", action="store_true", help="also kill a running session")
-    r.add_argument("target")
+    r.add_argument("target", help=TARGET_HELP)
 
     cmd("kill-server", "end the server and every session", "tmuxish kill-server")
 
@@ -163,11 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("capture", "print a session's screen as text", "tmuxish capture -e 3")
     c.add_argument("-e", dest="escapes", action="store_true", help="keep colours")
     c.add_argument("--history", action="store_true", help="include the scrollback")
-    c.add_argument("target", nargs="?")
+    c.add_argument("target", nargs="?", help=TARGET_DEFAULT_HELP)
+
+    _record_command(cmd)
 
     sk = cmd("send", "send keys to a session", "tmuxish send 3 'make test' Enter")
     sk.add_argument("-l", dest="literal", action="store_true", help="send arguments as text")
-    sk.add_argument("target")
+    sk.add_argument("target", help=TARGET_HELP)
     sk.add_argument("keys", nargs="+", metavar="KEY")
 
     w = cmd(
@@ -176,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         "for console-socket sessions)",
         "tmuxish wait 3",
     )
-    w.add_argument("target")
+    w.add_argument("target", nargs="?", help=TARGET_INSIDE_HELP)
 
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
-    rn.add_argument("target")
+    rn.add_argument("target", help=TARGET_HELP)
     rn.add_argument("name")
 
     cs = cmd(
@@ -203,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-start", dest="no_start", action="store_true", help="do not start a server"
     )
 
-    cf = cmd("config", "show the effective settings", "tmuxish config --show")
+    cf = cmd(
+        "config",
+        "show the effective settings, as a config file with where each came from",
+        "tmuxish config --show > ~/.config/tmuxish/config.toml",
+    )
     cf.add_argument("--show", action="store_true", help="print settings and their sources")
 
     co = cmd(
@@ -212,9 +250,159 @@ def build_parser() -> argparse.ArgumentParser:
         'eval "$(tmuxish completion bash)"    # in ~/.bashrc (zsh: after compinit)',
     )
     co.add_argument("shell", choices=("bash", "zsh"))
+    add_session_commands(cmd, n)
+    web_parser(cmd("web", "serve a page that attaches from a web browser", "tmuxish web"))
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
+
+
+TARGET_HELP = "session id or name"
+TARGET_INSIDE_HELP = "session id or name (default inside a session: that one, $TMUXISH)"
+TARGET_DEFAULT_HELP = (
+    "session id or name (default: the session this runs inside, $TMUXISH; else the most "
+    "recently used)"
+)
+CHOOSER_KEYS = """\
+keys:
+  type            filter the list (every printable key filters; none runs a command)
+  Up/Down, C-p/C-n, PgUp/PgDn, Home/End
+                  move the selection
+  Enter           attach to the selected session
+  C-o             start a new session (the default command) and attach
+  C-x             kill the selected session (SIGHUP, as `tmuxish kill`; asks y/n);
+                  on an exited session: remove it (as `tmuxish rm`)
+  C-r             rename the selected session
+  Backspace, C-u  delete from / clear the filter
+  Esc             clear the filter, else quit; C-c quits
+"""
+
+
+def add_session_commands(cmd: Any, new: argparse.ArgumentParser) -> None:
+    """The commands and `new` options for finding, reusing and cleaning up sessions (issue 14)."""
+    import argparse
+
+    new.add_argument(
+        "-A",
+        dest="attach_existing",
+        action="store_true",
+        help="with -s NAME: attach to the running session NAME if there is one, else create it "
+        "(as tmux's new -A)",
+    )
+    new.add_argument(
+        "--rm",
+        dest="auto_remove",
+        action="store_true",
+        help="forget the session once its program exits (as docker run --rm)",
+    )
+    ch = cmd(
+        "choose",
+        "choose a session interactively, the most recently used selected ('tmuxish' alone "
+        "does this when more than one session runs)",
+        "tmuxish choose",
+    )
+    ch.epilog = CHOOSER_KEYS + "\n" + (ch.epilog or "")
+    ch.formatter_class = argparse.RawDescriptionHelpFormatter
+    ch.add_argument("-r", dest="readonly", action="store_true", help="attach read-only")
+    ch.add_argument("--detach-keys", dest="detach_keys", metavar="SPEC", help="as for attach")
+    cmd("prune", "forget every exited session; print their ids", "tmuxish prune")
+    lg = cmd(
+        "logs",
+        "print a session's output log (new --log, or log); -f follows it (as docker logs -f)",
+        "tmuxish logs -f build",
+    )
+    lg.add_argument(
+        "-f", dest="follow", action="store_true", help="keep printing new output until the "
+        "session exits or its log is turned off"
+    )
+    lg.add_argument("target", nargs="?", help=TARGET_DEFAULT_HELP)
+    lo = cmd(
+        "log",
+        "start logging a running session's output to FILE, or stop with --off "
+        "(as tmux's pipe-pane)",
+        "tmuxish log build build.log",
+    )
+    lo.add_argument("--off", action="store_true", help="stop logging (the file stays)")
+    lo.add_argument(
+        "--log-max",
+        dest="log_max",
+        metavar="BYTES",
+        type=int,
+        help="rotate the log past this size (default 64 MiB)",
+    )
+    lo.add_argument("target", help=TARGET_HELP)
+    lo.add_argument("file", nargs="?", metavar="FILE", help="file to append the output to")
+
+
+def _unknown_command(message: str, sub: Any) -> str | None:
+    """argparse's 'invalid choice' for a command, as one line with a suggestion and without the
+    hidden completion helper."""
+    if "invalid choice" not in message or not message.startswith("argument COMMAND"):
+        return None
+    import difflib
+
+    typed = message.split("'", 2)[1] if message.count("'") >= 2 else ""
+    names = [n for n in sub.choices if not n.startswith("_")]
+    close = difflib.get_close_matches(typed, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown command '{typed}'{hint}"
+
+
+def _record_options(n: argparse.ArgumentParser) -> None:
+    """`new --record FILE`: an asciinema recording from the program's first byte."""
+    n.add_argument(
+        "--record",
+        dest="record",
+        metavar="FILE",
+        help="record the session to FILE for asciinema (replaced if it exists)",
+    )
+    n.add_argument(
+        "--record-format",
+        dest="record_format",
+        choices=("v2", "v3"),
+        help="asciicast version (default v2, which asciinema 2 and 3 both play)",
+    )
+    n.add_argument(
+        "--record-input",
+        dest="record_input",
+        action="store_true",
+        help="record what is typed too (passwords included)",
+    )
+
+
+def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    rc = cmd(
+        "record",
+        "record a running session for asciinema, until 'record --stop' or the session ends",
+        "tmuxish record 3 demo.cast; ...; tmuxish record --stop 3; asciinema play demo.cast",
+    )
+    rc.add_argument(
+        "--format", dest="format", choices=("v2", "v3"), default="v2", help="default v2"
+    )
+    rc.add_argument("--input", dest="input", action="store_true", help="record what is typed too")
+    rc.add_argument(
+        "--stop",
+        dest="stop",
+        action="store_true",
+        help="end the session's recording; the file is complete when this returns",
+    )
+    rc.add_argument("target", help="session id or name")
+    rc.add_argument("file", nargs="?", metavar="FILE", help="the recording (replaced if it exists)")
+
+
+def web_parser(w: argparse.ArgumentParser) -> None:
+    w.add_argument(
+        "--listen",
+        default="127.0.0.1:7683",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:7683; anything else needs TLS)",
+    )
+    w.add_argument("--read-only", dest="readonly", action="store_true", help="tabs cannot type")
+    w.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
+    w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
+    w.add_argument(
+        "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # `tmuxish` alone, like `tmux` alone: attach, start a session, or choose one.
         args.command = "choose"
+        args.alone = True
     try:
         return dispatch(args)
     except Exception as exc:

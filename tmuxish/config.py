@@ -49,6 +49,19 @@ def _parse_int(value: Any) -> int:
     return value
 
 
+def _parse_count(value: Any) -> int:
+    """An integer from 0 up."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _parse_keys(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string like 'ctrl-p,ctrl-q'")
@@ -76,6 +89,10 @@ def _parse_policy(value: Any) -> str:
     if value not in WINDOW_SIZES:
         raise ValueError(f"must be one of {', '.join(WINDOW_SIZES)}")
     return str(value)
+
+
+#: Lines of history a session keeps, whatever its width (the server's screen model).
+DEFAULT_HISTORY_LIMIT = 14_000
 
 
 # A NamedTuple and a plain class rather than dataclasses: importing dataclasses (and the
@@ -130,6 +147,13 @@ OPTIONS: tuple[Option, ...] = (
         -1,
         _parse_int,
         "lines of history written before the repaint on attach (-1: one screenful)",
+    ),
+    Option(
+        "history_limit",
+        "TMUXISH_HISTORY_LIMIT",
+        DEFAULT_HISTORY_LIMIT,
+        _parse_count,
+        "lines of history each session keeps, at any width (read when the server starts)",
     ),
 )
 _BY_KEY = {o.key: o for o in OPTIONS}
@@ -249,8 +273,34 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
         try:
             settings.values[option.key] = option.parse(raw)
         except Exception as exc:  # ValueError, or a UsageError from the key parser
-            where = "command line" if source == "flag" else source
             problem = " ".join(str(exc).split())
-            raise ConfigError(f"{where}: {option.key} = {raw!r}: {problem}") from exc
+            if source == "flag":
+                # Name the option as the user typed it, not our key (issue 14).
+                flag_name = "--" + option.key.replace("_", "-")
+                raise ConfigError(f"{flag_name} {raw!r}: {problem}") from exc
+            raise ConfigError(f"{source}: {option.key} = {raw!r}: {problem}") from exc
         settings.sources[option.key] = source
     return settings
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` as TOML: JSON's strings, numbers and arrays of strings are valid TOML too."""
+    import json
+
+    if isinstance(value, tuple):  # default_size, parsed: written back as the file takes it
+        return json.dumps("x".join(str(v) for v in value))
+    return json.dumps(value)
+
+
+def show(settings: Settings) -> str:
+    """`config --show`: the effective settings as a config file the loader accepts, each with
+    where it came from; an option without a value is shown commented out."""
+    lines = [f"# {config_path()}\n"]
+    for option in OPTIONS:
+        value = settings.values[option.key]
+        source = settings.sources[option.key]
+        if value is None:
+            lines.append(f"# {option.key} = (unset)  # {source}: {option.help}\n")
+        else:
+            lines.append(f"{option.key} = {_toml_value(value)}  # {source}\n")
+    return "".join(lines)

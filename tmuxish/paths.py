@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tmuxish.errors import PermissionDenied
+from tmuxish.sockets import current_umask as current_umask
 from tmuxish.sockets import is_default_dir as is_default_dir
 from tmuxish.sockets import private_dir_problem, socket_directory, socket_location
 
@@ -33,7 +34,7 @@ def check_private_dir(path: Path) -> None:
 def resolve_socket(
     socket_path: str | None, socket_name: str | None, env: dict[str, str] | None = None
 ) -> Path:
-    """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then default."""
+    """-S PATH, -L NAME, $TMUXISH_SOCKET, the server of $TMUXISH, the default (socket_location)."""
     return Path(socket_location(socket_path, socket_name, env))
 
 
@@ -59,20 +60,3 @@ def open_server_log(path: Path) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     return fd
-
-
-def current_umask() -> int:
-    """This process's umask, which `new` sends so files a session creates get the modes its
-    user expects. /proc says it without the set-and-restore race of os.umask."""
-    import os
-
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -32,11 +32,13 @@ Control (request/response, client to server)::
 Requests (a TARGET is a session id, an all-digits string, or a name; None: the most recent).
 SESSION is the session map: ``id, name, command (list), pid (None for a console session),
 status ("running"|"exited"), exit_code, clients, cols, rows, created (ISO 8601), screen (bool),
-screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``::
+screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``log, log_max``,
+``recording`` (the path, while one is written)::
 
     new            command (list[str] | None: the server user's $SHELL), name, cwd, cols, rows,
                    env (map), replace_env (bool: env is the whole environment), window_size
-                   (one of WINDOW_SIZES), log (path), log_max (bytes)      -> SESSION
+                   (one of WINDOW_SIZES), log (path), log_max (bytes), record (absolute
+                   path), record_format ("v2"|"v3"), record_input (bool)  -> SESSION
     attach         target, cols, rows (0: leave the size), readonly, history (lines),
                    inside (the id the client runs in, refused), direct ({"keys": bin,
                    "timeout": seconds}: drive the terminal passed with HELLO)
@@ -55,7 +57,13 @@ screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``lo
     info                              -> {pid, version, sessions, generation}
     upgrade                           -> {pid, version, sessions}; then the server re-executes
     console-socket name, persist, cols, rows, window_size    -> {path, name, persist}
+    record         target, path (absolute), format ("v2"|"v3"), input (bool), term (str: TERM
+                   for the header)                      -> SESSION + recording (RECORDING)
+    record-stop    target; replies once the file is complete -> SESSION + recording (RECORDING)
     new-container  runtime, bundle, container_id, name, cols, rows, window_size -> SESSION
+
+RECORDING is ``{path, format, input, written (bytes so far), dropped (output bytes dropped
+because the disk was slow), error (str | None: a write error ended it)}``.
 
 Stream (one-way, after a successful ``attach`` request)::
 

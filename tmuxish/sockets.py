@@ -25,7 +25,8 @@ def socket_directory(env: dict[str, str] | None = None) -> str:
 def socket_location(
     socket_path: str | None, socket_name: str | None, env: dict[str, str] | None = None
 ) -> str:
-    """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then default."""
+    """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then the
+    server of the session we run inside ($TMUXISH), then the default."""
     env = dict(os.environ) if env is None else env
     if socket_path:
         path = socket_path
@@ -35,6 +36,9 @@ def socket_location(
         path = os.path.join(socket_directory(env), socket_name)
     elif env.get("TMUXISH_SOCKET"):
         path = env["TMUXISH_SOCKET"]
+    elif env.get("TMUXISH", "").rpartition(",")[0]:
+        # Inside a session: its own server, as tmux finds its socket through $TMUX.
+        path = env["TMUXISH"].rpartition(",")[0]
     else:
         path = os.path.join(socket_directory(env), DEFAULT_NAME)
     path = os.path.abspath(path)
@@ -64,3 +68,18 @@ def private_dir_problem(path: str) -> str | None:
             f"(mode {stat.S_IMODE(st.st_mode):o}); run 'chmod 700 {path}'"
         )
     return None
+
+
+def current_umask() -> int:
+    """This process's umask, which `new` sends so files a session creates get the modes its
+    user expects. /proc says it without the set-and-restore race of os.umask."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

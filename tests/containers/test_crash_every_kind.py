@@ -119,7 +119,7 @@ def test_kill9_keeps_every_kind(
     child = cli.spawn("attach", "pager")
     child.expect_exact("page-line-23")
     child.send("\x10\x11")
-    child.expect_exact(f"[detached from session {pager}]")
+    child.expect_exact(f"[detached from session pager ({pager})]")
     child.expect(pexpect.EOF)
     child.close()
     # The shell and the counter carry on.

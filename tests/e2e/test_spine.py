@@ -122,7 +122,7 @@ def test_errors_are_one_line(cli: Cli) -> None:
         (("new", "-d", "-c", "/no/such/dir", "--", "true"), "directory not found"),
         (("rm", "web"), "still running"),
         (("kill", "-s", "NOSIG", "web"), "unknown signal"),
-        (("bogus-command",), "invalid choice"),
+        (("bogus-command",), "unknown command 'bogus-command'"),
     ]:
         proc = cli.run(*args, check=False)
         assert proc.returncode != 0, args
@@ -133,7 +133,10 @@ def test_errors_are_one_line(cli: Cli) -> None:
 
 def test_no_server(sock_dir: Path) -> None:
     cli = Cli(sock_dir / "none")
-    assert cli.run("ls").stdout == ""
+    # As tmux ls: says so, exit 1 (issue 14); --json still gives scripts a list.
+    proc = cli.run("ls", check=False)
+    assert proc.stdout == "" and proc.returncode == 1
+    assert proc.stderr == f"tmuxish: no server running on {sock_dir / 'none'}\n"
     assert json.loads(cli.run("ls", "--json").stdout) == []
     proc = cli.run("attach", "1", check=False)
     assert proc.returncode == 1 and "no server running" in proc.stderr

@@ -221,8 +221,8 @@ def test_fuzz_whole_connections(kit: Kit) -> None:
     for sid in sids:
         echo_check(kit, sid, b"alive-%d" % sid)
     # Generated resizes may legitimately grow both sessions to the largest allowed window
-    # (session.MAX_CELLS, ~8 MiB of screen) with a full scrollback (TMUXISH_HISTORY_BYTES, 10 MB)
-    # of echoed input: that, not the fuzzing itself, is what the budget allows for.
+    # (session.MAX_CELLS, ~8 MiB of screen) with a scrollback of echoed input (short lines: about
+    # 10 MB resident): that, not the fuzzing itself, is what the budget allows for.
     budget = len(sids) * (8 + 10) + 16
     after = settle_rss(pid, before + budget)
     print(f"fuzz: RSS after {after:.1f} MiB (budget +{budget} MiB)")

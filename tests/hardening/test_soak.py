@@ -71,7 +71,8 @@ def test_soak(kit: Kit) -> None:
         status = c.wait_exit(20)
         tail = c.text()[-300:]
         assert status == 0, f"client of session {c.sid} ({c.mode}) exited {status}: {tail!r}"  # type: ignore[attr-defined]
-        assert f"[detached from session {c.sid}]".encode() in tail, tail  # type: ignore[attr-defined]
+        name = next(n for n, sid in sids.items() if sid == c.sid)  # type: ignore[attr-defined]
+        assert f"[detached from session {name} ({c.sid})]".encode() in tail, tail  # type: ignore[attr-defined]
         stats.terminal_bytes += c.total
         kit.ptys.remove(c)
         c.close()

@@ -64,6 +64,9 @@ def test_sync_lifecycle(cli: Cli) -> None:
         with pytest.raises(SessionNotFound):
             c.get("calc")
 
+        # Typed before sh has printed its prompt, the line would be echoed above it and the
+        # answer would follow the prompt ("P> 5"): wait for the prompt first.
+        c.wait_for_text("adder", "^P>", timeout=10)
         c.send("adder", ["echo $((2+3))", "Enter"])
         match = c.wait_for_text("adder", r"^5$")
         assert match.group(0) == "5"

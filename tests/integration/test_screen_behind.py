@@ -22,7 +22,7 @@ from helpers import DEADLINE, ProtoClient, coloured_lines, proto_connect, servin
 pytest.importorskip("pyghostty")
 
 from tmuxish import protocol
-from tmuxish.server import pacing
+from tmuxish.server import feed as feed_mod
 from tmuxish.server import session as session_mod
 from tmuxish.server.daemon import Server
 from tmuxish.server.screen import Screen
@@ -36,11 +36,11 @@ async def slow_server(sock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
     def slow_feed(self: Screen, data: bytes) -> None:
         feed(self, data)
-        time.sleep(0.002)
+        time.sleep(0.002 * len(data) / 65536)  # 2 ms a 64 KiB read
 
     monkeypatch.setattr(Screen, "feed", slow_feed)
-    monkeypatch.setattr(pacing, "BEHIND_LIMIT", 256 * 1024)
-    async with serving(sock_dir / "s", feeding="paced") as srv:
+    monkeypatch.setattr(feed_mod, "BEHIND_LIMIT", 256 * 1024)
+    async with serving(sock_dir / "s") as srv:
         yield srv
 
 

@@ -23,9 +23,9 @@ from tmuxish.server.screen import Screen
 LINES = 3000
 
 
-@pytest.fixture(params=["paced", "thread"])
+@pytest.fixture
 async def compacting_server(
-    request: pytest.FixtureRequest, sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Server, list[bool]]]:
     # Every completed compact() call (False: nothing left to do) lands here.
     done: list[bool] = []
@@ -38,7 +38,7 @@ async def compacting_server(
 
     monkeypatch.setattr(Screen, "compact", recording_compact)
     monkeypatch.setattr(session_mod, "COMPACT_IDLE", 0.05)
-    async with serving(sock_dir / "s", feeding=request.param) as srv:
+    async with serving(sock_dir / "s") as srv:
         yield srv, done
 
 

@@ -92,8 +92,11 @@ def test_no_far_server_is_the_usual_error(remote: RemoteCli, cli: Cli) -> None:
     assert far.returncode == local.returncode == 1
     assert far.stderr == local.stderr
     assert far.stderr.startswith("tmuxish: no server running on "), far.stderr
-    # Listing an absent server is not an error, there or here, and starts nothing.
-    assert remote.run("ls").stdout == ""
+    # Listing an absent server says so, there as here (as tmux ls; issue 14), and starts nothing.
+    far_ls, local_ls = remote.run("ls", check=False), cli.run("ls", check=False)
+    assert far_ls.stdout == local_ls.stdout == ""
+    assert far_ls.returncode == local_ls.returncode == 1
+    assert far_ls.stderr == local_ls.stderr == local.stderr
     assert cli.server_pid() is None
 
 

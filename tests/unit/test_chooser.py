@@ -201,6 +201,11 @@ class FakeBackend:
         if command == "rm":
             self.sessions = [s for s in self.sessions if s["id"] != args["target"]]
             return {}
+        if command == "kill":
+            for s in self.sessions:
+                if s["id"] == args["target"]:
+                    s["status"], s["exit_code"] = "exited", 129
+            return {}
         if command == "rename":
             for s in self.sessions:
                 if s["id"] == args["target"]:
@@ -235,7 +240,7 @@ def test_typing_filters_and_moves_selection_to_a_match() -> None:
     state, _ = make(session(1, "api"), session(2, "web"), session(3, "webhook"))
     state.type_text("w")
     state.type_text("e")
-    assert state.typing and state.query == "we"
+    assert state.query == "we"
     assert [s["id"] for s in state.visible] == [2, 3]
     assert state.selected_id == 2
     state.move(1)
@@ -244,19 +249,42 @@ def test_typing_filters_and_moves_selection_to_a_match() -> None:
     state.backspace()
     state.backspace()
     state.backspace()
-    assert state.query == "" and not state.typing
+    assert state.query == ""
     assert state.selected_id == 3
 
 
 def test_escape_backs_out_one_step() -> None:
     state, _ = make(session(1, "api"), session(2, "web"))
     state.type_text("web")
-    state.escape()
-    assert not state.typing and state.query == "web" and not state.done
-    state.escape()
+    state.escape()  # clears the filter
     assert state.query == "" and not state.done
-    state.escape()
+    state.escape()  # then quits
     assert state.done and state.result is None
+
+
+def test_letters_only_filter() -> None:
+    """Issue 14: `n` started a session while the user meant to filter. Every printable key,
+    the old command letters included, now only filters."""
+    state, backend = make(session(1, "nginx"), session(2, "web"))
+    for ch in "nxqrjk/":
+        state.type_text(ch)
+    assert state.query == "nxqrjk/" and not state.done and mode(state) == "list"
+    assert [c for c, _ in backend.calls if c != "ls"] == []
+
+
+def test_most_recent_is_preselected() -> None:
+    backend = FakeBackend([session(1), session(2), session(3)])
+    state = ChooserState(backend, inside=None, clock=lambda: NOW, recent=2)
+    assert state.selected_id == 2
+    state = ChooserState(backend, inside=None, clock=lambda: NOW, recent=None)
+    assert state.selected_id == 1
+
+
+def test_readonly_is_shown() -> None:
+    backend = FakeBackend([session(1)])
+    state = ChooserState(backend, inside=None, clock=lambda: NOW, readonly=True)
+    assert "read-only" in state.title() and "attach read-only" in state.help_line()
+    assert len(state.help_line()) <= 79
 
 
 def test_enter_attaches_running_only() -> None:
@@ -287,21 +315,30 @@ def test_new_and_quit() -> None:
     assert state.done and state.result is None
 
 
-def test_kill_asks_then_removes() -> None:
+def test_kill_asks_then_kills_as_the_cli_does() -> None:
+    """Issue 14: kill means `tmuxish kill` (SIGHUP; the session stays, exited), not rm -f."""
     state, backend = make(session(1), session(2), session(3))
     state.move(1)
     state.ask_kill()
     assert mode(state) == "confirm" and "kill session 2" in state.message
     state.confirm(False)
     assert mode(state) == "list" and len(state.sessions) == 3
-    assert not any(c == "rm" for c, _ in backend.calls)
+    assert not any(c in ("rm", "kill") for c, _ in backend.calls)
 
     state.ask_kill()
     state.confirm(True)
-    assert ("rm", {"target": 2, "force": True}) in backend.calls
-    assert [s["id"] for s in state.sessions] == [1, 3]
-    assert state.selected_id == 3  # the row below moves up into the gap
+    assert ("kill", {"target": 2, "signal": "HUP"}) in backend.calls
+    assert not any(c == "rm" for c, _ in backend.calls)
+    assert [s["id"] for s in state.sessions] == [1, 3, 2]  # exited ones sort last
+    assert state.selected_id == 2
     assert "killed session 2" in state.message
+
+    state.ask_kill()  # now exited: removing it
+    assert "remove exited session 2" in state.message
+    state.confirm(True)
+    assert ("rm", {"target": 2, "force": False}) in backend.calls
+    assert [s["id"] for s in state.sessions] == [1, 3]
+    assert "removed session 2" in state.message
 
 
 def test_kill_warns_about_own_session() -> None:
@@ -325,7 +362,7 @@ def test_kill_applies_to_the_session_asked_about() -> None:
     backend.sessions.insert(0, session(0))
     state.refresh()  # the periodic refresh runs while the question is open
     state.confirm(True)
-    assert ("rm", {"target": 1, "force": True}) in backend.calls
+    assert ("kill", {"target": 1, "signal": "HUP"}) in backend.calls
 
 
 def test_rename() -> None:
@@ -395,7 +432,7 @@ def test_server_gone_propagates() -> None:
 def test_status_and_help_lines() -> None:
     state, _ = make(session(1), session(2))
     assert state.status_line() == ""
-    assert "q quit" in state.help_line()
+    assert "Esc quit" in state.help_line() and "^O new" in state.help_line()
     assert len(state.help_line()) <= 79  # fits an 80-column terminal with its margin
     state.type_text("x")
     assert state.status_line() == "filter: x"

@@ -37,6 +37,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any, Any, Any]] = {
     "default_size": ('"100x30"', "120x40", "90x20", (100, 30), (120, 40), (90, 20), (80, 24)),
     "window_size": ('"smallest"', "largest", "latest", "smallest", "largest", "latest", "latest"),
     "history_lines": ("100", "200", 0, 100, 200, 0, -1),
+    "history_limit": ("5000", "3000", 0, 5000, 3000, 0, 14_000),
 }
 
 
@@ -137,6 +138,8 @@ def test_unknown_key(tmp_path: Path) -> None:
         ("history_lines", '"many"', "must be an integer"),
         ("history_lines", "-2", "-1 or more"),
         ("history_lines", "1.5", "must be an integer"),
+        ("history_limit", "-1", "0 or more"),
+        ("history_limit", '"lots"', "must be an integer"),
     ],
 )
 def test_bad_value_in_file(tmp_path: Path, key: str, toml: str, problem: str) -> None:
@@ -149,7 +152,8 @@ def test_bad_value_in_env_and_flag(tmp_path: Path) -> None:
     env = {"TMUXISH_CONFIG": str(tmp_path / "missing.toml"), "TMUXISH_DEFAULT_SIZE": "big"}
     with pytest.raises(ConfigError, match=r"^env TMUXISH_DEFAULT_SIZE: default_size = 'big': "):
         config.load({}, env)
-    with pytest.raises(ConfigError, match=r"^command line: window_size = 'wide': must be one of"):
+    # The option as the user typed it, not the internal key (issue 14).
+    with pytest.raises(ConfigError, match=r"^--window-size 'wide': must be one of"):
         config.load({"window_size": "wide"}, {"TMUXISH_CONFIG": "/nonexistent"})
     # A good flag hides a bad environment value: the flag wins and the env is not consulted.
     assert config.load({"default_size": "10x10"}, env)["default_size"] == (10, 10)

@@ -4,6 +4,7 @@ exactly what the full CLI would."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,10 +12,66 @@ from tmuxish import protocol, quick
 from tmuxish.cli import build_parser
 
 
+class FakeConnection:
+    """Stands in for the server connection of the full CLI: keeps the request it is asked."""
+
+    ANSWERS: dict[str, Any] = {
+        "ls": [],
+        "kill": {"id": 3},
+        "send": 5,
+        "capture": "screen",
+        "wait": 0,
+        "new": {"id": 4},
+    }
+
+    def __init__(self) -> None:
+        self.sock = self
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def request(self, command: str, /, **args: Any) -> Any:
+        self.asked.append((command, args))
+        return self.ANSWERS[command]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FakeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def full_cli_request(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """The one request the full CLI (argparse, commands, the Python API) sends for ``argv``."""
+    from tmuxish.client import commands
+
+    conn = FakeConnection()
+    monkeypatch.setattr(commands, "_connect", lambda *args, **kwargs: conn)
+    commands.dispatch(build_parser().parse_args(argv))
+    assert len(conn.asked) == 1, conn.asked
+    return conn.asked[0]
+
+
+@pytest.fixture
+def no_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings at their defaults: no config file, none of the settings' variables."""
+    from tmuxish import config
+
+    monkeypatch.setenv("TMUXISH_CONFIG", str(tmp_path / "none.toml"))
+    for option in config.OPTIONS:
+        if option.env:
+            monkeypatch.delenv(option.env, raising=False)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["ls"],
+        ["list"],
         ["-S", "/tmp/x/s", "ls"],
         ["-L", "work", "kill", "3"],
         ["send", "web", "make", "Enter"],
@@ -22,26 +79,104 @@ from tmuxish.cli import build_parser
         ["capture"],
         ["capture", "web"],
         ["capture", "7"],
+        ["wait", "3"],
+        ["wait", "web"],
+        ["new", "-d"],
+        ["new", "-d", "--"],
+        ["new", "-d", "sleep", "100"],
+        ["new", "-d", "--", "sleep", "100"],
+        ["new", "-d", "-s", "web", "-x", "100", "-y", "30", "--", "sh", "-c", "top -d 1"],
+        ["new", "-s", "", "-d", "-c", "/tmp", "-e", "A=1", "-e", "B==2", "sh", "-x", "--", "y"],
+        ["new", "-c", "", "-d", "-s", "build", "make", "-j8"],
     ],
 )
-def test_plain_command_lines_take_the_fast_path(argv: list[str]) -> None:
+def test_plain_command_lines_take_the_fast_path(
+    argv: list[str], no_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     parsed = quick.parse(argv)
     assert parsed is not None
-    socket_path, socket_name, command, rest = parsed
+    socket_path, socket_name, command, line = parsed
     args = build_parser().parse_args(argv)
-    assert (socket_path, socket_name, command) == (args.socket_path, args.socket_name, args.command)
+    assert (socket_path, socket_name) == (args.socket_path, args.socket_name)
+    assert command == {"list": "ls"}.get(args.command, args.command)
     # The request is the one the full CLI sends through the API for the same line.
-    name, request = quick.request(command, rest)
-    assert name == command
-    if command == "kill":
-        assert request == {"target": args.target, "signal": args.signal}
-    elif command == "send":
-        from tmuxish.keynames import send_args
+    assert quick.request(command, line) == full_cli_request(argv, monkeypatch)
 
-        assert request == {"target": args.target, **send_args(list(args.keys), args.literal)}
-    elif command == "capture":
-        target = int(args.target) if args.target and args.target.isdigit() else args.target
-        assert request == {"target": target, "history": args.history, "escapes": args.escapes}
+
+def test_new_takes_the_configured_settings(
+    no_config: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('default_command = "bash -l"\nwindow_size = "smallest"\n')
+    monkeypatch.setenv("TMUXISH_CONFIG", str(config_file))
+    monkeypatch.setenv("TMUXISH_DEFAULT_SIZE", "120x40")
+    for argv in (["new", "-d"], ["new", "-d", "-y", "10", "sh"]):
+        parsed = quick.parse(argv)
+        assert parsed is not None
+        request = quick.request(parsed[2], parsed[3])
+        assert request == full_cli_request(argv, monkeypatch)
+    assert request[1]["window_size"] == "smallest" and request[1]["cols"] == 120
+
+
+def test_the_fast_path_defaults_are_the_config_defaults(no_config: None) -> None:
+    from tmuxish import config
+
+    assert quick.settings() == {key: config.load()[key] for key in quick.DEFAULTS}
+    env_of = {option.key: option.env for option in config.OPTIONS}
+    assert {key: env for key, (env, _) in quick.DEFAULTS.items()} == {
+        key: env_of[key] for key in quick.DEFAULTS
+    }
+    for env in (
+        {"TMUXISH_CONFIG": "/x/c.toml", "HOME": "/h"},
+        {"XDG_CONFIG_HOME": "/xdg", "HOME": "/h"},
+        {"HOME": "/h"},
+        {"XDG_CONFIG_HOME": "", "HOME": "/h"},
+    ):
+        assert quick.config_file(env) == str(config.config_path(env)), env
+
+
+def test_a_bad_setting_is_the_full_clis_to_report(
+    no_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMUXISH_DEFAULT_SIZE", "huge")
+    parsed = quick.parse(["new", "-d", "sh"])
+    assert parsed is not None
+    with pytest.raises(quick.Unusual):
+        quick.request(parsed[2], parsed[3])
+    assert quick.run(["-S", "/nonexistent/s", "new", "-d", "sh"]) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["new", "-d", "-e", "NOEQUALS", "sh"],
+        ["new", "-d", "-e", "=1", "sh"],
+        ["new", "-d", "-x", "0", "sh"],
+        ["new", "-d", "-y", "big", "sh"],
+    ],
+)
+def test_a_bad_new_line_is_the_full_clis_to_report(argv: list[str], no_config: None) -> None:
+    parsed = quick.parse(argv)
+    assert parsed is not None
+    with pytest.raises(quick.Unusual):
+        quick.request(parsed[2], parsed[3])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["attach", "1"],
+        ["a", "web"],
+        ["attach", "-r", "1"],
+    ],
+)
+def test_a_direct_attach_takes_the_fast_path(argv: list[str]) -> None:
+    parsed = quick.parse(argv)
+    assert parsed is not None
+    args = build_parser().parse_args(argv)
+    assert parsed[2] == "attach"
+    assert parsed[3].args == [args.target]
+    assert bool(parsed[3].options.get("-r")) == args.readonly
 
 
 @pytest.mark.parametrize(
@@ -59,8 +194,19 @@ def test_plain_command_lines_take_the_fast_path(argv: list[str]) -> None:
         ["ls", "--help"],
         ["-H", "ssh://box", "ls"],
         ["-S"],
-        ["attach", "1"],
+        ["attach"],
+        ["attach", "--detach-keys", "", "1"],
+        ["attach", "1", "2"],
         ["new", "--", "sh"],
+        ["new", "sh"],
+        ["new", "-d", "--log", "f", "sh"],
+        ["new", "-d", "--runtime", "runc", "--bundle", "b"],
+        ["new", "-ds", "web"],
+        ["new", "-d", "-s"],
+        ["new", "-d", "-s", "-x"],
+        ["new", "-d", "--help"],
+        ["wait"],
+        ["wait", "1", "2"],
     ],
 )
 def test_anything_else_goes_to_the_full_cli(argv: list[str]) -> None:
@@ -171,3 +317,17 @@ def test_a_stuck_server_costs_one_deadline_not_two(
     assert code == 1
     assert capsys.readouterr().err == "tmuxish: the server did not answer in time\n"
     assert elapsed < 0.9, elapsed
+
+
+@pytest.mark.parametrize(
+    "value", ["/tmp/x/s,3", "/tmp/x/../x/s,4", "/tmp/x/s,", "/tmp/y/s,3", "3", "", "/tmp/x/s,a"]
+)
+def test_the_session_we_run_inside_is_the_full_clis(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmuxish.client import commands
+
+    monkeypatch.setenv("TMUXISH", value)
+    monkeypatch.delenv("TMUXISH_HOST", raising=False)
+    args = build_parser().parse_args(["-S", "/tmp/x/s", "attach", "1"])
+    assert quick.inside_session("/tmp/x/s") == commands._inside(args)

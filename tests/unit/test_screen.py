@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("pyghostty")
 
 from tmuxish.server import screen as screen_mod
-from tmuxish.server.screen import Screen, ScreenUnavailable, warm_up
+from tmuxish.server.screen import Screen, ScreenUnavailable, history_cap, warm_up
 
 # Every mode libghostty tracks that a program can flip; compared between source and replica.
 DEC_MODES = (
@@ -510,7 +510,7 @@ def test_history_byte_budget_bounds_memory() -> None:
     chunk = b"".join(
         b"%05d \x1b[32mhistory budget test line\x1b[0m padding text\r\n" % i for i in range(80)
     )[:4096]
-    src = Screen(80, 24, history_bytes=1_000_000)
+    src = Screen(80, 24, history_lines=1000)
     src.feed(chunk * 64)
     base, rows_base = rss(), src.history_rows
     for _ in range(50 * 1024 * 1024 // len(chunk * 64)):  # 50 MB
@@ -524,7 +524,7 @@ def test_history_byte_budget_bounds_memory() -> None:
 def test_history_budget_survives_resizes_with_output_in_between() -> None:
     # Clients attach at every size; without the cap re-applied after each reflow, libghostty
     # 0.1.3 let this history reach ~57,000 rows (65x its budget) and a soak server passed 1 GiB.
-    src = Screen(80, 24, history_bytes=1_000_000)
+    src = Screen(80, 24, history_lines=1000)
     output = numbered(20_000)
     for _ in range(3):
         src.feed(output)
@@ -539,7 +539,7 @@ def test_history_budget_survives_resizes_with_output_in_between() -> None:
 
 
 def test_history_budget_zero_keeps_no_history() -> None:
-    src = Screen(80, 24, history_bytes=0)
+    src = Screen(80, 24, history_lines=0)
     src.feed(numbered(1000))
     assert src.history_rows == 0
     assert src.history(10) == b""
@@ -715,3 +715,28 @@ def test_feed_throughput_and_repaint_time() -> None:
     for _ in range(20):
         src.repaint()
     assert (time.perf_counter() - t0) / 20 < 0.02
+
+
+def test_history_is_lines_kept_across_wide_resizes() -> None:
+    # The cap used to be bytes of cells: a 200-column client cut 13,642 lines of history to
+    # 5,487, a 10,000-column one to 94, for good. Now it is lines at any width (issue 12);
+    # libghostty prunes whole pages, so at least the limit is kept, sometimes a page more.
+    limit = 13_500
+    src = Screen(80, 24, history_lines=limit)
+    src.feed(numbered(22_000))  # past the limit: pages are pruned at every width
+    assert src.history_rows >= limit
+    last = src.history_text().split("\n")[-(limit + 24) :]
+    for cols in (200, 10_000, 80, 10_000, 200, 80, 1000, 132, 80):
+        src.resize(cols, 24)
+        assert src.history_rows >= limit, cols
+    assert src.history_text().split("\n")[-(limit + 24) :] == last
+    # And output at the wide size keeps as many lines of its own.
+    src.resize(10_000, 24)
+    src.feed(numbered(14_000))
+    assert src.history_rows >= limit
+
+
+def test_history_cap_grows_with_the_width() -> None:
+    assert history_cap(0, 80) == 0
+    for cols in (80, 200, 1000, 10_000):
+        assert history_cap(1000, cols) > history_cap(500, cols) > history_cap(500, cols // 2)

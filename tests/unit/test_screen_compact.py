@@ -116,8 +116,8 @@ def test_alternate_screen_and_clear_after_compaction() -> None:
 def test_history_cap_still_applies_when_compacted() -> None:
     # The byte cap counts rows at their uncompressed size: compaction keeps as many rows as
     # without it, not more.
-    plain = Screen(80, 24, history_bytes=1_000_000)
-    packed = Screen(80, 24, history_bytes=1_000_000)
+    plain = Screen(80, 24, history_lines=1000)
+    packed = Screen(80, 24, history_lines=1000)
     for k in range(30):
         data = b"".join(b"capped %02d %04d\r\n" % (k, i) for i in range(200))
         plain.feed(data)
@@ -133,7 +133,7 @@ def test_compact_on_an_empty_screen_and_without_history() -> None:
     s.feed(b"hello")
     _compact_fully(s)
     assert s.screen_text().startswith("hello")
-    off = Screen(80, 24, history_bytes=0)
+    off = Screen(80, 24, history_lines=0)
     off.feed(b"".join(b"%d\r\n" % i for i in range(500)))
     _compact_fully(off)
     assert off.history_rows == 0
