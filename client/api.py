@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tmuxish.client.handle import AsyncSessionHandle, SessionHandle
+from tmuxish.client.run import CommandTimeout, RunResult, Sent
 from tmuxish.client.session_info import (
     Keys,
     Pattern,
@@ -49,11 +51,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "AsyncSessionHandle",
     "AttachStream",
     "Client",
+    "CommandTimeout",
     "Connector",
     "Keys",
     "Pattern",
+    "RunResult",
+    "Sent",
+    "SessionHandle",
     "SessionInfo",
     "SocketPath",
     "SyncAttachStream",

@@ -28,6 +28,7 @@ from tmuxish.client.session_info import (
     new_args,
     socket_path_of,
     split_attach_reply,
+    target_id,
     timeout_error,
 )
 from tmuxish.client.sync_client import DEFAULT_TIMEOUT, UPGRADE_TIMEOUT
@@ -41,7 +42,11 @@ from tmuxish.errors import (
 from tmuxish.keynames import send_args
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from types import TracebackType
+
+    from tmuxish.client.handle import AsyncSessionHandle
+    from tmuxish.client.run import OutputSink, RunResult, Sent
 
 
 class AttachStream(StreamView):
@@ -206,6 +211,8 @@ class Client:
 
     async def request(self, command: str, /, *, start: bool = False, **args: Any) -> Any:
         """Send one protocol request and return its result."""
+        if "target" in args:
+            args["target"] = target_id(args["target"])
         channel = await self._connect(start)
         if command == "wait" or self.timeout is None:
             return await channel.request(command, args)
@@ -227,8 +234,11 @@ class Client:
         env: Mapping[str, str] | None = None,
         inherit_env: bool = True,
         window_size: str | None = None,
-    ) -> SessionInfo:
-        """Start a detached session (and the server, if none runs); see ``new_args``."""
+    ) -> AsyncSessionHandle:
+        """Start a detached session (and the server, if none runs); see ``new_args``. The
+        ``SessionInfo`` returned is a handle with the session's methods (``client/handle.py``)."""
+        from tmuxish.client.handle import AsyncSessionHandle
+
         args = new_args(
             command,
             name=name,
@@ -239,7 +249,8 @@ class Client:
             inherit_env=inherit_env,
             window_size=window_size,
         )
-        return SessionInfo.from_dict(await self.request("new", start=True, **args))
+        info = SessionInfo.from_dict(await self.request("new", start=True, **args))
+        return AsyncSessionHandle.bind(info, self)
 
     async def sessions(self) -> list[SessionInfo]:
         """Every session, by id; empty when no server runs."""
@@ -264,11 +275,15 @@ class Client:
     async def rename(self, target: Target, name: str) -> SessionInfo:
         return SessionInfo.from_dict(await self.request("rename", target=target, name=name))
 
-    async def send(self, target: Target, keys: Keys, *, literal: bool = False) -> int:
+    async def send(self, target: Target, keys: Keys, *, literal: bool = False) -> Sent:
         """Type into a session: bytes as-is, a str as text, a list of key names like tmux
         ``send-keys`` (``["make", "Enter"]``; ``literal`` sends the list as text). Returns the
-        number of bytes sent."""
-        return int(await self.request("send", target=target, **send_args(keys, literal)))
+        number of bytes sent, an int whose ``since`` is the output position at the send (pass it
+        to ``wait_for_text(..., since=)``)."""
+        from tmuxish.client.run import sent_from_reply
+
+        reply = await self.request("send", target=target, mark=True, **send_args(keys, literal))
+        return sent_from_reply(reply)
 
     async def capture(
         self, target: Target | None = None, history: bool = False, escapes: bool = False
@@ -318,11 +333,16 @@ class Client:
     ) -> AttachStream:
         """Attach on a connection of its own. ``cols``/``rows`` of 0 leave the size alone;
         ``history`` lines of scrollback precede the repaint; ``repaint=False`` skips both."""
+        return await self._attach_request(
+            "attach", attach_args(target, cols, rows, readonly, history), repaint
+        )
+
+    async def _attach_request(
+        self, command: str, args: dict[str, Any], repaint: bool = True
+    ) -> AttachStream:
         stream = await open_stream(self.socket_path, self.timeout)
         try:
-            req_id, frame = core.Requests().frame(
-                "attach", attach_args(target, cols, rows, readonly, history)
-            )
+            req_id, frame = core.Requests().frame(command, args)
             await stream.send(frame)
             async with asyncio.timeout(self.timeout):
                 while True:
@@ -336,7 +356,7 @@ class Client:
                         break
         except TimeoutError:
             stream.close()
-            raise core.no_answer("attach") from None
+            raise core.no_answer(command) from None
         except BaseException:
             stream.close()
             raise
@@ -350,13 +370,20 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         history: bool = False,
+        since: int | None = None,
     ) -> re.Match[str]:
         """Wait until ``pattern`` matches the session's screen (``history``: or its scrollback).
 
         A str pattern is compiled with ``re.MULTILINE`` so ``^``/``$`` match screen lines. Watches
         the output through a read-only attachment and re-checks the screen after each chunk: no
         polling delay, no sleeps. Raises TimeoutError, or SessionExited if the program exits first.
+
+        ``since`` (what ``send`` returned): match only in the output produced after that send, as
+        text (escape sequences dropped, line ends as ``\\n``), never in what was there before.
         """
+        if since is not None:
+            return await self._wait_for_output(target, pattern, timeout, since)
+        target = target_id(target)
         regex = compile_pattern(pattern)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -384,3 +411,153 @@ class Client:
         finally:
             if stream is not None:
                 await stream.close()
+
+    expect = wait_for_text
+
+    async def _wait_for_output(
+        self, target: Target, pattern: Pattern, timeout: float, since: int
+    ) -> re.Match[str]:
+        from tmuxish.client.run import OutputText, since_position
+
+        regex = compile_pattern(pattern)
+        position = since_position(since)
+        assert position is not None
+        text = OutputText()
+        stream = await self._attach_request(
+            "watch", {"target": target_id(target), "since": position}
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    chunk = await stream.read()
+                    if chunk is None:
+                        raise exited_error(regex, target)
+                    match = regex.search(text.add(chunk))
+                    if match:
+                        return match
+        except TimeoutError:
+            raise timeout_error(regex, target, timeout, text.text) from None
+        finally:
+            await stream.close()
+
+    async def wait_idle(
+        self, target: Target, *, quiet: float = 0.5, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """Wait until the session has printed nothing for ``quiet`` seconds; TimeoutError if it
+        is still printing after ``timeout``, SessionExited if it exits."""
+        from tmuxish.errors import SessionExited
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        stream = await self.attach(target, readonly=True, repaint=False)
+        try:
+            last = loop.time()
+            while True:
+                now = loop.time()
+                if now - last >= quiet:
+                    return
+                if now >= deadline:
+                    raise TimeoutError(
+                        f"session {target_id(target)} was still printing after {timeout:g}s"
+                    )
+                try:
+                    chunk = await asyncio.wait_for(
+                        stream.read(), min(quiet - (now - last), deadline - now)
+                    )
+                except TimeoutError:
+                    continue
+                if chunk is None:
+                    raise SessionExited(f"session {target_id(target)} exited")
+                last = loop.time()
+        finally:
+            await stream.close()
+
+    async def wait_for_prompt(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until the session's shell shows its prompt (from its OSC 133 marks: bash and
+        zsh started by tmuxish have them); for other shells, until no ``run`` is pending."""
+        channel = await self._connect(False)
+        args = {"target": target_id(target), "within": timeout}
+        try:
+            # The server gives up at the timeout; the client waits a little longer for that.
+            shown = await asyncio.wait_for(channel.request("prompt", args), timeout + 5.0)
+        except TimeoutError:
+            shown = False
+        if not shown:
+            raise TimeoutError(f"session {target_id(target)} showed no prompt within {timeout:g}s")
+
+    async def run(
+        self,
+        target: Target | None,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        input: bytes | str | None = None,
+        output: OutputSink | None = None,
+        raw: bool = False,
+    ) -> RunResult:
+        """Type ``command`` into the session's shell and wait until the shell says it finished;
+        see ``SyncClient.run``. ``output`` is called with each chunk as it arrives."""
+        from tmuxish.client.run import CommandTimeout, Newlines, RunResult, run_args, timeout_text
+
+        args = run_args(target_id(target), command, timeout, input)
+        newlines = Newlines(raw)
+        chunks: list[bytes] = []
+        sink = output if output is not None else chunks.append
+        stream = await open_stream(self.socket_path, self.timeout)
+        try:
+            req_id, frame = core.Requests().frame("run", args)
+            await stream.send(frame)
+            while True:
+                while not stream.pending:
+                    await stream.read_more()
+                message = stream.pending.popleft()
+                if message[0] == protocol.OUTPUT:
+                    data = newlines.feed(message[1])
+                    if data:
+                        sink(data)
+                    continue
+                answer = core.Requests.answer(message)
+                if answer is None or answer[0] != req_id:
+                    continue
+                if answer[2] is not None:
+                    raise answer[2]
+                result: dict[str, Any] = answer[1]
+                break
+        finally:
+            stream.close()
+            await stream.wait_closed()
+        tail = newlines.flush()
+        if tail:
+            sink(tail)
+        out = b"".join(chunks)
+        if result.get("timed_out"):
+            raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)
+        return RunResult(
+            exit_code=result.get("exit_code"),
+            output=out,
+            duration=float(result.get("duration") or 0.0),
+            session_exited=bool(result.get("session_exited")),
+        )
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """What happens on the server, as it happens; see ``SyncClient.events``."""
+        while True:
+            stream = await open_stream(self.socket_path, self.timeout)
+            try:
+                _req_id, frame = core.Requests().frame("events", {})
+                await stream.send(frame)
+                while True:
+                    while not stream.pending:
+                        await stream.read_more()
+                    message = stream.pending.popleft()
+                    if message[0] == protocol.EVENT and message[1] == "tmuxish":
+                        yield dict(message[2])
+                    else:
+                        core.Requests.answer(message)  # raises what ends the stream
+            except ServerUpgrading:
+                pass
+            except ServerGone:
+                return  # the server stopped: the stream ends
+            finally:
+                stream.close()
+            await self._connect(False, after_upgrade=True)

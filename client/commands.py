@@ -433,6 +433,65 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return client.wait(_target_or_this(args, "wait"))
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`tmuxish run`: the command's output on stdout as it comes, and its exit status."""
+    from tmuxish.client.run import CommandTimeout
+
+    argv = list(args.command_argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    stdin = sys.stdin.buffer.read() if args.stdin else None
+    target = target_arg(args.target)
+    with _client(args) as client:
+        try:
+            result = client.run(
+                target, argv, timeout=args.timeout, input=stdin, output=write, raw=args.raw
+            )
+        except CommandTimeout as exc:
+            sys.stderr.write(f"tmuxish: {exc}\n")
+            return 124  # as timeout(1)
+        except KeyboardInterrupt:
+            # The user interrupts the command, not just the waiting for it.
+            with _client(args) as other:
+                other.send(target if target is not None else client.get().id, b"\x03")
+            return 130
+    if result.session_exited:
+        sys.stderr.write("tmuxish: the session ended during the command\n")
+    return 125 if result.exit_code is None else result.exit_code
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """`tmuxish events`: one line per event until the server goes away (or Ctrl-C)."""
+    import json
+
+    with _client(args) as client:
+        try:
+            for event in client.events():
+                if args.json:
+                    _out(json.dumps(event) + "\n")
+                else:
+                    _out(event_line(event))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    known = ("time", "type", "session", "name")
+    name = f" ({event['name']})" if event.get("name") else ""
+    rest = "".join(f" {k}={v}" for k, v in event.items() if k not in known)
+    return f"{event.get('time', '')} {event.get('type')} {event.get('session')}{name}{rest}\n"
+
+
 def cmd_rename(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.rename(args.target, args.name)
@@ -613,6 +672,8 @@ COMMANDS = {
     "capture": cmd_capture,
     "send": cmd_send,
     "wait": cmd_wait,
+    "run": cmd_run,
+    "events": cmd_events,
     "rename": cmd_rename,
     "record": cmd_record,
     "web": cmd_web,

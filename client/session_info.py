@@ -15,8 +15,6 @@ from typing import Any, Final
 from tmuxish.errors import SessionExited, UsageError
 from tmuxish.paths import current_umask, resolve_socket
 
-#: A session id or name. Strings of digits are ids.
-Target = int | str
 #: What ``send`` accepts: text (sent literally), key names (tmux ``send-keys`` style) or raw bytes.
 Keys = str | Sequence[str] | bytes | bytearray | memoryview
 Pattern = str | re.Pattern[str]
@@ -110,6 +108,15 @@ class SessionInfo:
         }
 
 
+#: A session id or name (strings of digits are ids), or a ``SessionInfo``/handle for its id.
+Target = int | str | SessionInfo
+
+
+def target_id(target: Any) -> Any:
+    """What goes on the wire for a target: a SessionInfo (or handle) is its id."""
+    return target.id if isinstance(target, SessionInfo) else target
+
+
 def socket_path_of(socket_path: SocketPath | None, socket_name: str | None) -> Path:
     return resolve_socket(os.fspath(socket_path) if socket_path is not None else None, socket_name)
 
@@ -187,19 +194,26 @@ def timeout_error(
     regex: re.Pattern[str], target: Target, timeout: float, text: str
 ) -> TimeoutError:
     return TimeoutError(
-        f"timed out after {timeout:g}s waiting for {regex.pattern!r} in session {target}; "
+        f"timed out after {timeout:g}s waiting for {regex.pattern!r} in session "
+        f"{target_id(target)}; "
         f"the screen ends with:\n{_tail(text)}"
     )
 
 
 def exited_error(regex: re.Pattern[str], target: Target) -> SessionExited:
-    return SessionExited(f"session {target} exited before {regex.pattern!r} appeared")
+    return SessionExited(f"session {target_id(target)} exited before {regex.pattern!r} appeared")
 
 
 def attach_args(
     target: Target | None, cols: int, rows: int, readonly: bool, history: int
 ) -> dict[str, Any]:
-    return {"target": target, "cols": cols, "rows": rows, "readonly": readonly, "history": history}
+    return {
+        "target": target_id(target),
+        "cols": cols,
+        "rows": rows,
+        "readonly": readonly,
+        "history": history,
+    }
 
 
 def split_attach_reply(info: dict[str, Any]) -> tuple[SessionInfo, bytes, bytes]:

@@ -25,6 +25,7 @@ from tmuxish.client.session_info import (
     new_args,
     socket_path_of,
     split_attach_reply,
+    target_id,
     timeout_error,
 )
 from tmuxish.errors import (
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     import re
 
     from tmuxish.client.connection import Connection
+    from tmuxish.client.handle import SessionHandle
+    from tmuxish.client.run import OutputSink, RunResult, Sent
 
 DEFAULT_TIMEOUT: Final = 10.0
 #: A connector opens a blocking connection; its argument says whether to start a server.
@@ -195,6 +198,8 @@ class SyncClient:
         self, command: str, /, *, start: bool = False, timeout: float | None = -1.0, **args: Any
     ) -> Any:
         """Send one protocol request and return its result (``timeout=-1``: the client default)."""
+        if "target" in args:
+            args["target"] = target_id(args["target"])
         conn = self.connection(start)
         limit = self.timeout if timeout is not None and timeout < 0 else timeout
         conn.sock.settimeout(limit)
@@ -221,8 +226,11 @@ class SyncClient:
         env: Mapping[str, str] | None = None,
         inherit_env: bool = True,
         window_size: str | None = None,
-    ) -> SessionInfo:
-        """Start a detached session (and the server, if none runs); see ``new_args``."""
+    ) -> SessionHandle:
+        """Start a detached session (and the server, if none runs); see ``new_args``. The
+        ``SessionInfo`` returned is a handle with the session's methods (``client/handle.py``)."""
+        from tmuxish.client.handle import SessionHandle
+
         args = new_args(
             command,
             name=name,
@@ -233,7 +241,9 @@ class SyncClient:
             inherit_env=inherit_env,
             window_size=window_size,
         )
-        return SessionInfo.from_dict(self.request("new", start=True, **args))
+        return SessionHandle.bind(
+            SessionInfo.from_dict(self.request("new", start=True, **args)), self
+        )
 
     def sessions(self) -> list[SessionInfo]:
         """Every session, by id; empty when no server runs."""
@@ -258,11 +268,15 @@ class SyncClient:
     def rename(self, target: Target, name: str) -> SessionInfo:
         return SessionInfo.from_dict(self.request("rename", target=target, name=name))
 
-    def send(self, target: Target, keys: Keys, *, literal: bool = False) -> int:
+    def send(self, target: Target, keys: Keys, *, literal: bool = False) -> Sent:
         """Type into a session: bytes as-is, a str as text, a list of key names like tmux
         ``send-keys`` (``["make", "Enter"]``; ``literal`` sends the list as text). Returns the
-        number of bytes sent."""
-        return int(self.request("send", target=target, **send_args(keys, literal)))
+        number of bytes sent, an int whose ``since`` is the output position at the send (pass it
+        to ``wait_for_text(..., since=)``)."""
+        from tmuxish.client.run import sent_from_reply
+
+        reply = self.request("send", target=target, mark=True, **send_args(keys, literal))
+        return sent_from_reply(reply)
 
     def capture(
         self, target: Target | None = None, history: bool = False, escapes: bool = False
@@ -327,6 +341,7 @@ class SyncClient:
         """Attach on a connection of its own. ``cols``/``rows`` of 0 leave the size alone;
         ``history`` lines of scrollback precede the repaint; ``repaint=False`` skips both."""
         conn = self._open(False)
+        target = target_id(target)
         try:
             conn.sock.settimeout(self.timeout)
             info = conn.request("attach", **attach_args(target, cols, rows, readonly, history))
@@ -343,13 +358,20 @@ class SyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         history: bool = False,
+        since: int | None = None,
     ) -> re.Match[str]:
         """Wait until ``pattern`` matches the session's screen (``history``: or its scrollback).
 
         A str pattern is compiled with ``re.MULTILINE`` so ``^``/``$`` match screen lines. Watches
         the output through a read-only attachment and re-checks the screen after each chunk: no
         polling delay, no sleeps. Raises TimeoutError, or SessionExited if the program exits first.
+
+        ``since`` (what ``send`` returned): match only in the output produced after that send, as
+        text (escape sequences dropped, line ends as ``\\n``), never in what was there before.
         """
+        if since is not None:
+            return self._wait_for_output(target, pattern, timeout, since)
+        target = target_id(target)
         regex = compile_pattern(pattern)
         deadline = time.monotonic() + timeout
         stream: SyncAttachStream | None = None
@@ -376,3 +398,166 @@ class SyncClient:
         finally:
             if stream is not None:
                 stream.close()
+
+    expect = wait_for_text
+
+    def _watch(self, target: Target, since: int) -> SyncAttachStream:
+        """A read-only attachment whose first output is everything after output position
+        ``since``."""
+        conn = self._open(False)
+        try:
+            conn.sock.settimeout(self.timeout)
+            info = conn.request("watch", target=target_id(target), since=since)
+        except BaseException:
+            conn.close()
+            raise
+        session, initial, reset = split_attach_reply(info)
+        return SyncAttachStream(conn, session, initial, reset)
+
+    def _wait_for_output(
+        self, target: Target, pattern: Pattern, timeout: float, since: int
+    ) -> re.Match[str]:
+        from tmuxish.client.run import OutputText, since_position
+
+        regex = compile_pattern(pattern)
+        position = since_position(since)
+        assert position is not None
+        deadline = time.monotonic() + timeout
+        text = OutputText()
+        with self._watch(target, position) as stream:
+            while True:
+                try:
+                    chunk = stream.read(max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    raise timeout_error(regex, target, timeout, text.text) from None
+                if chunk is None:
+                    raise exited_error(regex, target)
+                match = regex.search(text.add(chunk))
+                if match:
+                    return match
+
+    def wait_idle(
+        self, target: Target, *, quiet: float = 0.5, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """Wait until the session has printed nothing for ``quiet`` seconds; TimeoutError if it
+        is still printing after ``timeout``, SessionExited if it exits."""
+        from tmuxish.errors import SessionExited
+
+        deadline = time.monotonic() + timeout
+        with self.attach(target, readonly=True, repaint=False) as stream:
+            last = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now - last >= quiet:
+                    return
+                if now >= deadline:
+                    raise TimeoutError(
+                        f"session {target_id(target)} was still printing after {timeout:g}s"
+                    )
+                try:
+                    chunk = stream.read(min(quiet - (now - last), deadline - now))
+                except TimeoutError:
+                    continue
+                if chunk is None:
+                    raise SessionExited(f"session {target_id(target)} exited")
+                last = time.monotonic()
+
+    def wait_for_prompt(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until the session's shell shows its prompt (from its OSC 133 marks: bash and
+        zsh started by tmuxish have them); for other shells, until no ``run`` is pending."""
+        try:
+            # The server gives up at the timeout; the client waits a little longer for that.
+            shown = self.request("prompt", target=target, timeout=timeout + 5.0, within=timeout)
+        except TimeoutError:
+            shown = False
+        if not shown:
+            raise TimeoutError(f"session {target_id(target)} showed no prompt within {timeout:g}s")
+
+    def run(
+        self,
+        target: Target | None,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        input: bytes | str | None = None,
+        output: OutputSink | None = None,
+        raw: bool = False,
+    ) -> RunResult:
+        """Type ``command`` into the session's shell and wait until the shell says it finished.
+
+        A list of words is joined with spaces into the line the shell reads (as ``ssh host
+        COMMAND...``). What the command printed (not the prompt, not the echo) goes to
+        ``output`` as it arrives, or into ``RunResult.output``; terminal line ends become
+        ``\\n`` unless ``raw``. ``input`` is typed once the command has started. The shell's
+        state (cwd, variables, an activated venv) stays for the next ``run``.
+
+        Raises ``CommandTimeout`` after ``timeout`` (the command goes on; the session is kept)
+        and ``SessionBusy`` if the shell is still running a command.
+        """
+        from tmuxish.client import core
+        from tmuxish.client.run import CommandTimeout, Newlines, RunResult, run_args, timeout_text
+
+        args = run_args(target_id(target), command, timeout, input)
+        newlines = Newlines(raw)
+        chunks: list[bytes] = []
+        sink = output if output is not None else chunks.append
+        conn = self._open(False)
+        try:
+            conn.sock.settimeout(None)  # the server keeps the deadline
+            req_id = conn.send_request("run", args)
+            while True:
+                if not conn.pending:
+                    conn.read_more()
+                message = conn.pending.popleft()
+                if message[0] == protocol.OUTPUT:
+                    data = newlines.feed(message[1])
+                    if data:
+                        sink(data)
+                    continue
+                answer = core.Requests.answer(message)
+                if answer is None or answer[0] != req_id:
+                    continue
+                if answer[2] is not None:
+                    raise answer[2]
+                result: dict[str, Any] = answer[1]
+                break
+        finally:
+            conn.close()
+        tail = newlines.flush()
+        if tail:
+            sink(tail)
+        out = b"".join(chunks)
+        if result.get("timed_out"):
+            raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)
+        return RunResult(
+            exit_code=result.get("exit_code"),
+            output=out,
+            duration=float(result.get("duration") or 0.0),
+            session_exited=bool(result.get("session_exited")),
+        )
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """What happens on the server, as it happens (``tmuxish events``): dicts with ``type``
+        (session-created, session-exited, session-renamed, session-removed, client-attached,
+        client-detached, bell, title, command-finished), ``session``, ``name``, ``time`` and
+        the type's own fields. Runs until the server goes away; follows a server upgrade."""
+        while True:
+            conn = self._open(False)
+            try:
+                conn.sock.settimeout(None)
+                conn.send_request("events", {})
+                while True:
+                    message = conn.recv()
+                    if message[0] == protocol.EVENT and message[1] == "tmuxish":
+                        yield dict(message[2])
+                    else:
+                        from tmuxish.client import core
+
+                        core.Requests.answer(message)  # raises what ends the stream
+            except ServerUpgrading:
+                pass
+            except ServerGone:
+                return  # the server stopped: the stream ends
+            finally:
+                conn.close()
+            self._reconnect_after_upgrade()

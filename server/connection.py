@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from tmuxish import protocol
@@ -57,6 +57,9 @@ class Connection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
         #: Reasons not to read the client's socket (its program's input queue is full).
         self._read_holds = 0
+        #: Told when the transport's write buffer goes over (True) or back under (False) its
+        #: high-water mark: streams other than an attachment (a command run).
+        self.writing_watchers: list[Callable[[bool], None]] = []
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -122,10 +125,14 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.attachment is not None:
             self.attachment.behind_changed(True)
+        for watcher in list(self.writing_watchers):
+            watcher(True)
 
     def resume_writing(self) -> None:
         if self.attachment is not None:
             self.attachment.behind_changed(False)
+        for watcher in list(self.writing_watchers):
+            watcher(False)
 
     # -- dispatch --------------------------------------------------------------------------------
 

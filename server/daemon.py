@@ -23,6 +23,7 @@ from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_serv
 from tmuxish.server import limits, listener
 from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
+from tmuxish.server.events import EventHub
 from tmuxish.server.factory import SessionFactory
 from tmuxish.server.keeper_link import KeeperLink, set_own_oom_score_adj
 from tmuxish.server.limits import ConnectionLimits
@@ -104,6 +105,9 @@ class Server:
         #: The link to the keeper that restarts us after a crash (None: no keeper runs us).
         self.keeper: KeeperLink | None = None
         self.factory = SessionFactory(self)
+        #: Subscribers of `tmuxish events` (server/events.py).
+        self.events = EventHub()
+        self.registry.on_change = self.events.emit
         from tmuxish.server import handlers
 
         handlers.install(self)
@@ -114,6 +118,7 @@ class Server:
         log.info("session %d exited with code %s", session.id, session.exit_code)
         if self.keeper is not None:
             self.keeper.changed()
+        self.events.emit("session-exited", session, {"exit_code": session.exit_code})
         if session.extra.get("auto_remove"):
             # `new --rm`: its waiters and clients have had the code by now.
             self.registry.remove(session)

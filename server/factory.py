@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tmuxish.errors import TmuxishError
-from tmuxish.server import pty
+from tmuxish.server import pty, shellhook
 from tmuxish.server.containers import ConsoleSession, ContainerSession, ContainerSpec, InitWatch
 from tmuxish.server.handlers import make_screen
 from tmuxish.server.session import Session
@@ -77,7 +77,7 @@ class SessionFactory:
                 screen.take_responses()
             except Exception as exc:
                 log.warning("session %d: screen not restored: %s", sid, exc)
-        return cls(
+        session = cls(
             sid,
             name,
             command,
@@ -92,6 +92,8 @@ class SessionFactory:
             on_exit=server.session_exited,
             extra=extra,
         )
+        session.shell.listener = server.events.listener(session)
+        return session
 
     # -- new sessions ----------------------------------------------------------------------------
 
@@ -116,9 +118,13 @@ class SessionFactory:
         registry.check_name(name)
         sid = registry.next_id
         env = {**env, "TMUXISH": f"{server.socket_path},{sid}"}
-        pid, fd = pty.spawn(command, cwd, env, cols, rows, umask)
+        argv, env, shell = shellhook.integrate(
+            command, env, shellhook.integration_dir(str(server.socket_path))
+        )
+        pid, fd = pty.spawn(argv, cwd, env, cols, rows, umask)
+        extra = {"shell_integration": shell} if shell else None
         try:
-            return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, None)
+            return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, extra)
         except OSError as exc:
             # Out of descriptors (pidfd) or memory: end the program we just started.
             log.warning("session for %r not started: %s", command, exc)
@@ -183,9 +189,11 @@ class SessionFactory:
 
     # -- saved state -----------------------------------------------------------------------------
 
-    def state(self, session: Session, fds: list[int]) -> dict[str, Any]:
-        """``session.state()`` with its PTY master appended to ``fds`` (``"fd"`` is the index)."""
-        item = session.state(HISTORY_LINES)
+    def state(self, session: Session, fds: list[int], with_screen: bool = True) -> dict[str, Any]:
+        """``session.state()`` with its PTY master appended to ``fds`` (``"fd"`` is the index).
+        Without ``with_screen`` the screen is left out (the keeper's records carry it apart)."""
+        item = session.state(HISTORY_LINES, with_screen)
+        item["shell"] = session.shell.snapshot()
         if session.fd is not None:
             item["fd"] = len(fds)
             fds.append(session.fd)
@@ -219,6 +227,7 @@ class SessionFactory:
             screen_data=item["screen"],
         )
         session.created = datetime.fromisoformat(item["created"])
+        session.shell.restore(item.get("shell"))
         session.last_used = time.monotonic()
         init: InitWatch | None = None
         if isinstance(session, ContainerSession):

@@ -445,3 +445,9 @@ def install(server: Server) -> None:
     from tmuxish.server import record_requests
 
     record_requests.install(server)  # record, record-stop
+    from tmuxish.server import commandrun
+
+    commandrun.install(server)  # run, prompt, watch; send with an output mark
+    from tmuxish.server import events
+
+    events.install(server)  # events

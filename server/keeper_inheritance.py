@@ -21,6 +21,7 @@ from tmuxish.server.session import Session
 
 if TYPE_CHECKING:
     from tmuxish.server.containers import ConsoleSocket
+    from tmuxish.server.factory import SessionFactory
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ def console_key(cs: ConsoleSocket) -> str:
     return "console:" + json.dumps(spec, sort_keys=True)
 
 
-def session_record(session: Session) -> dict[str, Any]:
-    """A session's record: its per-kind ``state()`` (server/factory.py, as an upgrade carries it)
+def session_record(factory: SessionFactory, session: Session) -> dict[str, Any]:
+    """A session's record: its per-kind state (``factory.state``, as an upgrade carries it)
     without the screen, which screen snapshots carry apart, and with its PTY named by its keeper
     key (``"key"``) instead of an fd index."""
-    item = session.state(0, with_screen=False)
+    item = factory.state(session, [], with_screen=False)
     item["fd"] = None
     item["key"] = pty_key(session) if session.fd is not None else None
     return item

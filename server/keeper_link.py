@@ -58,7 +58,11 @@ SEND_TIMEOUT = 2.0
 
 def _fingerprint(s: Session) -> tuple[Any, ...]:
     """What, when it changes, makes a session's record worth sending again."""
-    return (s.name, s.exit_code, s.child_done, s.cols, s.rows, s.fd is None, s.policy)
+    return (
+        s.name, s.exit_code, s.child_done, s.cols, s.rows, s.fd is None, s.policy,
+        # An integrated shell's prompt state (server/shellhook.py) travels too.
+        tuple(sorted(s.shell.snapshot().items())),
+    )
 
 
 class KeeperLink:
@@ -271,7 +275,9 @@ class KeeperLink:
 
     def send_record(self, session: Session) -> None:
         key = rec_key(session.id)
-        if self._send_memfd(key, upgrade.pack(session_record(session))):
+        assert self._server is not None
+        record = session_record(self._server.factory, session)
+        if self._send_memfd(key, upgrade.pack(record)):
             self._held.add(key)
             self._recorded[session.id] = _fingerprint(session)
 
@@ -378,6 +384,7 @@ class LinkedRegistry(Registry):
         self._link = link
         for session in base:
             self.add(session)
+        self.on_change = base.on_change  # after the adds: those were announced already
 
     def add(self, session: Session) -> None:
         super().add(session)

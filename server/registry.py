@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from tmuxish.errors import BadRequest, NameInUse, SessionNotFound
 from tmuxish.server.session import Session
@@ -26,6 +27,8 @@ class Registry:
         self._sessions: dict[int, Session] = {}
         self._by_name: dict[str, Session] = {}
         self.next_id = next_id
+        #: Told of additions, removals and renames (the event stream, server/events.py).
+        self.on_change: Callable[[str, Session, dict[str, Any]], None] | None = None
 
     def __iter__(self) -> Iterator[Session]:
         return iter(sorted(self._sessions.values(), key=lambda s: s.id))
@@ -68,11 +71,15 @@ class Registry:
         self._sessions[session.id] = session
         if session.name is not None:
             self._take_name(session.name, session)
+        if self.on_change is not None:
+            self.on_change("session-created", session, {"command": session.command})
 
     def remove(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
         if session.name is not None and self._by_name.get(session.name) is session:
             del self._by_name[session.name]
+        if self.on_change is not None:
+            self.on_change("session-removed", session, {})
 
     def rename(self, session: Session, name: str) -> None:
         if session.name == name:
@@ -80,8 +87,10 @@ class Registry:
         self.check_name(name)
         if session.name is not None:
             self._by_name.pop(session.name, None)
-        session.name = name
+        old, session.name = session.name, name
         self._take_name(name, session)
+        if self.on_change is not None:
+            self.on_change("session-renamed", session, {"old_name": old})
 
     def get(self, target: str | int | None) -> Session:
         if target is None or target == "":

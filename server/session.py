@@ -19,6 +19,7 @@ from tmuxish.server import pty
 from tmuxish.server.feed import ScreenFeed
 from tmuxish.server.policy import ClientSize, choose_size
 from tmuxish.server.reaper import Reaper
+from tmuxish.server.shellhook import ShellTracker
 
 if TYPE_CHECKING:
     from tmuxish.server.recording import Recording
@@ -143,6 +144,8 @@ class Session:
         #: Chunks relayed so far, and the timer that compacts the screen model once they stop.
         self._relays = 0
         self._compact_timer: asyncio.TimerHandle | None = None
+        #: Output position, recent output and shell state (OSC 133 marks): server/shellhook.py.
+        self.shell = ShellTracker()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -351,6 +354,7 @@ class Session:
             self._finish()
 
     def _relay(self, data: bytes) -> None:
+        self.shell.feed(data)
         if self.clients:
             header = protocol.output_header(len(data))
             for client in self.clients:
@@ -612,6 +616,7 @@ class Session:
             self.screen.resynced = False
             self._force_redraw()
         self.client_behind_changed()
+        self.shell.notify("client-attached", {"clients": len(self.clients)})
         return initial
 
     def detach(self, client: Attachment) -> None:
@@ -622,6 +627,7 @@ class Session:
             self.last_used = time.monotonic()
             self.apply_size()
             self.client_behind_changed()
+            self.shell.notify("client-detached", {"clients": len(self.clients)})
 
     def apply_size(self) -> None:
         size = choose_size([c.size for c in self.clients], self.policy)

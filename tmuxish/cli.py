@@ -212,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("target", nargs="?", help=TARGET_INSIDE_HELP)
 
+    add_run_parser(cmd)
+    ev = cmd(
+        "events",
+        "print what happens to sessions as it happens (created, exited, renamed, attached, "
+        "detached, bell, title, command finished), as docker events",
+        "tmuxish events --json",
+    )
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+
     rn = cmd("rename", "rename a session", "tmuxish rename 3 web")
     rn.add_argument("target", help=TARGET_HELP)
     rn.add_argument("name")
@@ -402,6 +411,38 @@ def web_parser(w: argparse.ArgumentParser) -> None:
     w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
     w.add_argument(
         "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
+    )
+
+
+def add_run_parser(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    import argparse
+
+    r = cmd(
+        "run",
+        "type a command into a session's shell, print its output, exit with its status "
+        "(the shell's state stays for the next run; one command at a time per session)",
+        "tmuxish run -t build --timeout 600 -- 'cd src && make test'",
+    )
+    r.add_argument("-t", dest="target", help="session (default: the most recent)")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up after S seconds: exit 124, the command goes on in the kept session",
+    )
+    r.add_argument(
+        "--stdin",
+        action="store_true",
+        help="type this command's standard input into the command once it runs",
+    )
+    r.add_argument(
+        "--raw", action="store_true", help="keep the terminal's CR LF line ends"
+    )
+    r.add_argument(
+        "command_argv",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="words joined with spaces into the line the shell reads, as ssh does",
     )
 
 

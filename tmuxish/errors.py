@@ -69,6 +69,12 @@ class SessionRunning(TmuxishError):
     code = "session-running"
 
 
+class SessionBusy(TmuxishError):
+    """`run` on a session whose shell is still running a command (a previous `run` included)."""
+
+    code = "session-busy"
+
+
 class ExitCodeUnknown(TmuxishError):
     """`wait` on a session that ended without a known exit code (a console-socket session:
     the process on the other end of its terminal is not the server's child)."""
@@ -110,6 +116,7 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
         VersionMismatch,
         SessionExited,
         SessionRunning,
+        SessionBusy,
         ExitCodeUnknown,
         ConfigError,
         UsageError,

@@ -49,13 +49,24 @@ screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``lo
     rm             target, force                                           -> SESSION
     rename         target, name                                            -> SESSION
     send           target, data (bin), app_data (bin: the same keys in application cursor
-                   mode, used when the program set it)                     -> bytes written
+                   mode, used when the program set it), mark (bool)        -> bytes written;
+                   with mark: {written, since: the output position at the send}
     resize         target, cols, rows                                      -> SESSION
     wait           target                                   -> exit code, once it has exited
     capture        target, history (bool), escapes (bool: keep colours)    -> str
     kill-server                                                            -> true
     info                              -> {pid, version, sessions, generation}
     upgrade                           -> {pid, version, sessions}; then the server re-executes
+    run            target, command (str: the line the shell reads), timeout (seconds),
+                   input (bin: typed once the command started)
+                                -> [OUTPUT, data] frames with what the command printed, then
+                                   {exit_code, duration, session, timed_out?, session_exited?}
+    watch          target, since (output position)  -> as attach; initial is the output after
+                                                       since; the connection is an attachment
+    prompt         target, within (seconds)  -> true once the shell is at its prompt (OSC 133);
+                                                false if it was not within the time
+    events         -> never answered: [EVENT, "tmuxish", {type, session, name, time, ...}]
+                      frames until the connection closes (see server/events.py)
     console-socket name, persist, cols, rows, window_size    -> {path, name, persist}
     record         target, path (absolute), format ("v2"|"v3"), input (bool), term (str: TERM
                    for the header)                      -> SESSION + recording (RECORDING)

@@ -212,7 +212,7 @@ def _kill(line: Line) -> Request:
 def _send(line: Line) -> Request:
     from tmuxish.keynames import send_args
 
-    return "send", {"target": line.args[0], **send_args(line.args[1:])}
+    return "send", {"target": line.args[0], "mark": True, **send_args(line.args[1:])}
 
 
 def _capture(line: Line) -> Request:

@@ -1,0 +1,154 @@
+"""What both API clients share for scripting a session: the ``run`` request and its result, the
+output mark ``send`` returns, and the output text that ``expect ... since`` matches. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tmuxish.errors import UsageError
+
+#: Where ``run`` writes output as it arrives (None: it is collected in ``RunResult.output``).
+OutputSink = Callable[[bytes], object]
+#: What ``wait_for_text``/``expect`` keep of the output after a mark, to match in.
+SINCE_KEEP: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a command run in a session ended."""
+
+    #: The command's exit status, as the shell reports it ($?: 128+N for signal N); None if the
+    #: session ended and its code is unknown.
+    exit_code: int | None
+    #: What the command printed (empty when it was streamed to an ``output`` callable).
+    output: bytes
+    #: Seconds from the command's start to its end, as the server saw them.
+    duration: float
+    #: The session itself ended during the command (e.g. ``exit 3``); exit_code is its code.
+    session_exited: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace")
+
+
+class CommandTimeout(TimeoutError):
+    """``run`` gave up waiting; the command goes on in the session (which is kept), and the
+    next ``run`` there fails with SessionBusy until it ends."""
+
+    def __init__(self, message: str, output: bytes) -> None:
+        super().__init__(message)
+        #: What the command printed before the timeout (when not streamed elsewhere).
+        self.output = output
+
+
+class Sent(int):
+    """What ``send`` returns: the number of bytes sent, which also carries ``since``, the
+    position in the session's output when they were sent (pass it to ``wait_for_text`` or
+    ``expect`` as ``since=`` to match only output produced after the send)."""
+
+    since: int | None
+
+    def __new__(cls, written: int, since: int | None) -> Sent:
+        obj = super().__new__(cls, written)
+        obj.since = since
+        return obj
+
+
+def sent_from_reply(reply: Any) -> Sent:
+    if isinstance(reply, dict):
+        return Sent(int(reply["written"]), int(reply["since"]))
+    return Sent(int(reply), None)  # a server without output marks
+
+
+def since_position(since: int | Sent | None) -> int | None:
+    """The output position of a ``since`` argument (a Sent, or a position as an int)."""
+    if isinstance(since, Sent):
+        if since.since is None:
+            raise UsageError("this server does not report output positions; upgrade it")
+        return since.since
+    if since is not None and (type(since) is not int or since < 0):
+        raise UsageError(f"since must be what send returned, got {since!r}")
+    return since
+
+
+def command_line(command: str | Sequence[str]) -> str:
+    """The line the shell reads: words joined with spaces, as ``ssh host COMMAND...`` does."""
+    line = command if isinstance(command, str) else " ".join(command)
+    if not line.strip():
+        raise UsageError("run needs a command")
+    return line
+
+
+def run_args(
+    target: Any, command: str | Sequence[str], timeout: float | None, input: bytes | str | None
+) -> dict[str, Any]:
+    if isinstance(input, str):
+        input = input.encode("utf-8", "surrogateescape")
+    args: dict[str, Any] = {"target": target, "command": command_line(command)}
+    if timeout is not None:
+        args["timeout"] = float(timeout)
+    if input:
+        args["input"] = bytes(input)
+    return args
+
+
+def timeout_text(target: Any, timeout: float | None) -> str:
+    return (
+        f"the command in session {target} is still running after {timeout:g}s "
+        "(the session is kept; the command goes on)"
+    )
+
+
+class Newlines:
+    """A terminal's CR LF line ends to LF, across chunk boundaries (``raw`` keeps them)."""
+
+    def __init__(self, raw: bool = False) -> None:
+        self.raw = raw
+        self._cr = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.raw:
+            return data
+        if self._cr:
+            data = b"\r" + data
+            self._cr = False
+        if data.endswith(b"\r"):
+            data = data[:-1]
+            self._cr = True
+        return data.replace(b"\r\n", b"\n")
+
+    def flush(self) -> bytes:
+        if self._cr:
+            self._cr = False
+            return b"\r"
+        return b""
+
+
+_CONTROLS = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[P^_X][^\x1b]*\x1b\\"
+    r"|[ -/]*[0-~])|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+class OutputText:
+    """The output after a mark as plain text (escape sequences dropped, CR LF as LF), for
+    ``expect``-style matching; the last ``SINCE_KEEP`` bytes are kept."""
+
+    def __init__(self) -> None:
+        self._raw = bytearray()
+
+    def add(self, data: bytes) -> str:
+        self._raw += data
+        if len(self._raw) > 2 * SINCE_KEEP:
+            del self._raw[: len(self._raw) - SINCE_KEEP]
+        return self.text
+
+    @property
+    def text(self) -> str:
+        text = self._raw.decode("utf-8", "replace").replace("\r\n", "\n")
+        return _CONTROLS.sub("", text)

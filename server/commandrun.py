@@ -1,0 +1,306 @@
+"""Running a command in a session's shell, and the requests built on the shell marks.
+
+``run``: type a command line into the session's shell and stream, on the requesting connection,
+what the command printed (``[OUTPUT, data]`` frames) until the shell says it finished; the reply
+then carries the exit status. The output window is cut by OSC 133 marks (server/shellhook.py):
+
+- a shell started with the integration (bash, zsh) marks C before the command runs and
+  D;STATUS after it; the line is typed as given, so it lands in the shell's history as is;
+- any other shell gets the line wrapped (with an INT trap around it, see ``fallback_line``) as
+  ``printf '\\033]133;C;tmuxish=T\\007'; eval 'LINE'; printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``:
+  the marks carry a real ESC byte, which the echo of the typed line cannot contain (it shows the
+  four characters ``\\033``), and a token no other output has.
+
+A session runs one command at a time: ``run`` while a command is still running (one typed by
+someone, or a previous run that timed out) fails with ``session-busy``.
+
+``watch``: a read-only attachment whose first output is what the session printed after a
+``since`` mark (the output position ``send`` returned); ``prompt``: wait until the shell is at
+its prompt; ``send`` with ``mark``: also return the output position at the time of the send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from tmuxish import protocol
+from tmuxish.errors import BadRequest, SessionBusy, SessionExited, TmuxishError
+from tmuxish.server.attachment import ClientAttachment
+from tmuxish.server.policy import ClientSize
+from tmuxish.server.shellhook import Mark, MarkScanner
+
+if TYPE_CHECKING:
+    from tmuxish.server.connection import Connection
+    from tmuxish.server.daemon import Server
+    from tmuxish.server.session import Session
+
+#: Output a run may queue for a client that does not read before the run is cut off.
+STREAM_CAP = 64 * 1024 * 1024
+
+
+def fallback_line(command: str, token: str) -> str:
+    # One line (no continuation prompt): the command is quoted for eval, which runs it in the
+    # shell itself (cd and variables stay), comments and trailing & included. The INT trap keeps
+    # an interrupted command from aborting the rest of the line (POSIX shells drop the rest of
+    # a list when its command dies of SIGINT): the end marker still comes, with status 130.
+    # Programs the command starts get SIGINT's default back when they exec.
+    quoted = "'" + command.replace("'", "'\\''") + "'"
+    return (
+        f"trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; eval {quoted}; "
+        f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT\r"
+    )
+
+
+class CommandRun:
+    """A session client that passes on only the output between its C and D marks."""
+
+    readonly = True
+    attached_in_alt = False
+
+    def __init__(self, conn: Connection, session: Session, token: str | None, stdin: bytes) -> None:
+        self.conn = conn
+        self.session = session
+        self.token = token
+        self.stdin = stdin
+        self.behind = False
+        self.size = ClientSize(0, 0, 0.0, True)
+        self.started = False
+        self._t0 = 0.0
+        self._scanner = MarkScanner()
+        self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def _ours(self, mark: Mark) -> bool:
+        return self.token is None or mark.param("tmuxish") == self.token
+
+    def send_output(self, header: bytes, data: bytes) -> None:
+        if self.result.done():
+            return
+        for piece in self._scanner.feed(data):
+            if isinstance(piece, Mark):
+                if not self.started and piece.kind == "C" and self._ours(piece):
+                    self.started = True
+                    self._t0 = time.monotonic()
+                    if self.stdin:
+                        self.session.write_input(self.stdin)
+                elif self.started and piece.kind == "D" and self._ours(piece):
+                    self._done({"exit_code": piece.status})
+                    return
+            elif self.started and piece:
+                backlog = self.conn.write_stream(protocol.output_header(len(piece)), piece)
+                if backlog > STREAM_CAP:
+                    self._fail(TmuxishError("run: the client stopped reading its output"))
+                    return
+
+    def _done(self, result: dict[str, Any]) -> None:
+        if not self.result.done():
+            result["duration"] = round(time.monotonic() - self._t0, 6) if self.started else 0.0
+            self.result.set_result(result)
+
+    def _fail(self, exc: TmuxishError) -> None:
+        if not self.result.done():
+            self.result.set_exception(exc)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Repaints and notices are for terminals, not for a command's output."""
+
+    def session_exited(self, code: int | None) -> None:
+        self._done({"exit_code": code, "session_exited": True})
+
+    def pause_input(self) -> None:
+        pass
+
+    def resume_input(self) -> None:
+        pass
+
+    def writing(self, behind: bool) -> None:
+        self.behind = behind
+        self.session.client_behind_changed()
+
+
+def _number(args: dict[str, Any], key: str) -> float | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if type(value) not in (int, float) or value < 0:
+        raise BadRequest(f"{key} must be a non-negative number")
+    return float(value)
+
+
+class ShellRequests:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def _session(self, args: dict[str, Any]) -> Session:
+        return self.server.registry.get(args.get("target"))
+
+    async def run(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self._session(args)
+        command = args.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise BadRequest("run needs a non-empty command line")
+        timeout = _number(args, "timeout")
+        stdin = args.get("input") or b""
+        if not isinstance(stdin, bytes):
+            raise BadRequest("input must be bytes")
+        if not session.running:
+            raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
+        tracker = session.shell
+        self._check_idle(session)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        integrated = bool(session.extra.get("shell_integration")) and not any(
+            c in command for c in "\r\n"
+        )
+        if integrated and not tracker.at_prompt:
+            # Just started: the shell has not drawn its first prompt yet.
+            left = None if deadline is None else deadline - loop.time()
+            if not await _until_idle(session, True, left):
+                return {
+                    "exit_code": None,
+                    "timed_out": True,
+                    "duration": 0.0,
+                    "session": session.id,
+                }
+            self._check_idle(session)
+        token = None if integrated else secrets.token_hex(8)
+        run = CommandRun(conn, session, token, stdin)
+        tracker.run = run
+        session.clients.append(run)
+        conn.writing_watchers.append(run.writing)
+        session.client_behind_changed()
+        try:
+            if token is None:
+                line = command + "\r"
+            else:
+                tracker.pending_token = token
+                line = fallback_line(command, token)
+            session.write_input(line.encode("utf-8", "surrogateescape"))
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                result = await asyncio.wait_for(asyncio.shield(run.result), left)
+            except TimeoutError:
+                result = {"exit_code": None, "timed_out": True, "duration": timeout}
+            except asyncio.CancelledError:
+                # The client went away (killed, its output pipe closed): like ssh's remote
+                # command, the command is interrupted rather than left running unwatched.
+                if not run.result.done() and session.running:
+                    session.write_input(b"\x03")
+                raise
+            result["session"] = session.id
+            return result
+        finally:
+            tracker.run = None
+            if run.writing in conn.writing_watchers:
+                conn.writing_watchers.remove(run.writing)
+            if run in session.clients:
+                # Not session.detach: a run is no attached client (no size, no event).
+                session.clients.remove(run)
+                session.client_behind_changed()
+
+    @staticmethod
+    def _check_idle(session: Session) -> None:
+        if session.shell.busy:
+            raise SessionBusy(
+                f"session {session.id} is still running a command; wait for it to finish, "
+                f"interrupt it ('tmuxish send {session.id} C-c'), or run in another session"
+            )
+
+    async def prompt(self, conn: Connection, args: dict[str, Any]) -> bool:
+        session = self._session(args)
+        if not session.running:
+            raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
+        within = _number(args, "within")
+        return await _until_idle(session, bool(session.extra.get("shell_integration")), within)
+
+    def watch(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        session = self._session(args)
+        since = args.get("since")
+        if type(since) is not int or since < 0:
+            raise BadRequest("since must be an output position (an integer from send)")
+        if not session.running or session.fd is None:
+            raise TmuxishError(f"session {session.id} has exited ({session.exit_text})")
+        if conn.attachment is not None:
+            raise BadRequest("this connection is already attached")
+        attached = ClientAttachment(conn, session, ClientSize(0, 0, time.monotonic(), True), True)
+        # No repaint: what the watcher wants is the output after the mark, from the ring,
+        # and then live output from the same loop step on.
+        initial = session.shell.since(since)
+        session.clients.append(attached)
+        conn.attachment = attached
+        session.client_behind_changed()
+        session.shell.notify("client-attached", {"clients": len(session.clients)})
+        info = session.info()
+        info["initial"] = initial
+        info["reset"] = b""
+        info["position"] = session.shell.pos
+        return info
+
+    def wrap_send(self, send: Any) -> Any:
+        """``send`` that also answers the output position at the time of the send."""
+
+        def send_marked(conn: Connection, args: dict[str, Any]) -> Any:
+            if not args.get("mark"):
+                return send(conn, args)
+            session = self._session(args)
+            pos = session.shell.pos
+            data = args.get("data")
+            if isinstance(data, bytes) and b"\x03" in data:
+                # Interrupting a wrapped run whose end marker cannot come any more (a shell
+                # that dropped the line): the session is not busy with it forever.
+                session.shell.pending_token = None
+            result = send(conn, args)
+            if isinstance(result, Awaitable):
+                return _marked(result, pos)
+            return {"written": result, "since": pos}
+
+        return send_marked
+
+
+async def _until_idle(session: Session, prompt: bool, timeout: float | None) -> bool:
+    """Wait until the session's shell is idle (see ShellTracker.when_idle): False after
+    ``timeout``; SessionExited if the session ends first."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    session.shell.when_idle(lambda: _settle(ready), prompt=prompt)
+    if ready.done():
+        return True
+    ended = session.wait()
+    waiting: set[asyncio.Future[Any]] = {ready, ended}
+    try:
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            return True
+        if ended.done():
+            raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
+        return False
+    finally:
+        if ended.done():
+            if not ended.cancelled():
+                ended.exception()  # retrieved: a removed session's wait fails, that is all
+        else:
+            ended.cancel()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _marked(pending: Awaitable[int], pos: int) -> dict[str, Any]:
+    return {"written": await pending, "since": pos}
+
+
+def install(server: Server) -> None:
+    requests = ShellRequests(server)
+    server.handlers.update(
+        {
+            "run": requests.run,
+            "prompt": requests.prompt,
+            "watch": requests.watch,
+            "send": requests.wrap_send(server.handlers["send"]),
+        }
+    )

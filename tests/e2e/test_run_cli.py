@@ -1,0 +1,117 @@
+"""`tmuxish run` through the real CLI against real bash, zsh and dash sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import Cli
+
+SHELLS = ["bash", "zsh", "dash"]
+
+
+def session(cli: Cli, shell: str, home: Path) -> int:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    (home / ".zshrc").write_text("")  # no zsh new-user menu
+    cli.env.update({"HOME": str(home), "PS1": "P> ", "ENV": "/dev/null"})
+    return cli.new(shell)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_run_exit_codes_and_output(cli: Cli, tmp_path: Path, shell: str) -> None:
+    sid = session(cli, shell, tmp_path)
+    t = str(sid)
+    ok = cli.run("run", "-t", t, "--", "echo", "hello", "world")
+    assert (ok.returncode, ok.stdout) == (0, "hello world\n")
+    # Words are joined into one line for the shell, as ssh does.
+    joined = cli.run("run", "-t", t, "--", "cd /tmp && pwd; echo $((40+2))")
+    assert joined.stdout == "/tmp\n42\n"
+    assert cli.run("run", "-t", t, "--", "pwd").stdout == "/tmp\n"  # the state stays
+    assert cli.run("run", "-t", t, "--", "false", check=False).returncode == 1
+    missing = cli.run("run", "-t", t, "--", "no-such-command-xyz", check=False)
+    assert missing.returncode == 127 and "no-such-command-xyz" in missing.stdout
+    killed = cli.run("run", "-t", t, "--", "sh -c 'kill -INT $$'", check=False)
+    assert killed.returncode == 130
+    assert cli.run("run", "-t", t, "--", "true").stdout == ""
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_run_timeout_keeps_the_session_and_busy_is_refused(
+    cli: Cli, tmp_path: Path, shell: str
+) -> None:
+    sid = session(cli, shell, tmp_path)
+    t = str(sid)
+    late = cli.run("run", "-t", t, "--timeout", "1", "--", "echo begun; sleep 60", check=False)
+    assert late.returncode == 124
+    assert late.stdout == "begun\n"
+    assert "still running" in late.stderr and f"session {sid}" in late.stderr
+    assert cli.session(sid)["status"] == "running"
+    busy = cli.run("run", "-t", t, "--", "echo no", check=False)
+    assert busy.returncode == 1 and "still running a command" in busy.stderr
+    assert busy.stdout == ""
+    cli.run("send", t, "C-c")
+    from helpers import wait_for
+
+    def runs() -> bool:
+        r = cli.run("run", "-t", t, "--", "echo again", check=False)
+        return r.returncode == 0 and r.stdout == "again\n"
+
+    wait_for(runs, what="the session to take a command again")
+
+
+def test_run_streams_as_it_comes_and_in_order(cli: Cli, tmp_path: Path) -> None:
+    sid = session(cli, "bash", tmp_path)
+    proc = subprocess.Popen(
+        cli.argv("run", "-t", str(sid), "--", "echo first; read _; echo second"),
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli.env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first\n"
+        assert proc.poll() is None  # printed while the command still runs
+        cli.run("send", str(sid), "Enter")
+        # The terminal echoes what is typed to the command (the Enter), as it would on screen.
+        assert proc.stdout.read() == b"\nsecond\n"
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    big = subprocess.run(
+        cli.argv("run", "-t", str(sid), "--", "seq 1 1400000"),
+        capture_output=True,
+        env=cli.env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    expected = "".join(f"{i}\n" for i in range(1, 1400001)).encode()
+    assert big.returncode == 0 and len(big.stdout) == len(expected)
+    assert hashlib.sha256(big.stdout).digest() == hashlib.sha256(expected).digest()
+
+
+def test_run_stdin(cli: Cli, tmp_path: Path) -> None:
+    sid = session(cli, "bash", tmp_path)
+    proc = subprocess.run(
+        cli.argv("run", "--stdin", "-t", str(sid), "--", 'read l; echo "[$l]"'),
+        input=b"piped\n",
+        capture_output=True,
+        env=cli.env,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and proc.stdout.endswith(b"[piped]\n")
+
+
+def test_run_after_a_server_upgrade(cli: Cli, tmp_path: Path) -> None:
+    """An integrated shell sitting at its prompt draws no new one for the upgraded server: the
+    prompt state travels with the session (else run would wait for a prompt that never comes)."""
+    sid = session(cli, "bash", tmp_path)
+    t = str(sid)
+    assert cli.run("run", "-t", t, "--", "X=before").returncode == 0
+    cli.run("server", "upgrade")
+    after = cli.run("run", "-t", t, "--timeout", "10", "--", 'echo "$X after"', check=False)
+    assert (after.returncode, after.stdout) == (0, "before after\n")

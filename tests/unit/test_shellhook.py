@@ -1,0 +1,159 @@
+"""The OSC 133 scanner and the per-session shell tracker (server/shellhook.py): pure, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tmuxish.server.shellhook import (
+    MAX_MARK,
+    RING_BYTES,
+    Mark,
+    MarkScanner,
+    ShellTracker,
+    integrate,
+)
+
+STREAM = (
+    b"prompt$ \x1b]133;A\x07$ \x1b]133;B\x1b\\echo hi\r\n\x1b]133;C;tmuxish=ab12\x07hi\r\n"
+    b"\x1b]133;D;3;tmuxish=ab12\x07tail \x1b]2;title\x07\x1b]133"
+)
+
+
+def pieces(scanner: MarkScanner, chunks: list[bytes]) -> list[Any]:
+    """Text joined between marks, so results compare whatever the chunking."""
+    out: list[Any] = []
+    for chunk in chunks:
+        for piece in scanner.feed(chunk):
+            if isinstance(piece, Mark):
+                out.append(piece)
+            elif out and isinstance(out[-1], bytes):
+                out[-1] += piece
+            else:
+                out.append(piece)
+    return out
+
+
+def test_marks_and_text_in_order() -> None:
+    got = pieces(MarkScanner(), [STREAM])
+    assert got == [
+        b"prompt$ ",
+        Mark("A", ()),
+        b"$ ",
+        Mark("B", ()),
+        b"echo hi\r\n",
+        Mark("C", ("tmuxish=ab12",)),
+        b"hi\r\n",
+        Mark("D", ("3", "tmuxish=ab12")),
+        b"tail \x1b]2;title\x07",
+        # the unfinished "\x1b]133" at the end is held, not passed on
+    ]
+    assert got[7].status == 3 and got[7].param("tmuxish") == "ab12"
+    assert got[5].status is None
+
+
+def test_every_split_point_gives_the_same_pieces() -> None:
+    whole = pieces(MarkScanner(), [STREAM])
+    for cut in range(1, len(STREAM)):
+        assert pieces(MarkScanner(), [STREAM[:cut], STREAM[cut:]]) == whole, cut
+    one_by_one = pieces(MarkScanner(), [bytes([b]) for b in STREAM])
+    assert one_by_one == whole
+
+
+def test_an_unterminated_mark_is_text_once_too_long() -> None:
+    scanner = MarkScanner()
+    data = b"\x1b]133;" + b"x" * (2 * MAX_MARK)
+    got = pieces(scanner, [data, b"after\x1b]133;D;0\x07"])
+    assert got[0] == b"\x1b]133;" + b"x" * (2 * MAX_MARK) + b"after"
+    assert got[1] == Mark("D", ("0",))
+    assert not scanner.holding
+
+
+def test_tracker_follows_prompt_and_commands() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    t = ShellTracker()
+    t.listener = lambda name, data: events.append((name, data))
+    woken: list[int] = []
+    t.when_idle(lambda: woken.append(0))
+    assert woken == [0]  # nothing known to be running: a shell without marks is idle
+    woken.clear()
+    t.when_idle(lambda: woken.append(1), prompt=True)
+    assert not woken and t.state == "unknown" and not t.integrated
+    t.feed(b"\x1b]133;A\x07$ \x1b]133;B\x07")
+    assert t.integrated and t.at_prompt and woken == [1]
+    t.feed(b"x\r\n\x1b]133;C\x07out")
+    assert t.state == "running" and t.busy
+    t.when_idle(lambda: woken.append(2))
+    assert woken == [1]
+    t.feed(b"\r\n\x1b]133;D;130\x07\x1b]133;A\x07")
+    assert woken == [1, 2] and t.at_prompt and not t.busy
+    assert events and events[0][0] == "command-finished" and events[0][1]["exit_code"] == 130
+
+
+def test_tracker_fallback_token_and_since() -> None:
+    t = ShellTracker()
+    t.pending_token = "tok"
+    t.feed(b"\x1b]133;C;tmuxish=tok\x07")
+    assert t.busy
+    t.feed(b"\x1b]133;D;0;tmuxish=other\x07")
+    assert t.pending_token == "tok"  # someone else's marker does not end our run
+    t.feed(b"\x1b]133;D;0;tmuxish=tok\x07")
+    assert t.pending_token is None and not t.busy
+    start = t.pos
+    t.feed(b"hello")
+    assert t.since(start) == b"hello"
+    assert t.since(t.pos) == b""
+    t.feed(b"z" * (3 * RING_BYTES))
+    kept = t.since(0)
+    assert RING_BYTES <= len(kept) <= 2 * RING_BYTES and kept.endswith(b"z")
+
+
+def test_integration_only_for_a_plain_bash_or_zsh(tmp_path: Any) -> None:
+    d = str(tmp_path / "shell")
+    argv, env, shell = integrate(["/bin/bash"], {"A": "1"}, d)
+    assert shell == "bash" and argv[1:] == ["--rcfile", f"{d}/bashrc", "-i"]
+    argv, env, shell = integrate(["zsh"], {"ZDOTDIR": "/mine"}, d)
+    assert shell == "zsh" and argv == ["zsh"]
+    assert env["ZDOTDIR"] == f"{d}/zsh" and env["TMUXISH_ZDOTDIR"] == "/mine"
+    for command in (["bash", "-c", "x"], ["bash", "script.sh"], ["dash"], ["sh"]):
+        assert integrate(command, {}, d) == (command, {}, None)
+
+
+OSC_STREAM = (
+    b"[x]" * 40  # more brackets than find_osc walks one by one
+    + b"a\x07b\x1b]2;first title\x07c\x1b]0;second\x1b\\\x1b]52;c;"
+    + b"Q" * 9000
+    + b"\x07"
+    b"\x1b]133;D;1\x07\x1b]2;cancelled\x1b[0m\x07\x1b\x07"
+)
+
+
+def test_osc_scanner_every_split_point() -> None:
+    from tmuxish.server.shellhook import MAX_OSC, OscScanner
+
+    def scan(chunks: list[bytes]) -> list[tuple[str, bytes]]:
+        scanner = OscScanner()
+        return [item for chunk in chunks for item in scanner.feed(chunk)]
+
+    whole = scan([OSC_STREAM])
+    assert whole == [
+        ("bell", b""),
+        ("2", b"first title"),
+        ("0", b"second"),
+        ("52", (b"c;" + b"Q" * 9000)[: MAX_OSC - 3]),  # kept bounded; its BEL is no bell
+        ("133", b"D;1"),
+        # "\x1b]2;cancelled" was cut short by another escape sequence: no title
+        ("bell", b""),
+        ("bell", b""),
+    ]
+    for cut in range(1, len(OSC_STREAM)):
+        assert scan([OSC_STREAM[:cut], OSC_STREAM[cut:]]) == whole, cut
+
+
+def test_tracker_events_bell_title_finished() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    t = ShellTracker()
+    t.listener = lambda name, data: events.append((name, data))
+    for b in b"\x1b]2;t1\x07\x07\x1b]2;t1\x07\x1b]133;C\x07x\x1b]133;D;0\x07":
+        t.feed(bytes([b]))
+    assert [e[0] for e in events] == ["title", "bell", "command-finished"]
+    assert events[0][1] == {"title": "t1"} and events[2][1]["exit_code"] == 0
