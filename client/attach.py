@@ -98,6 +98,11 @@ class Relay:
         self._read_stdin = read_stdin
         self._keys: KeyReader | None = None
         self._upgrading = False
+        #: A keeper restarts this server after a crash (issue 13): reconnect when it dies.
+        self.kept = False
+        #: The server socket's path (local connections), to tell a crash from a stop.
+        self.server_path = ""
+        self.crashed = False
         #: How it ended, once it has (also without an event loop: ``watch``).
         self.result: AttachResult | None = None
 
@@ -204,7 +209,10 @@ class Relay:
             self._finish(f"[{core.lost_connection(exc)}]", 1)
             return
         if not data:
-            if self._upgrading:
+            # A kept server that vanished without a word crashed (one that stops on purpose
+            # removes its socket first): its keeper starts another, as after an upgrade.
+            self.crashed = self.kept and bool(self.server_path) and os.path.exists(self.server_path)
+            if self._upgrading or self.crashed:
                 self._end(AttachResult("", 0, reconnect=True))
                 return
             link_lost = getattr(self.conn, "link_lost", None)  # -H: the ssh link, not the server
@@ -434,6 +442,9 @@ def _attach_loop(
             write_all(1, info.get("initial") or b"")
             relay = Relay(conn, session_id, detach_filter, readonly, read_stdin=not direct)
             relay.reset = info.get("reset") or b""
+            relay.kept = bool(info.get("kept"))
+            with contextlib.suppress(OSError):
+                relay.server_path = str(conn.sock.getpeername() or "")
             if info.get("name"):  # names are checked by the server: no control characters
                 relay.label = f"session {info['name']} ({session_id})"
             relay.attached_size = (cols, rows)
@@ -447,7 +458,8 @@ def _attach_loop(
             try:
                 conn = reconnect(direct)
             except TmuxishError as exc:
-                result = AttachResult(f"[lost the server during its upgrade: {exc}]", 1)
+                what = "after a crash" if relay.crashed else "during its upgrade"
+                result = AttachResult(f"[lost the server {what}: {exc}]", 1)
                 break
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0

@@ -52,6 +52,10 @@ def spawn_server(socket_path: Path) -> None:
         raise UsageError(f"socket directory {socket_path.parent} does not exist")
     # -P: never import a source checkout from the working directory instead of the install.
     argv = [sys.executable, "-P", "-m", "tmuxish", "-S", str(socket_path), "server"]
+    if os.environ.get("TMUXISH_KEEPER", "1") != "0":
+        # The keeper (server/keeper.py) runs the server as its child and restarts it after a
+        # crash. -I -S: it imports neither tmuxish nor site-packages (~6 MiB private memory).
+        argv = [sys.executable, "-I", "-S", keeper_script(), str(socket_path), "--", *argv]
     try:
         log_fd = open_server_log(log_path(socket_path))
     except OSError as exc:
@@ -66,6 +70,22 @@ def spawn_server(socket_path: Path) -> None:
             close_fds=True,
             cwd="/",
         )
+
+
+def keeper_script() -> str:
+    """The installed keeper script, found without importing the server package."""
+    return str(Path(__file__).resolve().parent.parent / "server" / "keeper.py")
+
+
+def keeper_pid(socket_path: Path) -> int | None:
+    """The pid of the keeper of ``socket_path`` (it writes it into the lock file), if alive."""
+    try:
+        pid = int(Path(f"{socket_path}.lock").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    # The lock may name a pid that ended long ago and now belongs to someone else.
+    return pid if b"keeper.py\0" + bytes(socket_path) + b"\0" in cmdline else None
 
 
 def _wait_for_server(

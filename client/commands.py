@@ -350,6 +350,21 @@ def cmd_kill_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """`server upgrade|info|restart` (`server run` is the server itself: tmuxish.cli runs it)."""
+    if args.action == "upgrade":
+        return server_upgrade(args)
+    if args.action == "info":
+        from tmuxish.client.server_admin import server_info
+
+        return server_info(lambda: _connect(args, start=False))
+    if args.host:
+        raise UsageError("-H does not apply to `server restart`: it signals the local keeper")
+    from tmuxish.client.server_admin import server_restart
+
+    return server_restart(_socket(args), lambda: _connect(args, start=False))
+
+
 def _wait_gone(lock: Path, timeout: float = 5.0) -> None:
     """Until the server has let go of its lock file: it removes the file while still holding
     it, then exits, so a following command finds nothing of it. A free lock that stays (a
@@ -653,7 +668,7 @@ COMMANDS = {
     "kill": cmd_kill,
     "rm": cmd_rm,
     "kill-server": cmd_kill_server,
-    "server": server_upgrade,  # `server run` is the server itself: tmuxish.cli runs it
+    "server": cmd_server,
     "capture": cmd_capture,
     "send": cmd_send,
     "wait": cmd_wait,

@@ -35,6 +35,9 @@ class Connection:
         self.requests = core.Requests()
         #: The server holds our terminal (direct attach) rather than relaying through us.
         self.passed_terminal = False
+        #: The server's protocol version, when it is not ours: only
+        #: ``protocol.VERSIONLESS_COMMANDS`` may be sent.
+        self.other_version: int | None = None
 
     @classmethod
     def open(
@@ -86,7 +89,10 @@ class Connection:
             self.passed_terminal = True
         else:
             self.send(hello)
-        self.server_info = core.check_hello(self.recv())
+        greeting = self.recv()
+        self.server_info = core.check_hello(greeting, any_version=True)
+        if greeting[1] != protocol.PROTOCOL_VERSION:
+            self.other_version = greeting[1]
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -126,6 +132,8 @@ class Connection:
 
     def send_request(self, command: str, args: dict[str, Any]) -> int:
         """Write a request; its id. Once this returns the server may act on it."""
+        if self.other_version is not None and command not in protocol.VERSIONLESS_COMMANDS:
+            raise core.version_mismatch(self.other_version)
         req_id, frame = self.requests.frame(command, args)
         self.send(frame)
         return req_id

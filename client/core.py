@@ -102,20 +102,27 @@ def hello() -> bytes:
     return protocol.hello({"pid": os.getpid(), "software": f"tmuxish {__version__}"})
 
 
-def check_hello(message: protocol.Message) -> dict[str, Any]:
-    """The server's info from its HELLO; the error it sent, or why its greeting is no good."""
+def check_hello(message: protocol.Message, any_version: bool = False) -> dict[str, Any]:
+    """The server's info from its HELLO; the error it sent, or why its greeting is no good.
+
+    ``any_version``: a server of another protocol version is accepted (for
+    ``protocol.VERSIONLESS_COMMANDS``; see :func:`version_mismatch`)."""
     if message[0] == protocol.ERROR:
         raise from_code(message[2], message[3])
     if message[0] == protocol.EVENT and message[1] == protocol.UPGRADE_EVENT:
         raise upgrading()
     if message[0] != protocol.HELLO:
         raise ServerGone("the server did not greet us")
-    if message[1] != protocol.PROTOCOL_VERSION:
-        raise VersionMismatch(
-            protocol.version_mismatch_text(protocol.PROTOCOL_VERSION, message[1], "client")
-        )
+    if message[1] != protocol.PROTOCOL_VERSION and not any_version:
+        raise version_mismatch(message[1])
     info: dict[str, Any] = message[2]
     return info
+
+
+def version_mismatch(theirs: int) -> VersionMismatch:
+    return VersionMismatch(
+        protocol.version_mismatch_text(protocol.PROTOCOL_VERSION, theirs, "client")
+    )
 
 
 # -- requests and replies -----------------------------------------------------------------------

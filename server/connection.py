@@ -48,6 +48,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.decoder = protocol.Decoder(protocol.MAX_CLIENT_FRAME, release_idle=True)
         self.greeted = False
+        #: The client's protocol version, when it is not ours (see protocol.VERSIONLESS_COMMANDS).
+        self.other_version: int | None = None
         self.closed = False
         self.peer_pid = 0
         #: Set while this connection is a session attachment.
@@ -141,13 +143,20 @@ class Connection(asyncio.Protocol):
                 raise protocol.ProtocolError("expected HELLO first")
             version = message[1]
             if version != protocol.PROTOCOL_VERSION:
-                text = protocol.version_mismatch_text(protocol.PROTOCOL_VERSION, version, "server")
-                self._fail("version-mismatch", text)
-                return
+                # Served, but only the frozen requests (protocol.VERSIONLESS_COMMANDS).
+                self.other_version = version
             self.greeted = True
             return
         if self.server.upgrading:
             return  # the next server process answers; this one is only flushing
+        if self.other_version is not None and not (
+            kind == protocol.REQUEST and message[2] in protocol.VERSIONLESS_COMMANDS
+        ):
+            text = protocol.version_mismatch_text(
+                protocol.PROTOCOL_VERSION, self.other_version, "server"
+            )
+            self._fail("version-mismatch", text)
+            return
         if kind == protocol.REQUEST:
             if self.attachment is not None:
                 self._reply_error(

@@ -274,8 +274,8 @@ class ContainerSession(Session):
     kind = "container"
     spec: ContainerSpec | None = None
 
-    def state(self, history_lines: int) -> dict[str, Any]:
-        item = super().state(history_lines)
+    def state(self, history_lines: int, with_screen: bool = True) -> dict[str, Any]:
+        item = super().state(history_lines, with_screen)
         assert self.spec is not None
         item["container"] = self.spec.state()
         return item

@@ -25,6 +25,7 @@ from tmuxish.server.connection import Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.events import EventHub
 from tmuxish.server.factory import SessionFactory
+from tmuxish.server.keeper_link import KeeperLink, set_own_oom_score_adj
 from tmuxish.server.limits import ConnectionLimits
 from tmuxish.server.listener import Listener
 from tmuxish.server.reaper import Reaper
@@ -92,6 +93,8 @@ class Server:
         self.history_limit = _history_limit()
         #: Set by the `upgrade` request: leave the loop without ending sessions, then re-exec.
         self.upgrading = False
+        #: An upgrade was handed over to the keeper: exit, it starts the installed server.
+        self.handed_over = False
         #: `kill-server`: the user ended it, so its .lock and .log go with it (issue 14).
         self.remove_files = False
         #: How many times this server has re-executed itself (shown by `info`).
@@ -99,6 +102,8 @@ class Server:
         #: Console sockets made by `console-socket` requests (their fds can pass through exec).
         self.console_listeners: list[ConsoleSocket] = []
         self.containers = ContainerManager(self)
+        #: The link to the keeper that restarts us after a crash (None: no keeper runs us).
+        self.keeper: KeeperLink | None = None
         self.factory = SessionFactory(self)
         #: Subscribers of `tmuxish events` (server/events.py).
         self.events = EventHub()
@@ -111,6 +116,8 @@ class Server:
 
     def session_exited(self, session: Session) -> None:
         log.info("session %d exited with code %s", session.id, session.exit_code)
+        if self.keeper is not None:
+            self.keeper.changed()
         self.events.emit("session-exited", session, {"exit_code": session.exit_code})
         if session.extra.get("auto_remove"):
             # `new --rm`: its waiters and clients have had the code by now.
@@ -152,6 +159,8 @@ class Server:
             with contextlib.suppress(ValueError, RuntimeError, OSError):
                 loop.add_signal_handler(number, self._ignored_signal, number)
         self._warm_up()
+        if self.keeper is not None:
+            self.keeper.start(self)
         if resume is not None:
             from tmuxish.server import upgrade
 
@@ -215,7 +224,12 @@ class Server:
         while not all(x.screen_settled for x in self.registry) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         self.limits.close()
+        if self.keeper is not None:
+            # Kept: the keeper restarts the installed server (one path for upgrade and crash).
+            self.handed_over = self.keeper.hand_over(self)
         self.reaper.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
 
     async def _shutdown(self) -> None:
         log.info("server shutting down")
@@ -287,6 +301,9 @@ def run(socket_path: Path, foreground: bool = False, resume_fd: int | None = Non
     """Run a server on ``socket_path`` until told to stop. Returns the process exit status."""
     if resume_fd is not None:
         return _resume(socket_path, foreground, resume_fd)
+    keeper = KeeperLink.from_env()
+    if keeper is not None:
+        return _kept(socket_path, foreground, keeper)
     try:
         if is_default_dir(socket_path.parent):
             check_private_dir(socket_path.parent)
@@ -343,10 +360,20 @@ def _serve(server: Server, sock: socket.socket, lock_fd: int, resume: dict[str, 
         from tmuxish.server.recording import finish_all
 
         finish_all()  # recordings reach their files before the exit (or the upgrade's exec)
+    if server.upgrading and server.handed_over:
+        assert server.keeper is not None
+        # Recordings have finished writing only now: their state goes in the records.
+        server.keeper.send_records(server)
+        log.info("server exiting for an upgrade; the keeper starts the installed version")
+        logging.shutdown()
+        # No clean-up: console sockets, PTYs and containers now belong to the next server.
+        os._exit(0)
     if server.upgrading:
         from tmuxish.server import upgrade
 
         memfd = upgrade.snapshot(server, sock.fileno(), lock_fd)
+        if server.keeper is not None:
+            server.keeper.handover_env(server.reaper)
         upgrade.exec_server(str(server.socket_path), memfd)
     log.info("server exited")
     if server.remove_files:
@@ -385,5 +412,33 @@ def _resume(socket_path: Path, foreground: bool, resume_fd: int) -> int:
     server = Server(socket_path)
     server.listen_sock = sock
     server.generation = int(state.get("generation", 0)) + 1
+    server.keeper = KeeperLink.from_env()
     log.info("server %d resuming after upgrade", os.getpid())
+    return _serve(server, sock, lock_fd, state)
+
+
+def _kept(socket_path: Path, foreground: bool, keeper: KeeperLink) -> int:
+    """A server started by its keeper (server/keeper.py): after a crash or a planned upgrade,
+    carry on from the keeper's fds and the last records and screen snapshots."""
+    _setup_logging(socket_path, foreground)
+    set_own_oom_score_adj()
+    sock, lock_fd = keeper.listen_and_lock()
+    server = Server(socket_path)
+    server.listen_sock = sock
+    server.keeper = keeper
+    server.generation = keeper.generation
+    state = keeper.resume_state()
+    if state is not None and keeper.inheritance.upgrade:
+        log.info("server %d (generation %d) upgraded: %d sessions",
+                 os.getpid(), server.generation, len(state["sessions"]))
+    elif state is not None:
+        last = keeper.restarts[-1]["reason"] if keeper.restarts else "unknown"
+        log.info(
+            "server %d (generation %d) restarting after a crash (%s): %d sessions",
+            os.getpid(), server.generation, last, len(state["sessions"]),
+        )
+    if state is not None:
+        state["next_id"] = max(
+            [state["next_id"], *(int(s["id"]) + 1 for s in state["sessions"])]
+        )
     return _serve(server, sock, lock_fd, state)

@@ -189,9 +189,10 @@ class SessionFactory:
 
     # -- saved state -----------------------------------------------------------------------------
 
-    def state(self, session: Session, fds: list[int]) -> dict[str, Any]:
-        """``session.state()`` with its PTY master appended to ``fds`` (``"fd"`` is the index)."""
-        item = session.state(HISTORY_LINES)
+    def state(self, session: Session, fds: list[int], with_screen: bool = True) -> dict[str, Any]:
+        """``session.state()`` with its PTY master appended to ``fds`` (``"fd"`` is the index).
+        Without ``with_screen`` the screen is left out (the keeper's records carry it apart)."""
+        item = session.state(HISTORY_LINES, with_screen)
         item["shell"] = session.shell.snapshot()
         if session.fd is not None:
             item["fd"] = len(fds)

@@ -4,6 +4,11 @@ pidfds rather than a SIGCHLD handler: uvloop reserves SIGCHLD for itself, and a 
 about exactly one process, so an exit status is never stolen from its owner. The server may be a
 child subreaper for container runtimes, so processes we never started can be re-parented to us;
 the sweep reaps those so they do not linger as zombies.
+
+Under a keeper (server/keeper.py), programs started by an earlier server are the keeper's
+children, not ours: only the keeper can collect their exit status, and it reports it over the
+link (``foreign_exit``). Such a pid's pidfd still tells us when it ends; its code then comes from
+the keeper, before or after.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ log = logging.getLogger(__name__)
 
 ExitCallback = Callable[[int, int | None], None]
 SWEEP_INTERVAL = 10.0
+#: Exit codes the keeper reported for pids nobody watches (yet), oldest dropped first.
+MAX_FOREIGN = 4096
 
 
 class Reaper:
@@ -29,6 +36,13 @@ class Reaper:
         self._held: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        #: Programs an earlier server started (restored after its crash): the keeper's
+        #: children, whose exit codes only the keeper can collect.
+        self.adopted: set[int] = set()
+        #: Exit codes the keeper reported, by pid, not yet claimed by a watcher.
+        self._foreign: dict[int, int] = {}
+        #: Watched pids that ended while not our children: their code will come from the keeper.
+        self._awaiting: dict[int, ExitCallback] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -44,9 +58,15 @@ class Reaper:
     def watch(self, pid: int, callback: ExitCallback) -> None:
         """Call ``callback(pid, exit_code)`` once ``pid`` exits (code None if it was not ours)."""
         assert self._loop is not None, "Reaper.start() first"
+        if pid in self._foreign:
+            self._loop.call_soon(callback, pid, self._foreign.pop(pid))
+            return
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
+            if pid in self.adopted:
+                self._awaiting[pid] = callback
+                return
             # Already reaped by someone else; nothing more to learn.
             self._loop.call_soon(callback, pid, None)
             return
@@ -75,8 +95,13 @@ class Reaper:
         try:
             wpid, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            # Not our child (e.g. a container init whose parent is still the runtime).
-            code: int | None = None
+            # Not our child: a container init whose parent is still the runtime, or a program
+            # an earlier server started, whose status the keeper collects.
+            code: int | None = self._foreign.pop(pid, None)
+            if code is None and pid in self.adopted:
+                self.unwatch(pid)
+                self._awaiting[pid] = entry[1]
+                return
         else:
             if wpid == 0:
                 return
@@ -87,6 +112,35 @@ class Reaper:
         except Exception:
             log.exception("exit callback for pid %d failed", pid)
         self.sweep()
+
+    def foreign_exit(self, pid: int, code: int) -> None:
+        """The keeper reaped ``pid`` (not our child) with exit ``code``."""
+        self.adopted.discard(pid)
+        callback = self._awaiting.pop(pid, None)
+        if callback is None:
+            self._foreign[pid] = code
+            if len(self._foreign) > MAX_FOREIGN:
+                del self._foreign[next(iter(self._foreign))]
+            return
+        try:
+            callback(pid, code)
+        except Exception:
+            log.exception("exit callback for pid %d failed", pid)
+
+    def keeper_lost(self) -> None:
+        """No keeper will report exit codes any more: those waited for are unknown."""
+        self.adopted.clear()
+        waiting, self._awaiting = self._awaiting, {}
+        for pid, callback in waiting.items():
+            try:
+                callback(pid, None)
+            except Exception:
+                log.exception("exit callback for pid %d failed", pid)
+
+    def foreign_codes(self) -> dict[int, int]:
+        """Exit codes the keeper reported that nobody claimed yet (for an upgrade's next
+        process)."""
+        return dict(self._foreign)
 
     def _periodic_sweep(self) -> None:
         self.sweep()

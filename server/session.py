@@ -280,11 +280,12 @@ class Session:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
 
-    def state(self, history_lines: int) -> dict[str, Any]:
+    def state(self, history_lines: int, with_screen: bool = True) -> dict[str, Any]:
         """What rebuilds this session in another process (msgpack-able). The PTY master is not
-        in it: whoever restores passes the fd to use (server/factory.py)."""
+        in it: whoever restores passes the fd to use (server/factory.py). Without
+        ``with_screen`` the screen is left empty (the keeper's records carry it apart)."""
         screen = b""
-        if self.screen is not None and self.fd is not None:
+        if with_screen and self.screen is not None and self.fd is not None:
             try:
                 screen = self.screen.history(history_lines) + self.screen.repaint()
             except Exception as exc:

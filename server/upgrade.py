@@ -1,5 +1,9 @@
 """`tmuxish server upgrade`: carry every session over to the installed server code, in place.
 
+A server run by a keeper hands over to it instead (server/keeper.py: records and screens as
+after a crash, then the keeper starts the installed server); what follows is the upgrade of a
+server without a keeper (TMUXISH_KEEPER=0, or one whose keeper died).
+
 The server re-executes itself (``execv`` keeps the pid), so every program stays our child and
 ``waitpid`` keeps working. PTY masters, the listening socket, the lock and console-socket
 listeners pass through the exec as inherited file descriptors; everything else (ids, names,
@@ -52,6 +56,17 @@ def capture(server: Server) -> tuple[dict[str, Any], list[int]]:
     return state, fds
 
 
+def pack(state: dict[str, Any]) -> bytes:
+    """A state (or one piece of it, such as a session's record for the keeper) as bytes."""
+    blob: bytes = msgpack.packb(state, use_bin_type=True)
+    return blob
+
+
+def unpack(blob: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = msgpack.unpackb(blob, raw=False)
+    return state
+
+
 def snapshot(server: Server, listen_fd: int, lock_fd: int) -> int:
     """Write the state to a memfd and mark every fd the next process needs inheritable.
 
@@ -62,7 +77,7 @@ def snapshot(server: Server, listen_fd: int, lock_fd: int) -> int:
     state.update({"listen_fd": listen_fd, "lock_fd": lock_fd, "fds": fds})
     for fd in (listen_fd, lock_fd, *fds):
         os.set_inheritable(fd, True)
-    blob = msgpack.packb(state, use_bin_type=True)
+    blob = pack(state)
     memfd = os.memfd_create("tmuxish-state", 0)
     os.write(memfd, blob)
     os.lseek(memfd, 0, os.SEEK_SET)
@@ -88,7 +103,7 @@ def load_state(memfd: int) -> dict[str, Any]:
             break
         chunks.append(chunk)
     os.close(memfd)
-    state: dict[str, Any] = msgpack.unpackb(b"".join(chunks), raw=False)
+    state = unpack(b"".join(chunks))
     if state.get("version") == 1:
         return _from_version_1(state)
     if state.get("version") != STATE_VERSION:

@@ -184,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "action",
         nargs="?",
-        choices=("run", "upgrade"),
+        choices=("run", "upgrade", "info", "restart"),
         default="run",
-        help="run (default) or upgrade: move the running server and every session "
-        "to the installed version without stopping any program",
+        help="run (default); upgrade: move the running server and every session "
+        "to the installed version without stopping any program; info: its pid, generation "
+        "and last restart; restart: start it again after its keeper gave up on a crash loop",
     )
     s.add_argument("--resume", dest="resume_fd", type=int, help=argparse.SUPPRESS)
 

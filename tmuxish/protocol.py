@@ -11,9 +11,16 @@ Handshake: both sides send ``[HELLO, version, info]`` first (``info`` is a map, 
 ``{"pid": 123, "software": "tmuxish 0.1.0"}``). A client that wants the server to drive its
 terminal itself (direct attach) sends exactly one file descriptor, its terminal, as SCM_RIGHTS
 ancillary data on the sendmsg() that carries its HELLO; no other message carries descriptors.
-A side that sees a different version replies ``[ERROR, None, "version-mismatch", text]`` naming
-both versions and closes. The server may also refuse the connection with
-``[ERROR, None, "permission-denied", text]`` before HELLO (another uid).
+Versions differ after an install over a running server: then only VERSIONLESS_COMMANDS
+(``info``, ``upgrade``, ``kill-server``) are served, so the new client can still move the server
+to the installed version. Frozen forever, for any two versions: msgpack arrays; the HELLO above;
+``[REQUEST, id, command, args]``, ``[REPLY, id, result]`` and ``[ERROR, id | None, code, text]``
+with their type numbers; those three commands with no required argument; the reply fields
+``pid``, ``version``, ``sessions`` (info, upgrade); and the ``upgrade`` EVENT. For any other
+request (or a stream message) the side that sees a different version replies
+``[ERROR, None, "version-mismatch", text]`` naming both versions and closes. The server may
+also refuse the connection with ``[ERROR, None, "permission-denied", text]`` before HELLO
+(another uid).
 
 Control (request/response, client to server)::
 
@@ -110,6 +117,8 @@ if TYPE_CHECKING:
     from typing import Any, Final
 
 PROTOCOL_VERSION: Final = 1
+#: Requests served between any two protocol versions (see the docstring: a frozen handshake).
+VERSIONLESS_COMMANDS: Final = ("info", "upgrade", "kill-server")
 
 HELLO: Final = 0
 REQUEST: Final = 1

@@ -1,14 +1,18 @@
-"""`tmuxish server upgrade` keeps every kind of session and every console socket, with real
-runc and crun: a `--runtime` container still ends on `kill` and is deleted, a console session
-received before the upgrade keeps working, and console sockets (persistent, and one-shot ones
-that had not received yet) still turn what runtimes send them into sessions."""
+"""`tmuxish server upgrade`, and `kill -9` of the server (its keeper starts a new one), keep
+every kind of session and every console socket, with real runc and crun: a `--runtime`
+container still ends on `kill` and is deleted, a console session received before keeps working,
+and console sockets (persistent, and one-shot ones that had not received yet) still turn what
+runtimes send them into sessions."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from helpers import Cli, pid_alive, wait_for
 
 if TYPE_CHECKING:
@@ -29,9 +33,39 @@ def echo_back(cli: Cli, name: str, a: int, b: int) -> None:
     wait_for(partial(shows, cli, name, f"out-{a * b}"), what=f"output in {name}")
 
 
+def keeper_holds_screen_with(keeper: int, text: str) -> bool:
+    """Whether a screen snapshot the keeper holds shows ``text``."""
+    for fd in os.listdir(f"/proc/{keeper}/fd"):
+        path = f"/proc/{keeper}/fd/{fd}"
+        with contextlib.suppress(OSError):
+            if os.readlink(path).startswith("/memfd:tmuxish-screen"):
+                with open(path, "rb") as f:
+                    if text.encode() in f.read():
+                        return True
+    return False
+
+
+def crash(cli: Cli) -> None:
+    """kill -9 the server once the keeper holds screens showing the output so far."""
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(cli.socket_path, timeout=5) as conn:
+        info = conn.request("info")
+    keeper = int(info["keeper"])
+    for text in ("out-6", "out-12"):
+        wait_for(partial(keeper_holds_screen_with, keeper, text), 10, f"a snapshot with {text}")
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(lambda: cli.server_pid() not in (None, info["pid"]), 10, "a new server")
+
+
+@pytest.mark.parametrize("how", ["upgrade", "exec-upgrade", "crash"])
 def test_upgrade_keeps_every_kind_and_console_socket(
-    runtime: Runtime, bundle_factory: BundleFactory, containers: Containers, cli: Cli
+    runtime: Runtime, bundle_factory: BundleFactory, containers: Containers, cli: Cli, how: str
 ) -> None:
+    """upgrade: through the keeper (the default); exec-upgrade: a server without a keeper
+    re-executes itself; crash: kill -9, and the keeper starts a new server."""
+    if how == "exec-upgrade":
+        cli.env["TMUXISH_KEEPER"] = "0"
     bundle = bundle_factory(["sh"])
     persistent = cli.run("console-socket", "--persist", "--name", "c").stdout.strip()
     one_shot = cli.run("console-socket", "--name", "once").stdout.strip()
@@ -47,7 +81,10 @@ def test_upgrade_keeps_every_kind_and_console_socket(
     before = {s["name"]: s for s in cli.sessions()}
     assert before["web"]["container_id"] == web_id and isinstance(before["web"]["pid"], int)
 
-    assert "3 sessions kept" in cli.run("server", "upgrade").stdout
+    if how != "crash":
+        assert "3 sessions kept" in cli.run("server", "upgrade").stdout
+    else:
+        crash(cli)
 
     after = {s["name"]: s for s in cli.sessions()}
     assert after.keys() == before.keys()

@@ -9,10 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 from helpers import Cli, pid_alive, wait_for
 
 
-def test_upgrade_keeps_sessions_and_clients(cli: Cli) -> None:
+def keeper_of(cli: Cli) -> int | None:
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(cli.socket_path, timeout=5) as conn:
+        keeper = conn.request("info").get("keeper")
+    return None if keeper is None else int(keeper)
+
+
+@pytest.mark.parametrize("keeper", ["0", "1"], ids=["exec", "keeper"])
+def test_upgrade_keeps_sessions_and_clients(cli: Cli, keeper: str) -> None:
+    """Without a keeper the server re-executes itself in place; with one (the default) it
+    hands over to its keeper, which re-executes itself and starts the installed server."""
+    cli.env["TMUXISH_KEEPER"] = keeper
     hup = cli.socket_path.parent / "hup"
     trap = f"trap 'echo HUP > {hup}' HUP; while :; do sleep 1; done"
     bg = cli.new("sh", "-c", trap, name="bg")
@@ -25,13 +38,21 @@ def test_upgrade_keeps_sessions_and_clients(cli: Cli) -> None:
     child.send("echo before-$((2*21))\r")
     child.expect_exact("before-42")
     server_pid = cli.server_pid()
+    keeper_pid = keeper_of(cli)
+    assert (keeper_pid is not None) == (keeper == "1")
     before = {s["id"]: s for s in cli.sessions()}
 
     out = cli.run("server", "upgrade").stdout
     assert "3 sessions kept" in out and "generation 1" in out
 
-    # Same process (exec keeps the pid), same sessions, programs untouched.
-    assert cli.server_pid() == server_pid
+    if keeper == "0":
+        # Same process (exec keeps the pid), same sessions, programs untouched.
+        assert cli.server_pid() == server_pid
+    else:
+        # A new server; the same keeper process, which ran the installed keeper script again.
+        assert cli.server_pid() != server_pid and keeper_of(cli) == keeper_pid
+        log = Path(f"{cli.socket_path}.log").read_text()
+        assert f"keeper {keeper_pid}: keeper re-executed in place (upgrade)" in log
     after = {s["id"]: s for s in cli.sessions()}
     assert after.keys() == before.keys()
     for sid, s in before.items():
@@ -45,7 +66,8 @@ def test_upgrade_keeps_sessions_and_clients(cli: Cli) -> None:
     wait_for(lambda: cli.session(3)["clients"] == 1, what="client to reconnect")
     child.send("echo after-$((2*22))\r")
     child.expect_exact("after-44")
-    # Exit codes are still collected: the programs are still the server's children.
+    # Exit codes are still collected: the programs are still the server's children (or, after
+    # a handover, the keeper's, which tells the new server).
     child.send("exit 5\r")
     child.expect_exact("[session 3 exited with code 5]")
     child.expect(pexpect.EOF)

@@ -1,5 +1,9 @@
 """A server killed with SIGKILL leaves nothing that blocks the next start: the stale socket is
-detected and replaced, the flock on `<socket>.lock` died with it."""
+detected and replaced, the flock on `<socket>.lock` died with it.
+
+These are about a server without a keeper (TMUXISH_KEEPER=0): with one, a crashed server is
+restarted with its sessions (tests/hardening/test_crash_survival.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,12 @@ import subprocess
 
 import pytest
 from hardkit import Kit, kill_and_wait
-from helpers import pid_alive, wait_for
+from helpers import Cli, pid_alive, wait_for
+
+
+@pytest.fixture(autouse=True)
+def no_keeper(cli: Cli) -> None:
+    cli.env["TMUXISH_KEEPER"] = "0"
 
 
 @pytest.mark.timeout(120)

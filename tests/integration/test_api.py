@@ -374,9 +374,15 @@ async def test_async_many_concurrent_new(cli: Cli) -> None:
 # -- across a server upgrade -----------------------------------------------------------------------
 
 
-def test_sync_wait_survives_a_server_upgrade(cli: Cli) -> None:
+@pytest.mark.parametrize("keeper", ["0", "1"], ids=["exec", "keeper"])
+def test_sync_wait_survives_a_server_upgrade(
+    cli: Cli, keeper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Failed before: the upgrade notice on the connection ended wait with "unexpected stream data".
     import threading
+
+    monkeypatch.setenv("TMUXISH_KEEPER", keeper)
+    cli.env["TMUXISH_KEEPER"] = keeper
 
     with SyncClient(cli.socket_path) as c:
         s = c.new(["sh", "-c", "read x; exit 7"])
@@ -398,7 +404,10 @@ def test_sync_wait_survives_a_server_upgrade(cli: Cli) -> None:
             assert sent.wait(10)
             before = cli.server_pid()
             assert "1 sessions kept" in cli.run("server", "upgrade").stdout
-            assert cli.server_pid() == before  # re-executed in place
+            if keeper == "0":
+                assert cli.server_pid() == before  # re-executed in place
+            else:
+                assert cli.server_pid() != before  # the keeper started the installed server
             cli.run("send", str(s.id), "go", "Enter")
         finally:
             waiter.join(20)

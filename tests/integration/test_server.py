@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 import msgpack
@@ -51,6 +52,12 @@ async def test_output_is_byte_exact(server: Server) -> None:
 async def test_version_mismatch_is_named_and_closed(server: Server) -> None:
     c = await ProtoClient.open(server.socket_path, version=99)
     await c.hello()
+    # The frozen requests are served between any two versions (a client installed over a
+    # running server can still upgrade it)...
+    info = await c.request("info")
+    assert info["pid"] == os.getpid() and info["sessions"] == 0
+    # ...anything else is refused, naming both versions, and the connection is closed.
+    c.writer.write(protocol.request(c.next_id, "ls", {}))
     message = await c.recv()
     assert message is not None and message[0] == protocol.ERROR
     assert message[2] == "version-mismatch"
