@@ -257,9 +257,7 @@ def render(bench: Any, cfg: Any, names: Sequence[str]) -> str:
         bare_note = ""
         t = s["cli"].get("tmuxish")
         if t and t.get("py_bare_ms") is not None and t.get("py_ms") is not None:
-            ratios = ", ".join(
-                f"{op} {_x(t[f'{op}_bare_x'])}" for op in (*CLI_OPS, "new")
-            )
+            ratios = ", ".join(f"{op} {_x(t[f'{op}_bare_x'])}" for op in (*CLI_OPS, "new"))
             bare_note = (
                 f"\n   site start-up: `-c pass` {fmt(t['py_ms'], '.1f')} ms here, "
                 f"`-S -c pass` {fmt(t['py_bare_ms'], '.1f')} ms; every command pays the "

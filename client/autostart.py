@@ -19,9 +19,7 @@ START_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
-def connect(
-    socket_path: Path, start: bool = False, pass_fds: tuple[int, ...] = ()
-) -> Connection:
+def connect(socket_path: Path, start: bool = False, pass_fds: tuple[int, ...] = ()) -> Connection:
     """Connect to the server on ``socket_path``; with ``start``, launch one if none answers."""
     return _reach(socket_path, start, lambda: Connection.open(socket_path, pass_fds=pass_fds))
 

@@ -107,8 +107,9 @@ def ssh_argv(host: SshHost, remote_argv: list[str], env: dict[str, str] | None =
 class RemoteConnection(Connection):
     """A protocol connection whose other end is ssh; closing it ends ssh too."""
 
-    def __init__(self, sock: socket.socket, proc: subprocess.Popen[bytes], host: SshHost,
-                 stderr: IO[bytes]) -> None:
+    def __init__(
+        self, sock: socket.socket, proc: subprocess.Popen[bytes], host: SshHost, stderr: IO[bytes]
+    ) -> None:
         super().__init__(sock)
         self.proc = proc
         self.host = host
@@ -167,8 +168,9 @@ class RemoteConnection(Connection):
 
 def dial(host: SshHost, remote_args: list[str], start: bool) -> RemoteConnection:
     """Run `tmuxish dial-stdio` on ``host`` through ssh and greet its server."""
-    argv = ssh_argv(host, [*remote_command(), *remote_args, "dial-stdio",
-                           *(() if start else ("--no-start",))])
+    argv = ssh_argv(
+        host, [*remote_command(), *remote_args, "dial-stdio", *(() if start else ("--no-start",))]
+    )
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     # A file, not a pipe: nobody reads it until something fails, and ssh must never block on it.
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by RemoteConnection.close)

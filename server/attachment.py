@@ -50,8 +50,10 @@ def dropped(reason: str, grace: float) -> Ending:
 
 def exited(code: int | None) -> Ending:
     """The program ended; EXITED carries its code, so an unknown one ends with DETACHED."""
-    frame = protocol.exited(code) if code is not None else protocol.detached(
-        protocol.DETACHED_EXIT_UNKNOWN
+    frame = (
+        protocol.exited(code)
+        if code is not None
+        else protocol.detached(protocol.DETACHED_EXIT_UNKNOWN)
     )
     return Ending(frame, True, 5.0)
 

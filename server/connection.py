@@ -38,9 +38,7 @@ WRITE_LOW = 256 * 1024
 
 
 class Connection(asyncio.Protocol):
-    def __init__(
-        self, server: Server, fds: list[int] | None = None, initial: bytes = b""
-    ) -> None:
+    def __init__(self, server: Server, fds: list[int] | None = None, initial: bytes = b"") -> None:
         self.server = server
         self._initial = initial
         #: Descriptors the client passed with its first message (its terminal, for direct attach).

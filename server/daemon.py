@@ -429,16 +429,21 @@ def _kept(socket_path: Path, foreground: bool, keeper: KeeperLink) -> int:
     server.generation = keeper.generation
     state = keeper.resume_state()
     if state is not None and keeper.inheritance.upgrade:
-        log.info("server %d (generation %d) upgraded: %d sessions",
-                 os.getpid(), server.generation, len(state["sessions"]))
+        log.info(
+            "server %d (generation %d) upgraded: %d sessions",
+            os.getpid(),
+            server.generation,
+            len(state["sessions"]),
+        )
     elif state is not None:
         last = keeper.restarts[-1]["reason"] if keeper.restarts else "unknown"
         log.info(
             "server %d (generation %d) restarting after a crash (%s): %d sessions",
-            os.getpid(), server.generation, last, len(state["sessions"]),
+            os.getpid(),
+            server.generation,
+            last,
+            len(state["sessions"]),
         )
     if state is not None:
-        state["next_id"] = max(
-            [state["next_id"], *(int(s["id"]) + 1 for s in state["sessions"])]
-        )
+        state["next_id"] = max([state["next_id"], *(int(s["id"]) + 1 for s in state["sessions"])])
     return _serve(server, sock, lock_fd, state)

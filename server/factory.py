@@ -150,8 +150,9 @@ class SessionFactory:
         registry = self.server.registry
         registry.check_name(name)
         sid = registry.allocate_id()
-        session = self._build(ConsoleSession, sid, name, command, None, fd, cols, rows, policy,
-                              extra)
+        session = self._build(
+            ConsoleSession, sid, name, command, None, fd, cols, rows, policy, extra
+        )
         registry.add(session)
         session.start()
         return session
@@ -172,8 +173,9 @@ class SessionFactory:
         began, so the default container id matches it); added and started."""
         self.server.registry.check_name(name)
         command = [spec.runtime, "run", spec.container_id]
-        session = self._build(ContainerSession, sid, name, command, init.pid, fd, cols, rows,
-                              policy, extra)
+        session = self._build(
+            ContainerSession, sid, name, command, init.pid, fd, cols, rows, policy, extra
+        )
         assert isinstance(session, ContainerSession)
         self._arm_container(session, spec)
         self.server.registry.add(session)

@@ -395,8 +395,9 @@ def stop_log(session: Session) -> None:
     session.extra.pop("log_max", None)
     if isinstance(output_log, OutputLog):
         output_log.close()
-        session.cleanup[:] = [f for f in session.cleanup if getattr(f, "__self__", None)
-                              is not output_log]
+        session.cleanup[:] = [
+            f for f in session.cleanup if getattr(f, "__self__", None) is not output_log
+        ]
 
 
 def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:

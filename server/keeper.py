@@ -266,8 +266,10 @@ class Keeper:
 
     def stop_restarting(self, reason: str) -> None:
         self.stopped_reason = reason
-        log(f"{reason}; not restarting it; every program keeps running; "
-            "`tmuxish server restart` tries again")
+        log(
+            f"{reason}; not restarting it; every program keeps running; "
+            "`tmuxish server restart` tries again"
+        )
         assert self.listen is not None
         self.poll.register(self.listen.fileno(), select.POLLIN)
 
@@ -474,11 +476,13 @@ class Keeper:
         conn = self.clients[fd][0]
         with contextlib.suppress(OSError):
             conn.recv(65536)
-            conn.send(refusal(
-                f"{self.stopped_reason}; the server is not restarted, every program keeps "
-                f"running; try `tmuxish -S {self.socket_path} server restart` (log: "
-                f"{self.socket_path}.log)"
-            ))
+            conn.send(
+                refusal(
+                    f"{self.stopped_reason}; the server is not restarted, every program keeps "
+                    f"running; try `tmuxish -S {self.socket_path} server restart` (log: "
+                    f"{self.socket_path}.log)"
+                )
+            )
         self.drop_client(fd)
 
     def drop_client(self, fd: int) -> None:

@@ -42,8 +42,14 @@ def rec_key(sid: int) -> str:
 def console_key(cs: ConsoleSocket) -> str:
     """A console-socket listener's key carries what adopting it takes (the keeper never reads
     keys; a path is at most ~107 bytes, so the key stays far below a link message's size)."""
-    spec = {"path": cs.path, "name": cs.name, "persist": cs.persist, "cols": cs.cols,
-            "rows": cs.rows, "policy": cs.policy}
+    spec = {
+        "path": cs.path,
+        "name": cs.name,
+        "persist": cs.persist,
+        "cols": cs.cols,
+        "rows": cs.rows,
+        "policy": cs.policy,
+    }
     return "console:" + json.dumps(spec, sort_keys=True)
 
 
@@ -68,9 +74,7 @@ class Inheritance:
         #: Started for a planned upgrade (the previous server handed over), not after a crash.
         self.upgrade = bool(info.get("upgrade", False))
         #: Exit codes the keeper collected while no server ran, for the Reaper.
-        self.exits: dict[int, int] = {
-            int(pid): code for pid, code in info.get("exits", {}).items()
-        }
+        self.exits: dict[int, int] = {int(pid): code for pid, code in info.get("exits", {}).items()}
         #: Programs that are the keeper's children (an earlier server started them).
         self.adopted: set[int] = set(info.get("adopted", []))
         #: Keys of the console-socket listeners restored from the keeper's fds.
@@ -147,16 +151,14 @@ class Inheritance:
             elif not item.get("ended", item["exit_code"] is not None):
                 # Its PTY was never held (a crash right after `new`): the program lost its
                 # terminal; report what the keeper knows (a console session has no code).
-                item["exit_code"] = (
-                    exits.get(item["pid"], 129) if item["pid"] is not None else None
-                )
+                item["exit_code"] = exits.get(item["pid"], 129) if item["pid"] is not None else None
                 item["ended"] = True
                 item["child_done"] = True
         for key, held_fd in held.items():
             if key.startswith("console:") and key not in used:
                 used.add(key)
                 self.console_keys.add(key)
-                state["listeners"].append({**json.loads(key[len("console:"):]), "fd": len(fds)})
+                state["listeners"].append({**json.loads(key[len("console:") :]), "fd": len(fds)})
                 fds.append(held_fd)
         state["fds"] = fds
         for key, unused in held.items():
@@ -167,8 +169,13 @@ class Inheritance:
         return state
 
     def _empty_state(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "next_id": 1, "generation": self.generation,
-                "sessions": [], "listeners": []}
+        return {
+            "version": STATE_VERSION,
+            "next_id": 1,
+            "generation": self.generation,
+            "sessions": [],
+            "listeners": [],
+        }
 
     def _load_state(self, fds: dict[str, int]) -> dict[str, Any] | None:
         """The globals (``S``) and every held record, as one state; None if there is none."""
@@ -211,5 +218,3 @@ def read_all(fd: int) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         offset += len(chunk)
-
-

@@ -59,7 +59,13 @@ SEND_TIMEOUT = 2.0
 def _fingerprint(s: Session) -> tuple[Any, ...]:
     """What, when it changes, makes a session's record worth sending again."""
     return (
-        s.name, s.exit_code, s.child_done, s.cols, s.rows, s.fd is None, s.policy,
+        s.name,
+        s.exit_code,
+        s.child_done,
+        s.cols,
+        s.rows,
+        s.fd is None,
+        s.policy,
         # An integrated shell's prompt state (server/shellhook.py) travels too.
         tuple(sorted(s.shell.snapshot().items())),
     )
@@ -166,9 +172,7 @@ class KeeperLink:
         self.inheritance.redraw.clear()
 
     def _sync_consoles(self, server: Server) -> None:
-        current = {
-            console_key(cs): cs for cs in server.console_listeners if not cs.listener.closed
-        }
+        current = {console_key(cs): cs for cs in server.console_listeners if not cs.listener.closed}
         for key in self._consoles - current.keys():
             self._consoles.discard(key)
             self._send(f"R{key}".encode())
@@ -408,4 +412,3 @@ def set_own_oom_score_adj(value: int = SERVER_OOM_SCORE_ADJ) -> None:
             f.write(str(value))
     except OSError as exc:
         log.warning("cannot set oom_score_adj: %s", exc)
-

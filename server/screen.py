@@ -293,9 +293,7 @@ def _on_size(terminal: Any, userdata: Any, out: Any) -> bool:
 class Screen:
     """One session's terminal emulator. Not thread-safe: feed and read from one thread."""
 
-    def __init__(
-        self, cols: int, rows: int, history_lines: int = DEFAULT_HISTORY_LINES
-    ) -> None:
+    def __init__(self, cols: int, rows: int, history_lines: int = DEFAULT_HISTORY_LINES) -> None:
         lib = _load()
         self._l = lib
         ffi, c = lib.ffi, lib.lib

@@ -45,8 +45,10 @@ class ScreenSnapshots:
     def round(self, sessions: Iterable[Session]) -> None:
         deadline = time.monotonic() + BUDGET
         stale = [
-            s for s in sessions
-            if s.screen is not None and s.screen_settled
+            s
+            for s in sessions
+            if s.screen is not None
+            and s.screen_settled
             and self._taken.get(s.id) != s._relays  # session.py is not ours to change here
         ]
         stale.sort(key=lambda s: s.id in self._taken)

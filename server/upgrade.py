@@ -87,8 +87,17 @@ def snapshot(server: Server, listen_fd: int, lock_fd: int) -> int:
 
 def exec_server(socket_path: str, memfd: int) -> None:
     """Replace this process with the installed server, resuming from ``memfd``. Never returns."""
-    argv = [sys.executable, "-P", "-m", "tmuxish", "-S", socket_path, "server", "--resume",
-            str(memfd)]
+    argv = [
+        sys.executable,
+        "-P",
+        "-m",
+        "tmuxish",
+        "-S",
+        socket_path,
+        "server",
+        "--resume",
+        str(memfd),
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -39,10 +39,22 @@ def ssh_opts(key: Path) -> str:
     return " ".join(
         shlex.quote(word)
         for word in (
-            "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=10",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
         )
     )
 
@@ -72,5 +84,3 @@ class RemoteCli(Cli):
 
     def argv(self, *args: str) -> list[str]:
         return [*TMUXISH, "-H", self.sshd.url, "-S", str(self.socket_path), *args]
-
-

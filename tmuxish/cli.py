@@ -321,8 +321,10 @@ def add_session_commands(cmd: Any, new: argparse.ArgumentParser) -> None:
         "tmuxish logs -f build",
     )
     lg.add_argument(
-        "-f", dest="follow", action="store_true", help="keep printing new output until the "
-        "session exits or its log is turned off"
+        "-f",
+        dest="follow",
+        action="store_true",
+        help="keep printing new output until the session exits or its log is turned off",
     )
     lg.add_argument("target", nargs="?", help=TARGET_DEFAULT_HELP)
     lo = cmd(
@@ -435,9 +437,7 @@ def add_run_parser(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> N
         action="store_true",
         help="type this command's standard input into the command once it runs",
     )
-    r.add_argument(
-        "--raw", action="store_true", help="keep the terminal's CR LF line ends"
-    )
+    r.add_argument("--raw", action="store_true", help="keep the terminal's CR LF line ends")
     r.add_argument(
         "command_argv",
         nargs=argparse.REMAINDER,

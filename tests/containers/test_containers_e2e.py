@@ -200,8 +200,14 @@ def test_new_runtime_default_id_is_the_session_id(
     try:
         for _ in range(2):
             procs.append(
-                subprocess.Popen(argv, env=cli.env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                subprocess.Popen(
+                    argv,
+                    env=cli.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             )
             wait_for(partial(launched, tmp_path, len(procs)), what="a launch to reach run")
         prog = cli.new("sleep", "1000")
@@ -221,10 +227,10 @@ def test_new_runtime_default_id_is_the_session_id(
             p.communicate(timeout=10)
         stop_server(cli)  # deletes its containers
         for n in range(1, 4):
-            subprocess.run([str(wrapper), "delete", "-f", f"tmuxish-{n}"], capture_output=True,
-                           timeout=30)
-    left = subprocess.run([str(wrapper), "list", "-q"], capture_output=True, text=True,
-                          timeout=30)
+            subprocess.run(
+                [str(wrapper), "delete", "-f", f"tmuxish-{n}"], capture_output=True, timeout=30
+            )
+    left = subprocess.run([str(wrapper), "list", "-q"], capture_output=True, text=True, timeout=30)
     assert left.stdout.split() == []
 
 

@@ -73,8 +73,9 @@ def test_upgrade_keeps_every_kind_and_console_socket(
     runtime.run(*runtime.run_detached_args(bundle, containers.new_id(runtime), received))
     wait_for(lambda: by_name(cli, "rec"), what="session rec")
     web_id = containers.new_id(runtime)
-    cli.run("new", "--runtime", runtime.executable(), "--bundle", str(bundle), "-d", "-s", "web",
-            web_id)
+    cli.run(
+        "new", "--runtime", runtime.executable(), "--bundle", str(bundle), "-d", "-s", "web", web_id
+    )
     prog = cli.new("sleep", "1000", name="prog")
     echo_back(cli, "web", 2, 3)
     echo_back(cli, "rec", 3, 4)
@@ -89,8 +90,17 @@ def test_upgrade_keeps_every_kind_and_console_socket(
     after = {s["name"]: s for s in cli.sessions()}
     assert after.keys() == before.keys()
     for name, s in before.items():
-        for key in ("id", "command", "pid", "status", "cols", "rows", "container_id",
-                    "console_socket", "payload"):
+        for key in (
+            "id",
+            "command",
+            "pid",
+            "status",
+            "cols",
+            "rows",
+            "container_id",
+            "console_socket",
+            "payload",
+        ):
             assert after[name].get(key) == s.get(key), (name, key)
     assert pid_alive(after["prog"]["pid"]) and after["prog"]["id"] == prog
     assert os.path.exists(persistent) and os.path.exists(one_shot)

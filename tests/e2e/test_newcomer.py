@@ -123,8 +123,18 @@ def test_inside_a_session_no_target_means_this_session(cli: Cli, sock_dir: Path)
 def test_logs_follow_prints_until_the_session_exits(cli: Cli, sock_dir: Path) -> None:
     """docker logs -f."""
     log = sock_dir / "job.log"
-    cli.run("new", "-d", "-s", "job", "--log", str(log), "--", "sh", "-c",
-            "echo one-$((0+1)); read x; echo two-$((1+1))")
+    cli.run(
+        "new",
+        "-d",
+        "-s",
+        "job",
+        "--log",
+        str(log),
+        "--",
+        "sh",
+        "-c",
+        "echo one-$((0+1)); read x; echo two-$((1+1))",
+    )
     wait_for(lambda: log.exists() and "one-1" in log.read_text(), what="the log")
     child = cli.spawn("logs", "-f", "job")
     child.expect_exact("one-1")
@@ -214,8 +224,15 @@ def test_ls_without_server_and_with_no_sessions(cli: Cli) -> None:
     sid = cli.new("true")
     exited(cli, sid)
     cli.run("rm", str(sid))
-    assert cli.run("ls").stdout.split() == ["ID", "NAME", "COMMAND", "STATUS", "CLIENTS",
-                                            "SIZE", "AGE"]
+    assert cli.run("ls").stdout.split() == [
+        "ID",
+        "NAME",
+        "COMMAND",
+        "STATUS",
+        "CLIENTS",
+        "SIZE",
+        "AGE",
+    ]
 
 
 def test_ls_keeps_the_command_quoting(cli: Cli) -> None:
@@ -260,13 +277,17 @@ def test_readme_python_example_runs_again_and_leaves_nothing(cli: Cli) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = readme.split("```python\n", 1)[1].split("```", 1)[0]
     code = block.split("async def main", 1)[0]
-    assert "SyncClient()" in code and "name=\"calc\"" in code
+    assert "SyncClient()" in code and 'name="calc"' in code
     env = {k: v for k, v in cli.env.items() if k != "TMUXISH"}
     env["TMUXISH_SOCKET"] = str(cli.socket_path)
     for _ in range(3):
         out = subprocess.run(
             [sys.executable, "-P", "-c", code],
-            capture_output=True, text=True, env=env, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.endswith("137\n"), out.stdout

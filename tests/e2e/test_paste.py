@@ -58,9 +58,7 @@ def result(path: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("mode", ["direct", "relay"])
-def test_big_paste_into_a_late_reader_arrives_whole(
-    cli: Cli, tmp_path: Path, mode: str
-) -> None:
+def test_big_paste_into_a_late_reader_arrives_whole(cli: Cli, tmp_path: Path, mode: str) -> None:
     cli.env["TMUXISH_ATTACH_MODE"] = mode
     out = tmp_path / "result"
     sid = cli.new(sys.executable, "-c", READER, str(out))

@@ -55,8 +55,21 @@ def test_new_and_wait_stay_light(cli: Cli, line: list[str]) -> None:
 
 def test_new_detached_makes_the_session_the_full_cli_would(cli: Cli, tmp_path: Path) -> None:
     out = cli.run(
-        "new", "-d", "-s", "job", "-x", "100", "-y", "30", "-c", str(tmp_path), "-e", "K=v=w",
-        "sh", "-c", "echo $K > out; pwd >> out; stty size >> out; exec sleep 1000",
+        "new",
+        "-d",
+        "-s",
+        "job",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-c",
+        str(tmp_path),
+        "-e",
+        "K=v=w",
+        "sh",
+        "-c",
+        "echo $K > out; pwd >> out; stty size >> out; exec sleep 1000",
     )
     sid = int(out.stdout)
     info = cli.session(sid)

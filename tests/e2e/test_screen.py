@@ -298,8 +298,8 @@ def test_a_flood_the_model_cannot_follow_is_shown_and_resynced(cli: Cli) -> None
     # it lets the model resync from the tail, and the screen is right again.
     flood = escaped(b"\x1b[1;31mred\x1b[0m \x1b[4munderlined\x1b[0m \x1b[42mgreen\x1b[0m")
     # SIGINT may cut `yes` off inside an escape sequence: CAN ends it, as a terminal would.
-    trap = 'trap "printf \'\\030\\n\'; echo stopped-\\$((6*7))" INT'
-    script = f'{trap}; yes "$(printf \'{flood}\')"; sleep 1000'
+    trap = "trap \"printf '\\030\\n'; echo stopped-\\$((6*7))\" INT"
+    script = f"{trap}; yes \"$(printf '{flood}')\"; sleep 1000"
     sid = cli.new("sh", "-c", script)
     wait_for(lambda: "(screen behind)" in cli.run("ls").stdout, 20, "ls to say the model is behind")
     [info] = json.loads(cli.run("ls", "--json").stdout)

@@ -150,9 +150,7 @@ elif verb == "delete":
 """
 
 
-def test_upgrade_keeps_every_kind_and_console_socket_without_root(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_upgrade_keeps_every_kind_and_console_socket_without_root(cli: Cli, tmp_path: Path) -> None:
     # The same as tests/containers/test_upgrade_containers.py, with a runtime played by a
     # script, so it runs anywhere.
     runtime = tmp_path / "fake-runtime"
@@ -164,9 +162,22 @@ def test_upgrade_keeps_every_kind_and_console_socket_without_root(
     cli.env["PS1"] = "$ "
 
     def run_on(socket_path: str, cid: str) -> None:
-        subprocess.run([str(runtime), "run", "-d", "--console-socket", socket_path,
-                        "--pid-file", str(tmp_path / f"{cid}.pid"), "--bundle", str(bundle), cid],
-                       check=True, timeout=20)
+        subprocess.run(
+            [
+                str(runtime),
+                "run",
+                "-d",
+                "--console-socket",
+                socket_path,
+                "--pid-file",
+                str(tmp_path / f"{cid}.pid"),
+                "--bundle",
+                str(bundle),
+                cid,
+            ],
+            check=True,
+            timeout=20,
+        )
 
     def by_name(name: str) -> dict[str, Any] | None:
         return next((s for s in cli.sessions() if s["name"] == name), None)

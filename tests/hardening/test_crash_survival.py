@@ -308,8 +308,9 @@ def test_kill_server_is_not_mistaken_for_a_crash(kept: Cli) -> None:
     cli = kept
     child = cli.spawn("new", "--", "sleep", "100000")
     # Not cli.session(2): the session may not exist yet when the first `ls` runs.
-    wait_for(lambda: any(s["id"] == 2 and s["clients"] == 1 for s in cli.sessions()), 10,
-             "attached")
+    wait_for(
+        lambda: any(s["id"] == 2 and s["clients"] == 1 for s in cli.sessions()), 10, "attached"
+    )
     started = time.monotonic()
     cli.run("kill-server")
     child.expect(pexpect.EOF, timeout=10)
@@ -340,8 +341,11 @@ def test_kill9_during_a_100_mb_flood(kept: Cli) -> None:
     os.kill(server, signal.SIGKILL)
     new_server(cli, server)
     assert identity(cli)[-1] == (sid, "flood", pid, "running")
-    wait_for(lambda: "flood-done-42" in cli.run("capture", "flood").stdout, 60,
-             "the rest of the flood relayed by the new server")
+    wait_for(
+        lambda: "flood-done-42" in cli.run("capture", "flood").stdout,
+        60,
+        "the rest of the flood relayed by the new server",
+    )
     cli.run("send", "flood", "Enter")
     assert cli.run("wait", "flood", check=False, timeout=20).returncode == 0
 
@@ -369,10 +373,16 @@ def test_kill9_during_an_upgrade(kept: Cli) -> None:
     # A client that asks for all 4 MB of history and never reads: the old server waits (up to
     # its grace time) for it to go before it hands over, which leaves time to kill it then.
     stuck = Connection.open(cli.socket_path)
-    stuck.send_request("attach", {"target": noisy, "cols": 80, "rows": 24, "readonly": True,
-                                  "history": 100_000})
-    upgrade = subprocess.Popen(cli.argv("server", "upgrade"), env=cli.env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stuck.send_request(
+        "attach", {"target": noisy, "cols": 80, "rows": 24, "readonly": True, "history": 100_000}
+    )
+    upgrade = subprocess.Popen(
+        cli.argv("server", "upgrade"),
+        env=cli.env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         # The old server is preparing the handover (sessions suspended) when it is killed.
         wait_for(lambda: "server re-executing for upgrade" in log.read_text(), 10, "handover")

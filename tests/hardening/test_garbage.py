@@ -74,8 +74,11 @@ def _cases() -> list[tuple[str, bytes, str | None]]:
         ("no-hello", protocol.request(1, "ls", {}), "HELLO"),
         ("hello-twice", HELLO + HELLO, None),
         # Served for the frozen requests only (protocol.VERSIONLESS_COMMANDS): ls is refused.
-        ("wrong-version", protocol.encode([protocol.HELLO, 999, {}]) + protocol.request(
-            1, "ls", {}), "version"),
+        (
+            "wrong-version",
+            protocol.encode([protocol.HELLO, 999, {}]) + protocol.request(1, "ls", {}),
+            "version",
+        ),
         ("hello-bad-shape", protocol.encode([protocol.HELLO, "1", []]), None),
         ("not-an-array", HELLO + msgpack.packb({"a": 1}), "array"),
         ("nil", HELLO + b"\xc0", None),

@@ -326,9 +326,7 @@ async def test_console_session_restores_from_state_and_other_fds(
     os.close(master)
     await eventually(lambda: session_named(client, "web"), "session web")
     os.write(slave, b"before-42\r\n")
-    await eventually(
-        lambda: client.request("capture", target="web"), "output in the screen"
-    )
+    await eventually(lambda: client.request("capture", target="web"), "output in the screen")
     await client.request("new", command=["sleep", "100"], name="prog")
 
     [old] = [s for s in server.registry if s.name == "web"]

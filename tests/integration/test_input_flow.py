@@ -63,13 +63,17 @@ async def test_send_and_clients_wait_for_a_program_that_does_not_read(
 
 #: Like LATE_READER, but it asks for the cursor position before it reads: the answer (from the
 #: server's screen model, no writable client being attached) must arrive after the input held up.
-LATE_ASKER = LATE_READER.replace(
-    "n = 0\n",
-    "sys.stdout.write('\\x1b[6n'); sys.stdout.flush()\nn = 0\ntail = b''\n",
-).replace(
-    "    n += len(os.read(0, 65536))\n",
-    "    data = os.read(0, 65536)\n    n += len(data)\n    tail = (tail + data)[-32:]\n",
-).replace('f"COUNT {n}', 'f"TAIL {tail!r} COUNT {n}')
+LATE_ASKER = (
+    LATE_READER.replace(
+        "n = 0\n",
+        "sys.stdout.write('\\x1b[6n'); sys.stdout.flush()\nn = 0\ntail = b''\n",
+    )
+    .replace(
+        "    n += len(os.read(0, 65536))\n",
+        "    data = os.read(0, 65536)\n    n += len(data)\n    tail = (tail + data)[-32:]\n",
+    )
+    .replace('f"COUNT {n}', 'f"TAIL {tail!r} COUNT {n}')
+)
 
 
 async def test_an_emulator_answer_is_never_lost_behind_held_input(

@@ -36,8 +36,14 @@ async def test_rm_force_answers_waiters(server: Server) -> None:
 
 def test_cli_wait_on_a_removed_session_is_one_line(cli: Cli) -> None:
     sid = cli.new("sleep", "1000")
-    wait = subprocess.Popen(cli.argv("wait", str(sid)), env=cli.env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait = subprocess.Popen(
+        cli.argv("wait", str(sid)),
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # One more CLI run gives the wait a head start, so it normally reaches the server
         # first (the in-process test above covers that order exactly); either way it must end.

@@ -76,9 +76,16 @@ def test_what_the_keeper_carries_across_its_own_exec() -> None:
         resumed = keeper.Keeper.resumed(json.loads(json.dumps(k.saved())))
         assert resumed.listen is not None and resumed.listen.fileno() == listen.fileno()
         assert (resumed.socket_path, resumed.server_argv, resumed.lock_fd) == (
-            k.socket_path, k.server_argv, w)
+            k.socket_path,
+            k.server_argv,
+            w,
+        )
         assert (resumed.held, resumed.state_fd, resumed.exits, resumed.generation) == (
-            {"pty:3": r}, None, {42: 7}, 4)
+            {"pty:3": r},
+            None,
+            {42: 7},
+            4,
+        )
         assert resumed.restarts == k.restarts and resumed.upgrading
         assert not resumed.upgrade_pending
     finally:
@@ -96,7 +103,9 @@ def _grandchild(script: str) -> int:
     """A process that is not our child (its parent exits at once)."""
     out = subprocess.run(
         ["sh", "-c", f"sh -c '{script}' >/dev/null 2>&1 & echo $!"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout)
 

@@ -23,7 +23,9 @@ def dial(cli: Cli) -> Iterator[Dial]:
         ours, theirs = socket.socketpair()
         proc = subprocess.Popen(
             [*TMUXISH, "-S", str(cli.socket_path), "dial-stdio", *flags],
-            stdin=theirs.fileno(), stdout=theirs.fileno(), env=cli.env,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
+            env=cli.env,
         )
         theirs.close()
         ours.settimeout(15)

@@ -15,7 +15,6 @@ from sshd_host import RemoteCli, Sshd, free_port, ssh_opts
 pytestmark = pytest.mark.timeout(120)
 
 
-
 def test_new_ls_attach_type_resize_detach(remote: RemoteCli, cli: Cli) -> None:
     # No server on the far side yet: `new` starts one there, as it would locally.
     assert cli.server_pid() is None
@@ -79,7 +78,10 @@ def test_host_from_environment(remote: RemoteCli, cli: Cli) -> None:
 
     out = subprocess.run(
         [*TMUXISH, "-S", str(cli.socket_path), "ls"],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     assert "local-view" in out.stdout

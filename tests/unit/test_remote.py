@@ -28,8 +28,17 @@ def test_parse_host(url: str, host: SshHost) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["box", "http://box", "ssh://", "ssh://a:b:c", "ssh://box:0", "ssh://box:65536",
-     "ssh://me@", "ssh://box/path", "ssh://a b"],
+    [
+        "box",
+        "http://box",
+        "ssh://",
+        "ssh://a:b:c",
+        "ssh://box:0",
+        "ssh://box:65536",
+        "ssh://me@",
+        "ssh://box/path",
+        "ssh://a b",
+    ],
 )
 def test_bad_host_is_a_usage_error(url: str) -> None:
     with pytest.raises(UsageError):
@@ -49,12 +58,17 @@ def test_ssh_argv_quotes_the_remote_words() -> None:
     assert argv[12:14] == ["--", "box"]
     # The far shell splits the command back into exactly our words.
     assert shlex.split(argv[14]) == [
-        "/opt/my tmuxish/bin/tmuxish", "-S", "/tmp/a b", "dial-stdio",
+        "/opt/my tmuxish/bin/tmuxish",
+        "-S",
+        "/tmp/a b",
+        "dial-stdio",
     ]
 
 
 def test_remote_command_from_environment() -> None:
     assert remote_command({}) == ["tmuxish"]
     assert remote_command({"TMUXISH_REMOTE_COMMAND": "python3 -m tmuxish"}) == [
-        "python3", "-m", "tmuxish",
+        "python3",
+        "-m",
+        "tmuxish",
     ]

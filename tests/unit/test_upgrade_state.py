@@ -18,20 +18,43 @@ def _memfd(state: dict[str, object]) -> int:
 
 
 def _session(sid: int, pid: int | None, fd: int | None, **extra: object) -> dict[str, object]:
-    return {"id": sid, "name": None, "command": ["sh"], "pid": pid, "fd": fd, "cols": 80,
-            "rows": 24, "policy": "latest", "exit_code": None, "child_done": pid is None,
-            "created": "2026-01-01T00:00:00+00:00", "extra": extra, "screen": b"",
-            "screen_was_on": True}
+    return {
+        "id": sid,
+        "name": None,
+        "command": ["sh"],
+        "pid": pid,
+        "fd": fd,
+        "cols": 80,
+        "rows": 24,
+        "policy": "latest",
+        "exit_code": None,
+        "child_done": pid is None,
+        "created": "2026-01-01T00:00:00+00:00",
+        "extra": extra,
+        "screen": b"",
+        "screen_was_on": True,
+    }
 
 
 def test_version_1_state_is_converted() -> None:
     old = {
-        "version": 1, "listen_fd": 3, "lock_fd": 4, "next_id": 5, "generation": 2,
+        "version": 1,
+        "listen_fd": 3,
+        "lock_fd": 4,
+        "next_id": 5,
+        "generation": 2,
         "sessions": [
             _session(1, 100, 10),
             _session(2, None, 11, console_socket="/x.sock"),
-            _session(3, 300, 12, runtime="runc", runtime_path="/usr/sbin/runc",
-                     container_id="web", bundle="/b"),
+            _session(
+                3,
+                300,
+                12,
+                runtime="runc",
+                runtime_path="/usr/sbin/runc",
+                container_id="web",
+                bundle="/b",
+            ),
             _session(4, 400, None),
         ],
         "listeners": [{"fd": 13, "path": "/p.sock", "persist": True, "name": "c"}],
@@ -42,7 +65,10 @@ def test_version_1_state_is_converted() -> None:
     kinds = [(s["kind"], s["fd"]) for s in state["sessions"]]
     assert kinds == [("program", 0), ("console", 1), ("container", 2), ("program", None)]
     assert state["sessions"][2]["container"] == {
-        "runtime": "runc", "runtime_path": "/usr/sbin/runc", "container_id": "web", "bundle": "/b"
+        "runtime": "runc",
+        "runtime_path": "/usr/sbin/runc",
+        "container_id": "web",
+        "bundle": "/b",
     }
     assert state["listeners"][0]["fd"] == 3
     assert (state["listen_fd"], state["lock_fd"], state["next_id"]) == (3, 4, 5)
