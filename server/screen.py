@@ -338,7 +338,6 @@ class Screen:
         self._get = lib.get
         self._key_active_screen = c.GHOSTTY_TERMINAL_DATA_ACTIVE_SCREEN
         self._alternate = c.GHOSTTY_TERMINAL_SCREEN_ALTERNATE
-        self._render: Any = None
         #: False once libghostty said it cannot compress pages on this system.
         self._compressible = True
 
@@ -353,9 +352,6 @@ class Screen:
         Later calls raise TypeError (cffi refuses the placeholder handle) instead of touching
         freed memory.
         """
-        if self._render is not None:
-            self._render_finalizer()
-            self._render = _CLOSED
         self._finalizer()
         self._t = _CLOSED
 
@@ -497,24 +493,24 @@ class Screen:
     def _cursor_shape(self) -> int:
         """DECSCUSR shape as GhosttyRenderStateCursorVisualStyle (bar 0, block 1, underline 2).
 
-        Only the render state exposes it; the terminal's CURSOR_STYLE is the SGR pen.
+        Only the render state exposes it; the terminal's CURSOR_STYLE is the SGR pen. The render
+        state is made for this one read and freed at once: it keeps a copy of the screen's rows
+        (~118 KiB at 80x24), which every session would otherwise hold from its first repaint on.
         """
         ffi, c = self._l.ffi, self._l.lib
-        if self._render is None:
-            handle = ffi.new("GhosttyRenderState*")
-            if c.ghostty_render_state_new(ffi.NULL, handle) != c.GHOSTTY_SUCCESS:
-                return 1
-            self._render = handle[0]
-            self._render_finalizer = weakref.finalize(
-                self, c.ghostty_render_state_free, self._render
-            )
-        if c.ghostty_render_state_update(self._render, self._t) != c.GHOSTTY_SUCCESS:
+        handle = ffi.new("GhosttyRenderState*")
+        if c.ghostty_render_state_new(ffi.NULL, handle) != c.GHOSTTY_SUCCESS:
             return 1
-        shape = ffi.new("GhosttyRenderStateCursorVisualStyle*")
-        c.ghostty_render_state_get(
-            self._render, c.GHOSTTY_RENDER_STATE_DATA_CURSOR_VISUAL_STYLE, shape
-        )
-        return int(shape[0])
+        try:
+            if c.ghostty_render_state_update(handle[0], self._t) != c.GHOSTTY_SUCCESS:
+                return 1
+            shape = ffi.new("GhosttyRenderStateCursorVisualStyle*")
+            c.ghostty_render_state_get(
+                handle[0], c.GHOSTTY_RENDER_STATE_DATA_CURSOR_VISUAL_STYLE, shape
+            )
+            return int(shape[0])
+        finally:
+            c.ghostty_render_state_free(handle[0])
 
     # -- output ----------------------------------------------------------------------------
 

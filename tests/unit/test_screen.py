@@ -740,3 +740,20 @@ def test_history_cap_grows_with_the_width() -> None:
     assert history_cap(0, 80) == 0
     for cols in (80, 200, 1000, 10_000):
         assert history_cap(1000, cols) > history_cap(500, cols) > history_cap(500, cols // 2)
+
+
+def test_a_repaint_leaves_no_per_screen_memory_behind() -> None:
+    """The cursor shape comes from a render state, which copies the screen's rows: kept per
+    screen it cost ~118 KiB for every session ever repainted (the keeper snapshots them all)."""
+
+    def rss_kib() -> int:
+        with open("/proc/self/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Rss:"))
+
+    screens = [Screen(80, 24) for _ in range(50)]
+    screens[0].repaint()  # the formatter's one-time set-up is not per screen
+    before = rss_kib()
+    for screen in screens:
+        screen.repaint()
+    per_screen = (rss_kib() - before) / len(screens)
+    assert per_screen < 30, f"{per_screen:.1f} KiB per repainted screen"
