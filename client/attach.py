@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import signal
 
 from tmuxish import protocol
@@ -22,8 +21,8 @@ from tmuxish.keys import DetachFilter
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    # asyncio (and uvloop) are imported only to relay (direct attach waits with poll): ~50 ms
-    # of imports that would otherwise delay the first screen and the exit after a detach.
+    # asyncio (and uvloop) are imported once the attach request is answered: the first screen
+    # does not wait for those ~50 ms of imports.
     import asyncio
     from collections.abc import Callable
 
@@ -152,42 +151,6 @@ class Relay:
         if self.reset_written:
             return b""
         return self.reset or protocol.SANE_MODES
-
-    def watch(self) -> AttachResult | None:
-        """Direct mode without an event loop: the server drives the terminal, so all that is left
-        is to forward SIGWINCH and wait for the end. None off the main thread (no signals there)."""
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            old_wakeup = signal.set_wakeup_fd(wake_w)
-        except ValueError:
-            os.close(wake_r)
-            os.close(wake_w)
-            return None
-        # A Python handler, so that the signal reaches the wakeup pipe (poll is retried).
-        old_handler = signal.signal(signal.SIGWINCH, lambda _signum, _frame: None)
-        try:
-            while self.conn.pending and self.result is None:
-                self._handle(self.conn.pending.popleft())
-            # As in ``run``: a resize since the attach request was measured.
-            if self.result is None and get_size(self.stdout_fd) != self.attached_size:
-                self._on_winch()
-            poller = select.poll()
-            poller.register(self.sock.fileno(), select.POLLIN)
-            poller.register(wake_r, select.POLLIN)
-            while self.result is None:
-                for fd, _events in poller.poll():
-                    if fd == wake_r:
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(wake_r, 64)
-                        self._on_winch()
-                    elif self.result is None:
-                        self._on_socket()
-            return self.result
-        finally:
-            signal.signal(signal.SIGWINCH, old_handler)
-            signal.set_wakeup_fd(old_wakeup)
-            os.close(wake_r)
-            os.close(wake_w)
 
     def _end(self, result: AttachResult) -> None:
         if self.result is None:
@@ -337,13 +300,14 @@ class Relay:
             self._keys.resume()
 
 
-def _run_relay(relay: Relay, direct: bool) -> AttachResult:
-    """Direct mode waits with poll; only relaying (or a direct attach off the main thread, where
-    SIGWINCH cannot be taken) needs the event loop."""
-    if direct:
-        result = relay.watch()
-        if result is not None:
-            return result
+def _run_relay(relay: Relay) -> AttachResult:
+    """Run the attachment on the event loop, in direct mode too.
+
+    A direct attach could wait with poll alone (it only forwards SIGWINCH), and that started
+    ~50 ms sooner; but with it the bench's key echo p50 went from ~55 us to ~160 us (A/B, five
+    runs each, dtach steady at ~140 us), for a reason not yet found. The repaint reaches the
+    screen before this runs, so the import of asyncio delays no first screen.
+    """
     from tmuxish.eventloop import new_event_loop
 
     loop = new_event_loop()
@@ -449,7 +413,7 @@ def _attach_loop(
                 relay.label = f"session {info['name']} ({session_id})"
             relay.attached_size = (cols, rows)
             try:
-                result = _run_relay(relay, direct)
+                result = _run_relay(relay)
             except ServerGone as exc:
                 result = AttachResult(f"[{exc}]", 1)
             if not result.reconnect:
