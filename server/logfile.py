@@ -64,9 +64,13 @@ class OutputLog:
         try:
             if self._size + len(data) > self.max_bytes and self._size > 0:
                 self._rotate()
+            # A chunk larger than the cap itself is split at it: however much one PTY read
+            # brings (4 KiB usually, more when the server falls behind), no file passes it.
             view = memoryview(data)
             while view:
-                written = os.write(self._fd, view)
+                if self._size >= self.max_bytes:
+                    self._rotate()
+                written = os.write(self._fd, view[: self.max_bytes - self._size])
                 self._size += written
                 view = view[written:]
         except OSError as exc:
