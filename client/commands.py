@@ -14,7 +14,7 @@ from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
 from tmuxish.errors import TmuxishError, UsageError
 from tmuxish.paths import current_umask, resolve_socket
-from tmuxish.quick import target_arg, with_final_newline
+from tmuxish.quick import inside_session, target_arg, with_final_newline
 
 if TYPE_CHECKING:
     from tmuxish.client.api import SyncClient
@@ -81,12 +81,7 @@ def _inside(args: argparse.Namespace) -> int | None:
     """The session id we run inside, if it belongs to this server (TMUXISH=socket,id)."""
     if _host(args) is not None:
         return None
-    socket_path = _socket(args)
-    value = os.environ.get("TMUXISH", "")
-    path, _, sid = value.rpartition(",")
-    if sid.isdigit() and path and os.path.abspath(path) == str(socket_path):
-        return int(sid)
-    return None
+    return inside_session(str(_socket(args)))
 
 
 def default_command(settings: config.Settings) -> list[str]:
