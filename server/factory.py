@@ -196,6 +196,10 @@ class SessionFactory:
         Without ``with_screen`` the screen is left out (the keeper's records carry it apart)."""
         item = session.state(HISTORY_LINES, with_screen)
         item["shell"] = session.shell.snapshot()
+        if item.get("recording") is None and session.recording is not None:
+            # Still being written (a keeper's record, or a writer that did not finish in time):
+            # the next server goes on with the file as after a crash.
+            item["recording"] = session.recording.live_state()
         if session.fd is not None:
             item["fd"] = len(fds)
             fds.append(session.fd)

@@ -68,6 +68,8 @@ def _fingerprint(s: Session) -> tuple[Any, ...]:
         s.policy,
         # An integrated shell's prompt state (server/shellhook.py) travels too.
         tuple(sorted(s.shell.snapshot().items())),
+        # A recording a crash must not end (and one stopped that must not come back).
+        None if s.recording is None else (s.recording.path, s.recording.failed is None),
     )
 
 

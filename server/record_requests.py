@@ -2,7 +2,8 @@
 
 A recording lives in the server, not in the client that asked for it: it goes on after that
 client exits and ends with ``record-stop`` or when the session ends (a v3 file then gets the
-exit code). Across a server upgrade it goes on: the state carries it and ``resume`` appends.
+exit code). Across a server upgrade or crash it goes on: the state (or the keeper's record)
+carries it and ``resume`` appends.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def _detach(session: Session) -> None:
 
 
 def resume(session: Session, state: Mapping[str, Any] | None) -> None:
-    """After a server upgrade: go on appending to the recording the previous server wrote
-    (None: it could not be finished in time, so it is not carried on)."""
+    """After a server upgrade or crash: go on appending to the recording the previous server
+    wrote (None: it had failed, so it is not carried on)."""
     if state is None:
         _detach(session)
         return
@@ -170,11 +171,19 @@ class RecordRequests:
                 session.release()
         else:
             rec = start(session, path, fmt, record_input, term)
+        self._tell_keeper()
         return {**session.info(), "recording": _describe(rec)}
+
+    def _tell_keeper(self) -> None:
+        """The keeper's record says at once whether the session records: a crash right after
+        the reply neither ends a recording nor brings a stopped one back."""
+        if self.server.keeper is not None:
+            self.server.keeper.sync()
 
     async def record_stop(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         session = self.server.registry.get(args.get("target"))
         rec = stop(session)
+        self._tell_keeper()
         # Reply once the file is complete, so `record --stop; asciinema play FILE` just works.
         await asyncio.to_thread(rec.join, FLUSH_TIMEOUT)
         return {**session.info(), "recording": _describe(rec)}

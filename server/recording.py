@@ -5,6 +5,10 @@ and queue the bytes. One writer thread per recording decodes, encodes (tmuxish/a
 writes, so a slow or full disk never holds up the session: past ``MAX_PENDING`` queued bytes,
 output is dropped and the recording gets a marker saying how much (``"m"`` event) once there is
 room again. A write error (ENOSPC) ends the recording, never the session.
+
+A recording goes on in the next server: after an upgrade from its final ``state()`` (the file is
+complete), after a crash from its ``live_state()``, which the keeper holds in the session's
+record; the file may then end in a line cut short, which is cut off, and a marker tells the gap.
 """
 
 from __future__ import annotations
@@ -33,20 +37,25 @@ FLUSH_TIMEOUT: Final = 2.0
 #: Queue items: (seconds since the start, code, payload). Codes beyond asciicast's own:
 _GAP: Final = "gap"  # output was dropped; payload: the number of bytes, as ASCII digits
 _END: Final = "end"  # no more events; payload: the exit code as ASCII digits, or b""
+_CRASH: Final = "crash"  # the server that wrote before us crashed; payload: unused
+
+#: The marker where a crashed server's recording goes on.
+CRASH_MARKER: Final = "tmuxish: the server crashed here; output it had not yet written is missing"
 
 #: Every recording whose writer thread still runs, so an exiting server can flush them all.
 _live: set[Recording] = set()
 _live_lock = threading.Lock()
 
 
-def open_regular(path: str, append: bool = False) -> int:
+def open_regular(path: str, append: bool = False, readable: bool = False) -> int:
     """Open ``path`` for a recording, refusing anything but a regular file.
 
     O_NONBLOCK: opening a FIFO nobody reads would block the whole server (it fails with ENXIO
     instead); a FIFO with a reader, a terminal or a device could block later writes, so they are
-    refused too. Raises OSError.
+    refused too. ``readable``: to check the end of a file a crash left. Raises OSError.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    flags = os.O_RDWR if readable else os.O_WRONLY
+    flags |= os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     fd = os.open(path, flags, 0o600)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -82,7 +91,8 @@ class Recording:
     ) -> None:
         """Opens the file (OSError if it cannot be) and starts the writer thread. ``first`` is
         the first output event: the repaint of the current screen. ``resume``: go on with a
-        file a previous server wrote (its ``state()``; after an upgrade)."""
+        file a previous server wrote (its ``state()`` after an upgrade, its ``live_state()``,
+        without ``"last"``, after a crash)."""
         self.path = path
         self.format = fmt
         self.record_input = record_input
@@ -99,10 +109,12 @@ class Recording:
         )
         self._write = write
         self._clock = clock
-        self._fd = open_regular(path, append=resume is not None)
-        # The clock is CLOCK_MONOTONIC, which an exec (server upgrade) does not reset.
+        #: The previous server crashed: the file's end must be checked before we append.
+        self._recover = resume is not None and "last" not in resume
+        self._fd = open_regular(path, append=resume is not None, readable=self._recover)
+        # The clock is CLOCK_MONOTONIC, which neither an exec nor a new process resets.
         self._start = clock() if resume is None else float(resume["start"])
-        if resume is not None:
+        if resume is not None and "last" in resume:
             self._cast.last = float(resume["last"])
         self._resumed = resume is not None
         self._cond = threading.Condition()
@@ -119,6 +131,8 @@ class Recording:
         if first:
             self._queue.append((0.0, "o", first))
             self._pending = len(first)
+        if self._recover:
+            self._queue.append((clock() - self._start, _CRASH, b""))
         self._thread = threading.Thread(
             target=self._run, name=f"tmuxish-record {os.path.basename(path)}", daemon=True
         )
@@ -172,6 +186,8 @@ class Recording:
 
     def _run(self) -> None:
         try:
+            if self._recover:
+                self._resumed = self._repair()
             if not self._resumed:
                 self._emit(self._cast.header())
             while self.failed is None:
@@ -215,6 +231,8 @@ class Recording:
             elif code == _GAP:
                 self._text.reset()
                 lines.append(cast.marker(t, f"tmuxish: {int(data)} bytes of output dropped here"))
+            elif code == _CRASH:
+                lines.append(cast.marker(t, CRASH_MARKER))
             elif code == _END:
                 if data:
                     lines.append(cast.exit(t, int(data)))
@@ -240,6 +258,44 @@ class Recording:
             log.warning("recording %s: %s; recording stopped", self.path, exc)
             self.failed = exc.strerror or str(exc)
 
+    def _repair(self) -> bool:
+        """After a crash: cut off a last line the dead writer left unfinished and (v3, whose
+        times are intervals) learn the time of the last event. Whether the file has a header."""
+        fd = self._fd
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return False
+        tail = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
+        end = tail.rfind(b"\n")
+        while end < 0 and size > len(tail):
+            # A line longer than the tail read: look further back.
+            start = max(0, size - 2 * len(tail))
+            tail = os.pread(fd, size - start, start)
+            end = tail.rfind(b"\n")
+        keep = size - len(tail) + end + 1
+        if keep != size:
+            os.ftruncate(fd, keep)  # O_APPEND: later writes go to the new end
+            log.warning("recording %s: cut %d bytes a crash left", self.path, size - keep)
+        if keep == 0:
+            return False
+        if self._cast.version == 3:
+            self._cast.last = _v3_end(fd, keep)
+        return True
+
+    def live_state(self) -> dict[str, Any] | None:
+        """What a server after a crash needs to go on with this file while it is being written
+        (msgpack-able; the keeper holds it in the session's record); None if the file failed."""
+        if self.failed is not None:
+            return None
+        return {
+            "path": self.path,
+            "format": self.format,
+            "input": self.record_input,
+            "start": self._start,
+            "cols": self._cast.cols,
+            "rows": self._cast.rows,
+        }
+
     def state(self) -> dict[str, Any] | None:
         """What a server after an upgrade needs to go on with this file (msgpack-able), once
         the writer has finished; None if it has not or the file failed."""
@@ -259,6 +315,24 @@ class Recording:
         """Wait for the writer to finish (after ``close``); whether it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def _v3_end(fd: int, size: int) -> float:
+    """The time since the start of the last event of a v3 file: the sum of its intervals (the
+    number before the first comma of each event line)."""
+    total, offset, rest = 0.0, 0, b""
+    while offset < size:
+        chunk = os.pread(fd, min(1 << 20, size - offset), offset)
+        if not chunk:
+            break
+        offset += len(chunk)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"["):
+                with contextlib.suppress(ValueError):
+                    total += float(line[1 : line.find(b",")])
+    return round(total, 6)
 
 
 def finish_all(timeout: float = FLUSH_TIMEOUT) -> None:
