@@ -261,6 +261,9 @@ class SessionFactory:
             init.subscribe(session.child_exited)
         else:
             session.start()
+        if not ended and item.get("input"):
+            # Before the recording resumes: it recorded this input when it was first queued.
+            session.write_input(item["input"])
         self._reopen_log(session)
         if item.get("recording") or "recording" in session.extra:
             from tmuxish.server.record_requests import resume

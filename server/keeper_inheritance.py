@@ -53,11 +53,17 @@ def console_key(cs: ConsoleSocket) -> str:
     return "console:" + json.dumps(spec, sort_keys=True)
 
 
-def session_record(factory: SessionFactory, session: Session) -> dict[str, Any]:
+def session_record(
+    factory: SessionFactory, session: Session, with_input: bool = False
+) -> dict[str, Any]:
     """A session's record: its per-kind state (``factory.state``, as an upgrade carries it)
     without the screen, which screen snapshots carry apart, and with its PTY named by its keeper
-    key (``"key"``) instead of an fd index."""
+    key (``"key"``) instead of an fd index. The queued input goes in only ``with_input`` (a
+    handover, with the session suspended): in a record sent while the session runs it would
+    be stale, and a crash would write it twice."""
     item = factory.state(session, [], with_screen=False)
+    if not with_input:
+        item.pop("input", None)
     item["fd"] = None
     item["key"] = pty_key(session) if session.fd is not None else None
     return item

@@ -213,7 +213,7 @@ class KeeperLink:
         if self.lost:
             return False
         for session in server.registry:
-            self.send_record(session)
+            self.send_record(session, with_input=True)
             if session.screen is not None and session.fd is not None:
                 self.screens.take(session)
         self._globals = None
@@ -222,9 +222,10 @@ class KeeperLink:
         return self._send(b"U")
 
     def send_records(self, server: Server) -> None:
-        """Every session's record again (after a handover, once recordings have finished)."""
+        """Every session's record again (after a handover, once recordings have finished),
+        with the input still queued for each."""
         for session in server.registry:
-            self.send_record(session)
+            self.send_record(session, with_input=True)
 
     def describe(self) -> dict[str, Any]:
         return {"keeper": None if self.lost else self.keeper_pid, "restarts": self.restarts}
@@ -279,10 +280,10 @@ class KeeperLink:
         self._send_globals()
         self._sync_consoles(server)
 
-    def send_record(self, session: Session) -> None:
+    def send_record(self, session: Session, with_input: bool = False) -> None:
         key = rec_key(session.id)
         assert self._server is not None
-        record = session_record(self._server.factory, session)
+        record = session_record(self._server.factory, session, with_input)
         if self._send_memfd(key, upgrade.pack(record)):
             self._held.add(key)
             self._recorded[session.id] = _fingerprint(session)

@@ -308,6 +308,8 @@ class Session:
             "screen_was_on": self.screen is not None,
             # Finished by then (recording.finish_all); the next server appends to the file.
             "recording": self.recording.state() if self.recording is not None else None,
+            # Input queued for a program that reads slowly: the next server writes it.
+            "input": bytes(self._input),
         }
 
     # -- output ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cli, pid_alive, wait_for
+from helpers import Cli, pid_alive, stop_server, wait_for
 
 from tmuxish import asciicast
 from tmuxish.server.recording import CRASH_MARKER, Recording
@@ -158,3 +158,56 @@ def test_a_file_a_crash_left_empty_gets_a_header(tmp_path: Path) -> None:
     header, events = read_cast(path)
     assert header["version"] == 2 and header["width"] == 80
     assert [c for _, c, _ in events] == ["m", "o"]
+
+
+# Reads nothing until the gate file exists (raw mode: no line limit, no echo), then reads
+# exactly N bytes and writes their length and digest.
+SLOW_READER = (
+    "import hashlib, os, sys, time, tty\n"
+    "tty.setraw(0)\n"
+    "gate, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+    "print('ready', flush=True)\n"
+    "while not os.path.exists(gate): time.sleep(0.02)\n"
+    "data = b''\n"
+    "while len(data) < n:\n"
+    "    chunk = os.read(0, n - len(data))\n"
+    "    if not chunk: break\n"
+    "    data += chunk\n"
+    "digest = hashlib.sha256(data).hexdigest()\n"
+    "with open(out + '.tmp', 'w') as f: f.write(f'{len(data)} {digest}')\n"
+    "os.rename(out + '.tmp', out)\n"
+)
+
+
+@pytest.mark.parametrize("how", ["upgrade", "exec-upgrade"])
+def test_queued_input_is_written_after_an_upgrade(cli: Cli, tmp_path: Path, how: str) -> None:
+    """A paste the program had not read yet (queued in the server, as the PTY's own buffer
+    is full) reaches it whole after `server upgrade`. Failed before: only the ~4 KiB the PTY
+    had taken arrived."""
+    import hashlib
+
+    from tmuxish.client.api import SyncClient
+
+    if how == "exec-upgrade":
+        cli.env["TMUXISH_KEEPER"] = "0"
+    else:
+        cli.env.pop("TMUXISH_KEEPER", None)
+    gate, out = tmp_path / "gate", tmp_path / "out"
+    size = 300_000
+    text = bytes(ord("a") + i % 26 for i in range(size))
+    sid = cli.new("python3", "-c", SLOW_READER, str(gate), str(out), str(size))
+    keeper = info(cli).get("keeper")
+    try:
+        with SyncClient(cli.socket_path) as client:
+            client.wait_for_text(sid, "ready")
+            assert client.send(sid, text) == size
+        assert "1 session" in cli.run("server", "upgrade").stdout
+        gate.touch()
+        wait_for(out.exists, 20, "the program to read it all")
+        assert out.read_text() == f"{size} {hashlib.sha256(text).hexdigest()}"
+    finally:
+        if keeper is not None:
+            stop_server(cli)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(keeper), signal.SIGTERM)
+            wait_for(lambda: not pid_alive(int(keeper)), 15, "the keeper to exit")
