@@ -58,6 +58,9 @@ PR_SET_CHILD_SUBREAPER = 36
 RUN_TIMEOUT = float(os.environ.get("TMUXISH_RUNTIME_TIMEOUT", "60"))
 #: Seconds to wait for the master after ``run -d`` succeeded (it is normally already here).
 MASTER_TIMEOUT = 5.0
+#: Seconds `server upgrade` waits for container launches in flight before it refuses (below
+#: the client's 10 s wait for a reply; ``run -d`` normally takes well under a second).
+UPGRADE_LAUNCH_WAIT = float(os.environ.get("TMUXISH_UPGRADE_LAUNCH_WAIT", "8"))
 #: Seconds the server's shutdown waits for ``RUNTIME delete`` processes it started.
 SHUTDOWN_GRACE = 10.0
 #: What runc accepts as a container id.
@@ -306,6 +309,8 @@ class ContainerManager:
         self._helpers: dict[int, asyncio.Future[int | None]] = {}
         self._runtime_sockets: set[ConsoleSocket] = set()
         self._subreaper = False
+        #: An upgrade waits for the launches in flight: no new one starts meanwhile.
+        self.upgrade_waiting = False
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -515,6 +520,10 @@ class ContainerManager:
     ) -> asyncio.Future[Session]:
         """Validate, then run the container in a task of its own: a client that goes away
         mid-launch must not leave a running container without a session."""
+        if self.upgrade_waiting:
+            raise TmuxishError(
+                "the server is upgrading; run this again once 'server upgrade' is done"
+            )
         registry = self.server.registry
         registry.check_name(name)
         if "/" in runtime:
@@ -692,6 +701,30 @@ class ContainerManager:
         except OSError:
             return ""
 
+    @property
+    def launching(self) -> int:
+        """Container launches in flight."""
+        return len(self._launches)
+
+    async def finish_launches(self, timeout: float = UPGRADE_LAUNCH_WAIT) -> None:
+        """Before an upgrade: let every launch in flight end (a session, or its error to its
+        client), refusing new ones meanwhile. A launch lives in this process only (its runtime
+        is our child, its console comes to a socket of ours): an upgrade would drop it. Raises
+        TmuxishError, a one-line refusal, if some are still running after ``timeout``."""
+        if not self._launches:
+            return
+        log.info("server upgrade: waiting for %d container launch(es)", len(self._launches))
+        self.upgrade_waiting = True
+        try:
+            _done, pending = await asyncio.wait(set(self._launches), timeout=timeout)
+        finally:
+            self.upgrade_waiting = False
+        if pending:
+            raise TmuxishError(
+                f"server upgrade refused: {len(pending)} container launch(es) ('new --runtime') "
+                f"still running after {timeout:g}s; try again once they are done"
+            )
+
     # -- shutdown --------------------------------------------------------------------------------
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
@@ -768,4 +801,23 @@ def install(server: Server) -> None:
         session = await asyncio.shield(launch)
         return session.info()
 
-    server.handlers.update({"console-socket": console_socket, "new-container": new_container})
+    upgrade = server.handlers["upgrade"]
+
+    def upgrade_after_launches(conn: Connection, args: dict[str, Any]) -> Any:
+        """`server upgrade` waits for `new --runtime` launches in flight (bounded)."""
+        if not manager.launching:
+            return upgrade(conn, args)
+
+        async def later() -> Any:
+            await manager.finish_launches()
+            return upgrade(conn, args)
+
+        return later()
+
+    server.handlers.update(
+        {
+            "console-socket": console_socket,
+            "new-container": new_container,
+            "upgrade": upgrade_after_launches,
+        }
+    )

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -126,3 +129,120 @@ def test_upgrade_keeps_every_kind_and_console_socket(
     # A console session ends on kill too (it has no process to signal).
     cli.run("kill", "rec")
     wait_for(lambda: (by_name(cli, "rec") or {}).get("status") == "exited", what="rec to end")
+
+
+def gated_runtime(runtime: Runtime, tmp_path: Path) -> tuple[str, Path, Path]:
+    """A runtime program that says it started, then waits for a gate file before running:
+    a launch kept in flight for as long as the test wants. (program, started, gate)"""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    program = tmp_path / "gated-runtime"
+    program.write_text(
+        "#!/bin/sh\n"
+        f"touch {started}\n"
+        f"while [ ! -e {gate} ]; do sleep 0.02; done\n"
+        f'exec {runtime.executable()} "$@"\n'
+    )
+    program.chmod(0o755)
+    return str(program), started, gate
+
+
+def in_log(cli: Cli, text: str) -> bool:
+    return text in (cli.socket_path.parent / "s.log").read_text()
+
+
+@pytest.mark.parametrize("how", ["upgrade", "exec-upgrade"])
+def test_an_upgrade_waits_for_a_launch_in_flight(
+    runtime_factory: Callable[[str], Runtime],
+    bundle_factory: BundleFactory,
+    containers: Containers,
+    cli: Cli,
+    tmp_path: Path,
+    how: str,
+) -> None:
+    """`new --runtime` still running `runc run` when `server upgrade` comes: the upgrade waits
+    for it, and the container is a session of the upgraded server. Failed before: the upgrade
+    went ahead and the launch was dropped (no session; `new` failed)."""
+    runtime = runtime_factory("runc")
+    if how == "exec-upgrade":
+        cli.env["TMUXISH_KEEPER"] = "0"
+    program, started, gate = gated_runtime(runtime, tmp_path)
+    bundle = bundle_factory(["sh"])
+    cid = containers.new_id(runtime)
+    cli.new("true")  # the server, started by a client that ends
+    argv = cli.argv("new", "--runtime", program, "--bundle", str(bundle), "-d", "-s", "web", cid)
+    launch = subprocess.Popen(argv, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    upgrade = None
+    try:
+        wait_for(started.exists, 10, "the runtime to start")
+        upgrade = subprocess.Popen(
+            cli.argv("server", "upgrade"), env=cli.env, stdout=subprocess.PIPE, text=True
+        )
+        waiting = partial(in_log, cli, "waiting for 1 container launch")
+        wait_for(lambda: waiting() or upgrade.poll() is not None, 10, "the upgrade")
+        assert upgrade.poll() is None, "the upgrade went ahead with a launch in flight"
+        # Meanwhile a new launch is refused in one line (the wait stays bounded).
+        other_id = containers.new_id(runtime)
+        other = cli.run(
+            "new", "--runtime", program, "--bundle", str(bundle), "-d", other_id, check=False
+        )
+        assert other.returncode != 0 and "the server is upgrading" in other.stderr
+        assert other.stderr.strip().count("\n") == 0
+        gate.touch()
+        out, err = launch.communicate(timeout=30)
+        assert launch.returncode == 0, err
+        upgraded, _ = upgrade.communicate(timeout=30)
+        assert upgrade.returncode == 0 and "2 sessions kept" in upgraded
+        sid = int(out)
+    finally:
+        gate.touch()
+        for proc in (launch, upgrade):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    web = by_name(cli, "web")
+    assert web is not None and web["container_id"] == cid and web["status"] == "running"
+    assert web["id"] == sid
+    echo_back(cli, "web", 2, 3)
+    cli.run("kill", "web")
+    assert cli.run("wait", "web", check=False, timeout=20).returncode in (0, 129, 137)
+    wait_for(lambda: runtime.state(cid) is None, 20, "container web deleted")
+
+
+def test_an_upgrade_refuses_while_a_launch_stays_in_flight(
+    runtime_factory: Callable[[str], Runtime],
+    bundle_factory: BundleFactory,
+    containers: Containers,
+    cli: Cli,
+    tmp_path: Path,
+) -> None:
+    """Past its bounded wait, `server upgrade` refuses in one line and nothing is lost: the
+    server keeps running and the launch becomes a session."""
+    runtime = runtime_factory("runc")
+    cli.env["TMUXISH_UPGRADE_LAUNCH_WAIT"] = "1"
+    program, started, gate = gated_runtime(runtime, tmp_path)
+    bundle = bundle_factory(["sh"])
+    cid = containers.new_id(runtime)
+    cli.new("true")
+    server = cli.server_pid()
+    argv = cli.argv("new", "--runtime", program, "--bundle", str(bundle), "-d", "-s", "web", cid)
+    launch = subprocess.Popen(argv, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(started.exists, 10, "the runtime to start")
+        refused = cli.run("server", "upgrade", check=False)
+        assert refused.returncode != 0
+        assert refused.stderr.strip().count("\n") == 0
+        assert "server upgrade refused: 1 container launch" in refused.stderr
+        assert cli.server_pid() == server
+        gate.touch()
+        out, err = launch.communicate(timeout=30)
+        assert launch.returncode == 0, err
+        assert (by_name(cli, "web") or {}).get("id") == int(out)
+    finally:
+        gate.touch()
+        if launch.poll() is None:
+            launch.kill()
+            launch.wait()
+    echo_back(cli, "web", 3, 4)
+    cli.run("kill", "web")
+    assert cli.run("wait", "web", check=False, timeout=20).returncode in (0, 129, 137)
+    wait_for(lambda: runtime.state(cid) is None, 20, "container web deleted")
