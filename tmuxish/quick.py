@@ -307,6 +307,26 @@ ALIASES = {"a": "attach", "list": "ls"}
 # -- running --------------------------------------------------------------------------------------
 
 
+def entry() -> None:
+    """The `tmuxish` command: this fast path, else the full CLI (tmuxish.cli, imported only
+    then); exit without interpreter teardown once output is flushed.
+
+    Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
+    which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
+    """
+    code = run(sys.argv[1:])
+    if code is None:
+        from tmuxish.cli import main
+
+        code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
+
+
 def run(argv: Sequence[str]) -> int | None:
     """Run a plain scripting command; None: not one, or not plain sailing (use the full CLI).
 
@@ -341,7 +361,7 @@ def run(argv: Sequence[str]) -> int | None:
             name, args = spec.build(line)
             from tmuxish.client.connection import Connection
 
-            conn = Connection.open(path)
+            conn = Connection(Connection.dial(path))
     except ServerGone as exc:
         if isinstance(exc.__cause__, TimeoutError):
             return _report(exc)
@@ -352,9 +372,15 @@ def run(argv: Sequence[str]) -> int | None:
         return _attach(conn, path, line, config)
     with conn:
         try:
-            req_id = conn.send_request(name, args)
-        except TmuxishError:
+            req_id = conn.greet_with(name, args)
+        except OSError:
             return None  # not all of it reached the server: it cannot have acted on it
+        except TmuxishError as exc:
+            from tmuxish.errors import ServerUpgrading
+
+            if isinstance(exc, ServerUpgrading):
+                return None  # it greeted with the upgrade, dropping the request: ask again
+            return _report(exc)
         if spec.waits:
             conn.sock.settimeout(None)  # as long as the program runs
         try:

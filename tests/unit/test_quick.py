@@ -301,11 +301,9 @@ def test_a_stuck_server_costs_one_deadline_not_two(
 
     from tmuxish.client.connection import Connection
 
-    opened = Connection.open.__func__  # type: ignore[attr-defined]
+    dialled = Connection.dial
     monkeypatch.setattr(
-        Connection,
-        "open",
-        classmethod(lambda cls, path, timeout=10.0, pass_fds=(): opened(cls, path, 0.5, pass_fds)),
+        Connection, "dial", staticmethod(lambda path, timeout=10.0: dialled(path, 0.5))
     )
     server = FakeServer(str(sock_dir / "s"), answer_hello=False)
     try:
