@@ -199,3 +199,30 @@ def test_arguments_and_environment_that_are_not_utf8_reach_the_program(
     listing = subprocess.run(cli.argv("ls"), env=env, capture_output=True, timeout=30)
     assert listing.returncode == 0, listing.stderr
     assert b"sh" in listing.stdout
+
+
+def test_run_stays_light_and_does_the_whole_job(cli: Cli, tmp_path: Path) -> None:
+    """Issue 15 lists `run` with the commands that start as light as `ls`."""
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    cli.env.update({"HOME": str(tmp_path), "PS1": "P> "})
+    sid = cli.new("bash")
+    env = {**cli.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    argv = cli.argv(
+        "run",
+        "-t",
+        str(sid),
+        "--timeout",
+        "30",
+        "--",
+        "echo hi; exit_with() { return $1; }; exit_with 3",
+    )
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 3, proc.stderr[-500:]
+    assert proc.stdout == "hi\n"
+    imported = imported_by(proc.stderr.splitlines()) - site_imports(cli)
+    assert "tmuxish.quick" in imported
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+    assert "tmuxish.client.commands" not in imported
