@@ -497,7 +497,8 @@ class Client:
     ) -> RunResult:
         """Type ``command`` into the session's shell and wait until the shell says it finished;
         see ``SyncClient.run``. ``output`` is called with each chunk as it arrives."""
-        from tmuxish.client.run import CommandTimeout, Newlines, RunResult, run_args, timeout_text
+        from tmuxish.client.run import CommandTimeout, RunResult
+        from tmuxish.client.runstream import Newlines, run_args, timeout_text
 
         args = run_args(target_id(target), command, timeout, input)
         newlines = Newlines(raw)

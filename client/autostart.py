@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +24,7 @@ def connect(socket_path: Path, start: bool = False, pass_fds: tuple[int, ...] = 
     return _reach(socket_path, start, lambda: Connection.open(socket_path, pass_fds=pass_fds))
 
 
-def dial(socket_path: Path, start: bool = False) -> socket.socket:
+def dial(socket_path: Path, start: bool = False) -> _socket.socket:
     """Like ``connect``, but the bare socket, not greeted (for `dial-stdio` to pass through)."""
     return _reach(socket_path, start, lambda: Connection.dial(socket_path))
 

@@ -10,9 +10,10 @@ Kept cheap to import (no typing, no asyncio): the everyday commands' fast path g
 
 from __future__ import annotations
 
+# _socket, not socket: socket imports enum and selectors, ~7 ms of `tmuxish ls` (issue 15).
+import _socket
 import os
-import socket
-import struct
+import sys
 
 from tmuxish import __version__, protocol
 from tmuxish.errors import (
@@ -28,7 +29,13 @@ from tmuxish.errors import (
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from collections import deque
+    from typing import Protocol
+
+    class MessageQueue(Protocol):
+        """What ``StreamState.take`` consumes: a deque, or a ``Pending``."""
+
+        def __len__(self) -> int: ...
+        def popleft(self) -> protocol.Message: ...
     from typing import Any
 
     from tmuxish.client.session_info import SessionInfo
@@ -75,19 +82,19 @@ def server_messages(decoder: protocol.Decoder, data: bytes) -> list[protocol.Mes
 
 # -- who is listening ---------------------------------------------------------------------------
 
-_UCRED = struct.Struct("3i")
+#: struct ucred: pid, uid, gid (three C ints).
+_UCRED_SIZE = 12
 
 
-def check_owner(sock: socket.socket, path: object) -> None:
+def check_owner(sock: _socket.socket, path: object) -> None:
     """Refuse a server run by another user, before a byte of ours reaches it.
 
     SO_PEERCRED on a connected unix socket names whoever called ``listen()``: with ``-S`` in a
     shared directory, another user's server squatting on the path would otherwise receive our
     terminal and environment. Our own uid and root are trusted.
     """
-    _pid, uid, _gid = _UCRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    )
+    cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
+    uid = int.from_bytes(cred[4:8], sys.byteorder)
     if uid not in (os.getuid(), 0):
         raise PermissionDenied(
             f"the server on {path} belongs to uid {uid}, not to you (uid {os.getuid()}); "
@@ -163,6 +170,20 @@ class Requests:
 # -- an attachment ------------------------------------------------------------------------------
 
 
+class Pending(list[protocol.Message]):
+    """Messages read but not yet taken, oldest first, with deque's names for the two ends.
+
+    A list, not a collections.deque: importing collections costs `tmuxish ls` ~1.7 ms (issue 15),
+    and a blocking connection holds a handful of messages at a time.
+    """
+
+    def popleft(self) -> protocol.Message:
+        return self.pop(0)
+
+    def appendleft(self, message: protocol.Message) -> None:
+        self.insert(0, message)
+
+
 class StreamState:
     """Turns the messages of an attached connection into output chunks and an end state."""
 
@@ -176,7 +197,7 @@ class StreamState:
     def ended(self) -> bool:
         return self.exit_code is not None or self.detach_reason is not None
 
-    def take(self, pending: deque[protocol.Message]) -> bytes:
+    def take(self, pending: MessageQueue) -> bytes:
         """Consume ``pending``; return the output it held (joined), noting exit and detach."""
         chunks: list[bytes] = []
         while pending and not self.ended:

@@ -9,6 +9,7 @@ interactive login still works although stdin is a socket.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import re
@@ -214,12 +215,14 @@ def dial_stdio(socket_path: Path, start: bool) -> int:
     except TmuxishError as exc:
         _write_all(1, protocol.error(None, exc.code, str(exc)))
         return exc.exit_status
-    with sock:
+    try:
         _copy(sock)
+    finally:
+        sock.close()
     return 0
 
 
-def _copy(sock: socket.socket) -> None:
+def _copy(sock: _socket.socket) -> None:
     """Both directions until the server closes; stdin's EOF is passed on as a half-close."""
     sock.setblocking(True)
     sock.settimeout(None)

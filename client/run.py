@@ -5,7 +5,7 @@ output mark ``send`` returns, and the output text that ``expect ... since`` matc
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,59 +74,6 @@ def since_position(since: int | Sent | None) -> int | None:
     if since is not None and (type(since) is not int or since < 0):
         raise UsageError(f"since must be what send returned, got {since!r}")
     return since
-
-
-def command_line(command: str | Sequence[str]) -> str:
-    """The line the shell reads: words joined with spaces, as ``ssh host COMMAND...`` does."""
-    line = command if isinstance(command, str) else " ".join(command)
-    if not line.strip():
-        raise UsageError("run needs a command")
-    return line
-
-
-def run_args(
-    target: Any, command: str | Sequence[str], timeout: float | None, input: bytes | str | None
-) -> dict[str, Any]:
-    if isinstance(input, str):
-        input = input.encode("utf-8", "surrogateescape")
-    args: dict[str, Any] = {"target": target, "command": command_line(command)}
-    if timeout is not None:
-        args["timeout"] = float(timeout)
-    if input:
-        args["input"] = bytes(input)
-    return args
-
-
-def timeout_text(target: Any, timeout: float | None) -> str:
-    return (
-        f"the command in session {target} is still running after {timeout:g}s "
-        "(the session is kept; the command goes on)"
-    )
-
-
-class Newlines:
-    """A terminal's CR LF line ends to LF, across chunk boundaries (``raw`` keeps them)."""
-
-    def __init__(self, raw: bool = False) -> None:
-        self.raw = raw
-        self._cr = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self.raw:
-            return data
-        if self._cr:
-            data = b"\r" + data
-            self._cr = False
-        if data.endswith(b"\r"):
-            data = data[:-1]
-            self._cr = True
-        return data.replace(b"\r\n", b"\n")
-
-    def flush(self) -> bytes:
-        if self._cr:
-            self._cr = False
-            return b"\r"
-        return b""
 
 
 _CONTROLS = re.compile(

@@ -494,38 +494,17 @@ class SyncClient:
         Raises ``CommandTimeout`` after ``timeout`` (the command goes on; the session is kept)
         and ``SessionBusy`` if the shell is still running a command.
         """
-        from tmuxish.client import core
-        from tmuxish.client.run import CommandTimeout, Newlines, RunResult, run_args, timeout_text
+        from tmuxish.client.run import CommandTimeout, RunResult
+        from tmuxish.client.runstream import converse, run_args, timeout_text
 
         args = run_args(target_id(target), command, timeout, input)
-        newlines = Newlines(raw)
         chunks: list[bytes] = []
         sink = output if output is not None else chunks.append
         conn = self._open(False)
         try:
-            conn.sock.settimeout(None)  # the server keeps the deadline
-            req_id = conn.send_request("run", args)
-            while True:
-                if not conn.pending:
-                    conn.read_more()
-                message = conn.pending.popleft()
-                if message[0] == protocol.OUTPUT:
-                    data = newlines.feed(message[1])
-                    if data:
-                        sink(data)
-                    continue
-                answer = core.Requests.answer(message)
-                if answer is None or answer[0] != req_id:
-                    continue
-                if answer[2] is not None:
-                    raise answer[2]
-                result: dict[str, Any] = answer[1]
-                break
+            result = converse(conn, args, sink, raw)
         finally:
             conn.close()
-        tail = newlines.flush()
-        if tail:
-            sink(tail)
         out = b"".join(chunks)
         if result.get("timed_out"):
             raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)

@@ -136,27 +136,27 @@ class Handlers:
             if output_log is not None:
                 output_log.close()
             raise
-        if output_log is not None:
-            attach_log(session, output_log)
-        if args.get("record"):
-            _record_new(session, args, env)
-        if args.get("auto_remove"):
-            # `new --rm`: forgotten once it exits (the server's session_exited does it).
-            session.extra["auto_remove"] = True
-        server.registry.add(session)
         try:
+            if output_log is not None:
+                attach_log(session, output_log)
+            if args.get("record"):
+                from tmuxish.server import record_requests
+
+                record_requests.start_for_new(session, args, env)
+            if args.get("auto_remove"):
+                # `new --rm`: forgotten once it exits (the server's session_exited does it).
+                session.extra["auto_remove"] = True
+            server.registry.add(session)
             session.start()
-        except OSError as exc:
-            # The process watcher needs a descriptor too (pidfd).
-            log.warning("session %d not started: %s", session.id, exc)
-            with contextlib.suppress(TmuxishError, OSError):
-                session.kill(signal.SIGKILL)
-            session.close()
-            server.registry.remove(session)
-            if session.pid is not None:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(session.pid, 0)
-            raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
+        except BaseException as exc:
+            # The program runs already: whatever failed after the spawn (a --record file that
+            # cannot be opened, no descriptor for the process watcher, a state record the
+            # keeper cannot take) must not leave it running unlisted, or listed but unwatched.
+            _abandon(server, session)
+            if isinstance(exc, OSError):
+                log.warning("session for %r not started: %s", command, exc)
+                raise TmuxishError(f"cannot start a session: {exc.strerror or exc}") from exc
+            raise
         # The id is taken only once the session runs: a refused request uses none up.
         server.registry.allocate_id()
         log.info("session %d started: pid %s, %r", session.id, session.pid, command)
@@ -400,16 +400,18 @@ def stop_log(session: Session) -> None:
         ]
 
 
-def _record_new(session: Session, args: dict[str, Any], env: dict[str, str]) -> None:
-    """`new --record FILE`; a file that cannot be opened undoes the session, as for --log."""
-    from tmuxish.server import record_requests
-
-    try:
-        record_requests.start_for_new(session, args, env)
-    except TmuxishError:
-        session.kill(signal.SIGHUP)
+def _abandon(server: Server, session: Session) -> None:
+    """Undo a session whose request failed after its program was spawned: kill and reap the
+    program, close its PTY, and forget it (no id is used up: ``new`` says so)."""
+    with contextlib.suppress(TmuxishError, OSError):
+        session.kill(signal.SIGKILL)
+    with contextlib.suppress(Exception):
         session.close()
-        raise
+    if any(listed is session for listed in server.registry):
+        server.registry.remove(session)
+    if session.pid is not None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(session.pid, 0)
 
 
 def conn_loop(server: Server) -> asyncio.AbstractEventLoop:

@@ -136,10 +136,9 @@ class _Lib:
     """The loaded library plus what every Screen shares: callbacks, mode defaults."""
 
     def __init__(self) -> None:
-        import pyghostty
+        from tmuxish.server import ghostty_abi
 
-        self.ffi: Any = pyghostty.ffi
-        self.lib: Any = pyghostty.lib
+        self.ffi, self.lib = ghostty_abi.load()
         ffi, lib = self.ffi, self.lib
         self.vt_write: Any = lib.ghostty_terminal_vt_write
         self.get: Any = lib.ghostty_terminal_get

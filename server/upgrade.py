@@ -58,12 +58,13 @@ def capture(server: Server) -> tuple[dict[str, Any], list[int]]:
 
 def pack(state: dict[str, Any]) -> bytes:
     """A state (or one piece of it, such as a session's record for the keeper) as bytes."""
-    blob: bytes = msgpack.packb(state, use_bin_type=True)
+    # surrogateescape: a command or environment that is not UTF-8 is kept as its bytes.
+    blob: bytes = msgpack.packb(state, use_bin_type=True, unicode_errors="surrogateescape")
     return blob
 
 
 def unpack(blob: bytes) -> dict[str, Any]:
-    state: dict[str, Any] = msgpack.unpackb(blob, raw=False)
+    state: dict[str, Any] = msgpack.unpackb(blob, raw=False, unicode_errors="surrogateescape")
     return state
 
 

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from tmuxish.cli import entry
+from tmuxish.quick import entry
 
 entry()

@@ -511,19 +511,8 @@ def report(exc: BaseException) -> int:
 
 
 def entry() -> None:
-    """Console-script entry: exit without interpreter teardown once output is flushed.
+    """The entry of console-script wrappers installed by earlier versions (`from tmuxish.cli
+    import entry`): an editable install keeps its old wrapper until reinstalled."""
+    from tmuxish.quick import entry as quick_entry
 
-    Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
-    which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
-    """
-    from tmuxish import quick
-
-    code = quick.run(sys.argv[1:])
-    if code is None:
-        code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 1
-    os._exit(code)
+    quick_entry()

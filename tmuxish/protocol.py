@@ -105,9 +105,7 @@ gets an ERROR and is disconnected.
 
 from __future__ import annotations
 
-import struct
-
-import msgpack
+from tmuxish import minipack
 
 #: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
 TYPE_CHECKING = False
@@ -115,6 +113,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, Final
+
+    import msgpack
 
 PROTOCOL_VERSION: Final = 1
 #: Requests served between any two protocol versions (see the docstring: a frozen handshake).
@@ -177,15 +177,29 @@ class ProtocolError(Exception):
 
 
 def encode(message: Message) -> bytes:
-    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+    """A frame the server sends, packed by msgpack (C: the fast way for big replies).
+
+    msgpack is imported here, not at the top: the blocking client never needs it (see
+    tmuxish.minipack), and the import costs `tmuxish ls` ~4 ms.
+    """
+    import msgpack
+
+    return msgpack.packb(  # type: ignore[no-any-return]
+        message, use_bin_type=True, unicode_errors="surrogateescape"
+    )
+
+
+def encode_small(message: Message) -> bytes:
+    """A small frame a client sends, packed without msgpack: the same bytes (tmuxish.minipack)."""
+    return minipack.pack(message)
 
 
 def hello(info: dict[str, Any]) -> bytes:
-    return encode([HELLO, PROTOCOL_VERSION, info])
+    return encode_small([HELLO, PROTOCOL_VERSION, info])
 
 
 def request(req_id: int, command: str, args: dict[str, Any]) -> bytes:
-    return encode([REQUEST, req_id, command, args])
+    return encode_small([REQUEST, req_id, command, args])
 
 
 def reply(req_id: int, result: Any) -> bytes:
@@ -202,11 +216,16 @@ def output_header(length: int) -> bytes:
     ``output_header(len(d)) + d == encode([OUTPUT, d])``: the relay builds the header once per chunk
     and writes the same two objects to every client, so fan-out never copies or re-encodes output.
     """
+    return _bin_frame_header(OUTPUT, length)
+
+
+def _bin_frame_header(kind: int, length: int) -> bytes:
+    """``[kind, bin]`` up to the bin's payload: msgpack's bytes, built without packing it."""
     if length < 0x100:
-        return b"\x92\x0b\xc4" + bytes((length,))
+        return bytes((0x92, kind, 0xC4, length))
     if length < 0x10000:
-        return b"\x92\x0b\xc5" + struct.pack(">H", length)
-    return b"\x92\x0b\xc6" + struct.pack(">I", length)
+        return bytes((0x92, kind, 0xC5)) + length.to_bytes(2, "big")
+    return bytes((0x92, kind, 0xC6)) + length.to_bytes(4, "big")
 
 
 def output(data: bytes) -> bytes:
@@ -214,15 +233,15 @@ def output(data: bytes) -> bytes:
 
 
 def input_frame(data: bytes) -> bytes:
-    return encode([INPUT, data])
+    return _bin_frame_header(INPUT, len(data)) + data
 
 
 def resize(cols: int, rows: int) -> bytes:
-    return encode([RESIZE, cols, rows])
+    return encode_small([RESIZE, cols, rows])
 
 
 def detach() -> bytes:
-    return encode([DETACH])
+    return encode_small([DETACH])
 
 
 def exited(code: int) -> bytes:
@@ -268,24 +287,42 @@ class Decoder:
     ``release_idle`` it is dropped whenever nothing is left over: an unpacker costs ~44 KiB
     (its parse stack is part of the object), which a server holding many idle connections
     should not pay for each; a new one for each read costs microseconds.
+
+    ``light``: decode with tmuxish.minipack instead of msgpack (the blocking client, which must
+    start without importing msgpack); the same messages come out, within the same limits.
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME, *, release_idle: bool = False) -> None:
+    def __init__(
+        self, max_frame: int = MAX_FRAME, *, release_idle: bool = False, light: bool = False
+    ) -> None:
         self._max_frame = max_frame
         self._release_idle = release_idle
-        self._unpacker: msgpack.Unpacker | None = None
+        self._light = light
+        self._failures: tuple[type[Exception], ...] = (ValueError, TypeError)
+        self._full: type[Exception] = minipack.BufferFull
+        if not light:
+            import msgpack
+
+            self._failures += (msgpack.UnpackException,)
+            self._full = msgpack.BufferFull
+        self._unpacker: msgpack.Unpacker | minipack.Unpacker | None = None
         #: Bytes fed to the current unpacker, and the offset just past its last complete
         #: message (its tell() is not exact in the middle of a frame).
         self._fed = 0
         self._done = 0
         self._peak = 0
 
-    def _new_unpacker(self) -> msgpack.Unpacker:
+    def _new_unpacker(self) -> msgpack.Unpacker | minipack.Unpacker:
         self._fed = self._done = self._peak = 0
+        if self._light:
+            return minipack.Unpacker(self._max_frame, MAX_ARRAY, MAX_MAP)
+        import msgpack
+
         return msgpack.Unpacker(
             raw=False,
             use_list=True,
             strict_map_key=True,
+            unicode_errors="surrogateescape",
             read_size=min(READ_SIZE, self._max_frame),
             max_buffer_size=self._max_frame,
             max_bin_len=self._max_frame,
@@ -307,7 +344,7 @@ class Decoder:
             unpacker = self._unpacker = self._new_unpacker()
         try:
             unpacker.feed(data)
-        except msgpack.BufferFull as exc:
+        except self._full as exc:
             raise ProtocolError("frame too large") from exc
         self._fed += len(data)
         self._peak = max(self._peak, self._fed - self._done)
@@ -318,7 +355,7 @@ class Decoder:
                 break
             except RecursionError as exc:
                 raise ProtocolError("message nested too deeply") from exc
-            except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            except self._failures as exc:
                 raise ProtocolError(f"malformed message: {exc}") from exc
             self._done = unpacker.tell()
             yield validate(obj)

@@ -56,8 +56,10 @@ class Spec:
     __slots__ = (
         "build",
         "command_tail",
+        "converse",
         "fewest",
         "flags",
+        "longs",
         "most",
         "needs",
         "show",
@@ -76,6 +78,8 @@ class Spec:
         command_tail: bool = False,
         waits: bool = False,
         needs: str = "",
+        longs: dict[str, bool] | None = None,
+        converse: Callable[[Connection, int, str, Line, dict[str, Any]], int] | None = None,
     ) -> None:
         #: Fewest and most arguments (None: no upper bound).
         self.fewest, self.most = fewest, most
@@ -93,6 +97,11 @@ class Spec:
         self.waits = waits
         #: Flags without which the line is the full CLI's (`new` without -d attaches).
         self.needs = needs
+        #: Long options: name -> whether it takes a value (`--timeout 5`; `--timeout=5` is the
+        #: full CLI's).
+        self.longs = longs or {}
+        #: What follows the request, for a command that streams (`run`): its exit status.
+        self.converse = converse
 
 
 def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, Line] | None:
@@ -124,7 +133,7 @@ def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, Line] | Non
             args.append(arg)
         elif len(arg) == 2 and arg[1] in spec.flags:
             options[arg] = True
-        elif len(arg) == 2 and arg[1] in spec.values:
+        elif (len(arg) == 2 and arg[1] in spec.values) or spec.longs.get(arg):
             if j + 1 >= len(rest) or rest[j + 1].startswith("-"):
                 return None  # argparse's error to report
             j += 1
@@ -132,6 +141,8 @@ def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, Line] | Non
                 options.setdefault(arg, []).append(rest[j])
             else:
                 options[arg] = rest[j]
+        elif arg in spec.longs:
+            options[arg] = True
         else:
             return None  # long options, --help, `--`, grouped flags: argparse's job
         j += 1
@@ -265,6 +276,65 @@ def _new(line: Line) -> Request:
     }
 
 
+def _run(line: Line) -> Request:
+    """`run`: what tmuxish.client.commands.cmd_run asks through SyncClient.run."""
+    from tmuxish.client.runstream import run_args
+    from tmuxish.errors import UsageError
+
+    timeout = None
+    if "--timeout" in line.options:
+        try:
+            timeout = float(line.options["--timeout"])
+        except ValueError:
+            raise Unusual from None  # argparse has the words for it
+    try:
+        return "run", run_args(target_arg(line.options.get("-t")), line.args, timeout, None)
+    except UsageError:
+        raise Unusual from None  # a blank command line: cmd_run says so
+
+
+def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: Any) -> int:
+    """`run`'s output as it comes, then its exit status, as cmd_run does."""
+    from tmuxish.client.runstream import converse, timeout_text
+    from tmuxish.errors import TmuxishError
+
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    try:
+        result = converse(conn, args, write, bool(line.options.get("--raw")), req_id)
+    except KeyboardInterrupt:
+        # The user interrupts the command, not just the waiting for it.
+        try:
+            _interrupt(path, args["target"])
+        except TmuxishError as exc:
+            return _report(exc)
+        return 130
+    except TmuxishError as exc:
+        return _report(exc)
+    if result.get("timed_out"):
+        text = timeout_text(result.get("session", args["target"]), args.get("timeout"))
+        sys.stderr.write(f"tmuxish: {text}\n")
+        return 124  # as timeout(1)
+    if result.get("session_exited"):
+        sys.stderr.write("tmuxish: the session ended during the command\n")
+    code = result.get("exit_code")
+    return 125 if code is None else int(code)
+
+
+def _interrupt(path: str, target: str | int | None) -> None:
+    """Ctrl-C to the session the command runs in."""
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(path) as conn:
+        if target is None:
+            target = conn.request("get", target=None)["id"]
+        conn.request("send", target=target, mark=True, data=b"\x03")
+
+
 # -- output ---------------------------------------------------------------------------------------
 
 
@@ -291,7 +361,8 @@ def _show_exit_code(result: Any) -> int:
 
 
 #: The fast path's commands. `new` and `wait` mirror tmuxish.client.commands: `new -d` with -s -c
-#: -x -y -e and a command; `attach TARGET` (direct attach only) with -r.
+#: -x -y -e and a command; `attach TARGET` (direct attach only) with -r; `run` with -t,
+#: --timeout and --raw (not --stdin).
 COMMANDS: dict[str, Spec] = {
     "ls": Spec(0, 0, _ls, _show_ls),
     "kill": Spec(1, 1, _kill),
@@ -300,11 +371,40 @@ COMMANDS: dict[str, Spec] = {
     "new": Spec(0, None, _new, _show_id, flags="d", values="scxye", command_tail=True, needs="d"),
     "wait": Spec(1, 1, _wait, _show_exit_code, waits=True),
     "attach": Spec(1, 1, None, flags="r"),
+    "run": Spec(
+        1,
+        None,
+        _run,
+        values="t",
+        command_tail=True,
+        longs={"--timeout": True, "--raw": False},
+        converse=_converse_run,
+    ),
 }
 ALIASES = {"a": "attach", "list": "ls"}
 
 
 # -- running --------------------------------------------------------------------------------------
+
+
+def entry() -> None:
+    """The `tmuxish` command: this fast path, else the full CLI (tmuxish.cli, imported only
+    then); exit without interpreter teardown once output is flushed.
+
+    Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
+    which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
+    """
+    code = run(sys.argv[1:])
+    if code is None:
+        from tmuxish.cli import main
+
+        code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
 
 
 def run(argv: Sequence[str]) -> int | None:
@@ -341,7 +441,7 @@ def run(argv: Sequence[str]) -> int | None:
             name, args = spec.build(line)
             from tmuxish.client.connection import Connection
 
-            conn = Connection.open(path)
+            conn = Connection(Connection.dial(path))
     except ServerGone as exc:
         if isinstance(exc.__cause__, TimeoutError):
             return _report(exc)
@@ -352,9 +452,17 @@ def run(argv: Sequence[str]) -> int | None:
         return _attach(conn, path, line, config)
     with conn:
         try:
-            req_id = conn.send_request(name, args)
-        except TmuxishError:
+            req_id = conn.greet_with(name, args)
+        except OSError:
             return None  # not all of it reached the server: it cannot have acted on it
+        except TmuxishError as exc:
+            from tmuxish.errors import ServerUpgrading
+
+            if isinstance(exc, ServerUpgrading):
+                return None  # it greeted with the upgrade, dropping the request: ask again
+            return _report(exc)
+        if spec.converse is not None:
+            return spec.converse(conn, req_id, path, line, args)
         if spec.waits:
             conn.sock.settimeout(None)  # as long as the program runs
         try:

@@ -4,6 +4,7 @@ that the fast path does the whole job the full CLI did."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -177,3 +178,51 @@ def test_a_fast_attach_rides_through_a_server_upgrade(cli: Cli) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 5
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-cli"])
+def test_arguments_and_environment_that_are_not_utf8_reach_the_program(
+    cli: Cli, tmp_path: Path, fast: bool
+) -> None:
+    """Failed before: `tmuxish: internal error: UnicodeEncodeError: ... surrogates not allowed`.
+    tmux and a shell pass such bytes through; so does the wire now (surrogateescape)."""
+    seen = tmp_path / "seen"
+    env = {**cli.env, "ODD": os.fsdecode(b"caf\xe9")}
+    script = 'printf "%s|%s" "$ODD" "$1" > "$2"'
+    # `-A` is not on the fast path: the same request then comes from the full CLI.
+    options = ["-d"] if fast else ["-d", "-A", "-s", "odd"]
+    argv = cli.argv("new", *options, "--", "sh", "-c", script, "sh", os.fsdecode(b"\xff\xfe"))
+    proc = subprocess.run([*argv, str(seen)], env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    wait_for(lambda: seen.exists() and seen.stat().st_size >= 7, what="the program's output")
+    assert seen.read_bytes() == b"caf\xe9|\xff\xfe"
+    listing = subprocess.run(cli.argv("ls"), env=env, capture_output=True, timeout=30)
+    assert listing.returncode == 0, listing.stderr
+    assert b"sh" in listing.stdout
+
+
+def test_run_stays_light_and_does_the_whole_job(cli: Cli, tmp_path: Path) -> None:
+    """Issue 15 lists `run` with the commands that start as light as `ls`."""
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    cli.env.update({"HOME": str(tmp_path), "PS1": "P> "})
+    sid = cli.new("bash")
+    env = {**cli.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    argv = cli.argv(
+        "run",
+        "-t",
+        str(sid),
+        "--timeout",
+        "30",
+        "--",
+        "echo hi; exit_with() { return $1; }; exit_with 3",
+    )
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 3, proc.stderr[-500:]
+    assert proc.stdout == "hi\n"
+    imported = imported_by(proc.stderr.splitlines()) - site_imports(cli)
+    assert "tmuxish.quick" in imported
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+    assert "tmuxish.client.commands" not in imported

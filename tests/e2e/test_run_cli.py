@@ -115,3 +115,33 @@ def test_run_after_a_server_upgrade(cli: Cli, tmp_path: Path) -> None:
     cli.run("server", "upgrade")
     after = cli.run("run", "-t", t, "--timeout", "10", "--", 'echo "$X after"', check=False)
     assert (after.returncode, after.stdout) == (0, "before after\n")
+
+
+def test_ctrl_c_on_run_interrupts_the_command_in_the_session(cli: Cli, tmp_path: Path) -> None:
+    """As the full CLI did: Ctrl-C reaches the command, the client exits 130, the shell is
+    free for the next run."""
+    import signal
+
+    from helpers import wait_for
+
+    sid = session(cli, "bash", tmp_path)
+    started = tmp_path / "started"
+    run = subprocess.Popen(
+        cli.argv("run", "-t", str(sid), "--", f"touch {started}; sleep 100; echo not-interrupted"),
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(started.exists, what="the command to start")
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=20)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130, err
+    assert b"not-interrupted" not in out
+    after = cli.run("run", "-t", str(sid), "--", "echo", "free")
+    assert after.stdout == "free\n"

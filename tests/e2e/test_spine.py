@@ -228,11 +228,14 @@ def test_wheel_has_no_top_level_client_or_server(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("tmuxish-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert tops <= {
-        "tmuxish",
-        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
-    }
+    stem = wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1]
+    assert tops <= {"tmuxish", stem + ".dist-info", stem + ".data"}
     assert "tmuxish/client/attach.py" in names and "tmuxish/server/session.py" in names
+    # The command is our own script, not a console_scripts wrapper (pip's imports re first).
+    assert [n for n in names if n.startswith(stem + ".data/")] == [stem + ".data/scripts/tmuxish"]
+    script = zipfile.ZipFile(wheel).read(stem + ".data/scripts/tmuxish").decode()
+    assert script.startswith("#!python\n") and "import re" not in script
+    assert "from tmuxish.quick import entry" in script
     assert "tmuxish/protocol.py" in names and "tmuxish/py.typed" in names
     assert not any(n.startswith(("client/", "server/")) for n in names)
 

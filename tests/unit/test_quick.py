@@ -301,11 +301,9 @@ def test_a_stuck_server_costs_one_deadline_not_two(
 
     from tmuxish.client.connection import Connection
 
-    opened = Connection.open.__func__  # type: ignore[attr-defined]
+    dialled = Connection.dial
     monkeypatch.setattr(
-        Connection,
-        "open",
-        classmethod(lambda cls, path, timeout=10.0, pass_fds=(): opened(cls, path, 0.5, pass_fds)),
+        Connection, "dial", staticmethod(lambda path, timeout=10.0: dialled(path, 0.5))
     )
     server = FakeServer(str(sock_dir / "s"), answer_hello=False)
     try:
@@ -331,3 +329,44 @@ def test_the_session_we_run_inside_is_the_full_clis(
     monkeypatch.delenv("TMUXISH_HOST", raising=False)
     args = build_parser().parse_args(["-S", "/tmp/x/s", "attach", "1"])
     assert quick.inside_session("/tmp/x/s") == commands._inside(args)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--", "make", "test"],
+        ["run", "-t", "build", "--", "cd src && make; echo $?"],
+        ["run", "-t", "3", "--timeout", "600", "--raw", "ls", "-la"],
+        ["run", "--raw", "-t", "web", "true"],
+    ],
+)
+def test_run_asks_what_the_full_cli_asks(
+    argv: list[str], no_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` streams, so the pin is on the conversation both paths share (runstream)."""
+    from tmuxish.client import commands, runstream
+
+    asked: list[tuple[dict[str, Any], bool]] = []
+
+    def converse(conn: Any, args: dict[str, Any], sink: Any, raw: bool = False, *_: Any) -> Any:
+        asked.append((args, raw))
+        return {"exit_code": 0, "duration": 0.1}
+
+    monkeypatch.setattr(runstream, "converse", converse)
+    monkeypatch.setattr(commands, "_connect", lambda *args, **kwargs: FakeConnection())
+    commands.dispatch(build_parser().parse_args(argv))
+    parsed = quick.parse(argv)
+    assert parsed is not None
+    command, line = parsed[2], parsed[3]
+    assert command == "run"
+    name, args = quick.request(command, line)
+    assert name == "run"
+    assert [(args, bool(line.options.get("--raw")))] == asked
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run"], ["run", "--"], ["run", "--stdin", "--", "cat"], ["run", "--timeout=5", "true"]],
+)
+def test_run_lines_the_fast_path_leaves_to_the_full_cli(argv: list[str]) -> None:
+    assert quick.parse(argv) is None
