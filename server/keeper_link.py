@@ -246,11 +246,16 @@ class KeeperLink:
             self._held.add(key)
             session.cleanup.append(lambda: self.release_pty(session))
         self.send_record(session)
-        self._send_globals()
+        # No globals here: `new` takes its id only after this (the sync that changed() schedules
+        # sends them), and a restart derives next_id from the held records anyway.
         if session.pid is not None and self.oom_score_adj != SERVER_OOM_SCORE_ADJ:
             # posix_spawn gave the program our own score; give it the keeper's back.
-            with contextlib.suppress(OSError), open(f"/proc/{session.pid}/oom_score_adj", "w") as f:
-                f.write(str(self.oom_score_adj))
+            with contextlib.suppress(OSError):
+                fd = os.open(f"/proc/{session.pid}/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, str(self.oom_score_adj).encode())
+                finally:
+                    os.close(fd)
 
     def release_pty(self, session: Session) -> None:
         """The session closed its PTY: first a record saying so (with the exit code), then
