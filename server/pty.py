@@ -47,10 +47,9 @@ def spawn(
     if cwd is not None and not os.path.isdir(cwd):
         raise BadRequest(f"directory not found: {cwd}")
     program = argv[0]
-    if "/" not in program and shutil.which(program, path=env.get("PATH", os.defpath)) is None:
-        raise ProgramNotFound(f"program not found: {program}")
     path = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
-    assert path is not None
+    if path is None:
+        raise ProgramNotFound(f"program not found: {program}")
     try:
         master, slave = os.openpty()
     except OSError as exc:
