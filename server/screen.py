@@ -49,6 +49,10 @@ MAX_RESPONSE_BYTES = 64 * 1024
 #: (a huge OSC 52 copy, say) are not replayed; the client then sees their tail as text.
 CONTINUATION_MAX_BYTES = 4096
 
+#: Cells of history :meth:`Screen.sample_reflow` copies and reflows to predict a reflow's cost
+#: (~1 ms for plain text, ~12 ms at the costliest content measured).
+REFLOW_SAMPLE_CELLS = 10_000
+
 # fmt: off
 # Modes this module knows, as (number, is_ansi). Taken from ghostty's src/terminal/modes.zig;
 # modes the loaded library does not recognise are dropped at load time.
@@ -340,6 +344,9 @@ class Screen:
         self._alternate = c.GHOSTTY_TERMINAL_SCREEN_ALTERNATE
         #: False once libghostty said it cannot compress pages on this system.
         self._compressible = True
+        #: While the alternate screen is shown: the primary screen's history rows at most, and
+        #: the width they were counted at (libghostty reports none there).
+        self._primary_rows: tuple[int, int] | None = None
 
     def _set(self, option: int, value: Any) -> None:
         res = self._l.lib.ghostty_terminal_set(self._t, option, value)
@@ -389,6 +396,75 @@ class Screen:
                 return False
             if time.perf_counter() >= deadline:
                 return True
+
+    def reflow_rows(self) -> int:
+        """Rows of history a change of width reflows: the primary screen's, also while the
+        alternate screen is shown. There libghostty reports none, so this is at most what the
+        scrollback cap lets the primary screen hold (a row takes at least 8 bytes a column),
+        and at most what :meth:`note_primary_rows` implies at this width."""
+        if not self.is_alt:
+            return self.history_rows
+        most = int(self._history_cap[0]) // (8 * self._cols)
+        if self._primary_rows is None:
+            return most
+        rows, width = self._primary_rows
+        # A line of L cells takes ceil(L / width) rows: at a wider width no more, at a
+        # narrower one at most ceil(width / cols) times as many, whatever widths came between.
+        return min(most, rows * -(-width // self._cols))
+
+    def note_primary_rows(self, rows: int | None) -> None:
+        """The primary screen held at most ``rows`` rows of history at this width when the
+        alternate screen was entered (None: unknown)."""
+        self._primary_rows = None if rows is None else (rows, self._cols)
+
+    def sample_reflow(self, cols: int, cells: int = REFLOW_SAMPLE_CELLS) -> float | None:
+        """Seconds a cell of this history costs to reflow to ``cols`` columns, measured on about
+        ``cells`` cells of it (four runs of rows from oldest to newest) copied into a scratch
+        terminal. None without a history to sample (none, or the alternate screen's).
+
+        Colours, hyperlinks and combining marks make a cell cost up to a hundred times what
+        plain text does, so a prediction needs the content at hand.
+        """
+        if self.is_alt:
+            return None
+        available = self.history_rows
+        if available <= 0:
+            return None
+        wanted = min(available, max(1, cells // self._cols))
+        runs = 4 if wanted >= 8 else 1
+        per_run = wanted // runs
+        c = self._l.lib
+        data = bytearray()
+        for i in range(runs):
+            first = (available - per_run) * i // max(runs - 1, 1)
+            sel = self._selection(c.GHOSTTY_POINT_TAG_HISTORY, first, first + per_run - 1)
+            data += self._format(sel, vt=True, unwrap=False, trim=False, state=True)
+            data += b"\x1b[0m\r\n"
+        sampled = per_run * runs
+        # The sample goes into the scratch's history, compressed as idle history is (it costs
+        # up to eight times as much to reflow: measured at 10,000 columns).
+        scratch = Screen(self._cols, 1, history_lines=sampled + 1)
+        try:
+            scratch.feed(bytes(data))
+            while scratch.compact(0.01):
+                pass
+            t0 = time.perf_counter()
+            scratch.resize(cols, 1)
+            spent = time.perf_counter() - t0
+        finally:
+            scratch.close()
+        return spent / (sampled * max(cols, self._cols))
+
+    def trim_history(self, rows: int) -> None:
+        """Drop the oldest history until at most ``rows`` rows are left (whole pages go, so
+        fewer may be; 0 drops it all). For the primary screen's history, on either screen."""
+        c = self._l.lib
+        # A row takes at least 8 bytes a column, so this many bytes hold no more than ``rows``;
+        # libghostty prunes down to the cap at once. The next resize sets the usual cap again.
+        self._history_cap[0] = rows * 8 * self._cols
+        self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
+        if self.is_alt and self.reflow_rows() > rows:
+            self._primary_rows = (rows, self._cols)
 
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = _clamp(cols), _clamp(rows)
