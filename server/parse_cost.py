@@ -101,8 +101,8 @@ class ReflowCost:
     of history: plain text 2-8 ns, wide characters 4-14, a hyperlink per cell 4-26, a colour per
     cell 11-110, a combining mark per cell 20-270 (compressed history costs up to twice as much).
     A prediction for the history in hand comes from a sample of it reflowed in a scratch
-    terminal (``Screen.sample_reflow``); ``factor`` (>= 1) is learnt from reflows that took
-    longer than their sample said, and decays back when they do not.
+    terminal (``Screen.sample_reflow``) times ``factor``, which is learnt: raised at once
+    by a reflow that took longer than its sample said, lowered slowly by those that did not.
     """
 
     #: Seconds a cell of history may cost at most (the worst content measured, with a margin):
@@ -116,6 +116,9 @@ class ReflowCost:
     #: Measured real/sample: 0.2-1.2 for plain text, 0.9-2.2 for colours, combining marks and
     #: hyperlinks, up to 3.9 for compressed history of 10,000 columns.
     START_FACTOR = 1.5
+    #: Where a sample overestimates (wide rows of plain text: the scratch costs twice as much
+    #: a cell), the factor decays this far.
+    MIN_FACTOR = 0.5
 
     def __init__(self) -> None:
         self.factor = self.START_FACTOR
@@ -138,7 +141,7 @@ class ReflowCost:
             if ratio > self.factor:
                 self.factor = ratio
             else:
-                self.factor = max(1.0, self.factor * 0.9)
+                self.factor = max(self.MIN_FACTOR, ratio, self.factor * 0.9)
         self.per_cell = actual
 
 

@@ -128,6 +128,10 @@ def history_cap(lines: int, cols: int) -> int:
     return lines * row + 1024 * 1024
 
 
+#: Most cells of history in one page, which libghostty keeps under any scrollback cap but 0
+#: (measured: 79,160 at 20 columns, 56,080 at 80, 84,800 at 200, 33,000 at 1000).
+_PAGE_CELLS = 100_000
+
 # Stands in for the native handles after close(): not a pointer, so cffi raises on use.
 _CLOSED = object()
 
@@ -344,9 +348,9 @@ class Screen:
         self._alternate = c.GHOSTTY_TERMINAL_SCREEN_ALTERNATE
         #: False once libghostty said it cannot compress pages on this system.
         self._compressible = True
-        #: While the alternate screen is shown: the primary screen's history rows at most, and
-        #: the width they were counted at (libghostty reports none there).
-        self._primary_rows: tuple[int, int] | None = None
+        #: While the alternate screen is shown: what is known of the primary screen's history
+        #: (libghostty reports none there), as (at most so many rows, at this width).
+        self._primary_rows: list[tuple[int, int]] = []
 
     def _set(self, option: int, value: Any) -> None:
         res = self._l.lib.ghostty_terminal_set(self._t, option, value)
@@ -405,17 +409,17 @@ class Screen:
         if not self.is_alt:
             return self.history_rows
         most = int(self._history_cap[0]) // (8 * self._cols)
-        if self._primary_rows is None:
-            return most
-        rows, width = self._primary_rows
         # A line of L cells takes ceil(L / width) rows: at a wider width no more, at a
-        # narrower one at most ceil(width / cols) times as many, whatever widths came between.
-        return min(most, rows * -(-width // self._cols))
+        # narrower one at most ceil(width / cols) times as many, whatever widths came between;
+        # and the history only loses lines while the alternate screen is shown.
+        for rows, width in self._primary_rows:
+            most = min(most, rows * -(-width // self._cols))
+        return most
 
     def note_primary_rows(self, rows: int | None) -> None:
         """The primary screen held at most ``rows`` rows of history at this width when the
         alternate screen was entered (None: unknown)."""
-        self._primary_rows = None if rows is None else (rows, self._cols)
+        self._primary_rows = [] if rows is None else [(rows, self._cols)]
 
     def sample_reflow(self, cols: int, cells: int = REFLOW_SAMPLE_CELLS) -> float | None:
         """Seconds a cell of this history costs to reflow to ``cols`` columns, measured on about
@@ -456,15 +460,33 @@ class Screen:
         return spent / (sampled * max(cols, self._cols))
 
     def trim_history(self, rows: int) -> None:
-        """Drop the oldest history until at most ``rows`` rows are left (whole pages go, so
-        fewer may be; 0 drops it all). For the primary screen's history, on either screen."""
-        c = self._l.lib
-        # A row takes at least 8 bytes a column, so this many bytes hold no more than ``rows``;
-        # libghostty prunes down to the cap at once. The next resize sets the usual cap again.
-        self._history_cap[0] = rows * 8 * self._cols
-        self._set(c.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
-        if self.is_alt and self.reflow_rows() > rows:
-            self._primary_rows = (rows, self._cols)
+        """Drop the oldest history until about ``rows`` rows are left (0 drops it all): the
+        primary screen's history, on either screen. libghostty prunes whole pages down to its
+        byte cap at once, and keeps at least one page (``_PAGE_CELLS``) unless the cap is 0;
+        the next resize sets the usual cap again."""
+        rows = max(rows, 0)
+        if self.is_alt:
+            # Nothing to count here: a row takes at least 8 bytes a column, so this cap holds
+            # no more than ``rows`` rows.
+            self._set_history_cap(rows * 8 * self._cols)
+            if rows:
+                page = _PAGE_CELLS // self._cols + 1
+                self._primary_rows.append((max(rows, page), self._cols))
+            else:
+                self._primary_rows.append((0, self._cols))
+            return
+        # From history_cap's fit (above what a row takes) down, until few enough are left.
+        cap = rows * history_cap(1, self._cols) - 1024 * 1024 if rows else 0
+        for _ in range(6):
+            self._set_history_cap(cap)
+            have = self.history_rows
+            if have <= rows or cap == 0:
+                return
+            cap = cap * rows // have
+
+    def _set_history_cap(self, cap: int) -> None:
+        self._history_cap[0] = max(cap, 0)
+        self._set(self._l.lib.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
 
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = _clamp(cols), _clamp(rows)
