@@ -380,9 +380,11 @@ class ScreenFeed:
             cells = history * max(old, cols)
             sampled: float | None = None
             if cells * ReflowCost.WORST_PER_CELL > RESIZE_STEP:
-                t0 = time.perf_counter()
+                # CPU time, as for parse slices: preemption on a busy machine is no cost of
+                # the content, and a factor learnt from it would drop history for nothing.
+                t0 = time.thread_time()
                 sampled = screen.sample_reflow(cols)
-                budget = RESIZE_STEP - (time.perf_counter() - t0)
+                budget = RESIZE_STEP - (time.thread_time() - t0)
                 keep = history_that_fits(history, self._reflow.predict(cells, sampled), budget)
                 if keep < history:
                     screen.trim_history(keep)
@@ -398,9 +400,9 @@ class ScreenFeed:
                         RESIZE_STEP * 1000,
                     )
                     cells = left * max(old, cols)
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             screen.resize(cols, rows)
-            spent = time.perf_counter() - t0
+            spent = time.thread_time() - t0
         except Exception as exc:
             self._fail(f"resize failed: {exc}")
             return

@@ -119,6 +119,8 @@ class ReflowCost:
     #: Where a sample overestimates (wide rows of plain text: the scratch costs twice as much
     #: a cell), the factor decays this far.
     MIN_FACTOR = 0.5
+    #: At most this far up at once: one freak measurement must not cost most of the history.
+    MAX_FACTOR = 8.0
 
     def __init__(self) -> None:
         self.factor = self.START_FACTOR
@@ -139,7 +141,7 @@ class ReflowCost:
         if sampled is not None and sampled > 0:
             ratio = actual / sampled
             if ratio > self.factor:
-                self.factor = ratio
+                self.factor = min(ratio, self.MAX_FACTOR)
             else:
                 self.factor = max(self.MIN_FACTOR, ratio, self.factor * 0.9)
         self.per_cell = actual
