@@ -239,7 +239,8 @@ def _clamp(cells: int) -> int:
 
 def warm_up() -> None:
     """Pay the one-off costs ahead of the first attach: loading the cffi declarations (~0.5 s),
-    the first terminal, and the first format and render-state update (~0.1-0.2 s each)."""
+    the first terminal, the first format and render-state update (~0.1-0.2 s each), and the
+    first compression (a resize samples history in a compressed scratch terminal)."""
     screen = Screen(80, 24)
     try:
         screen.feed(
@@ -250,6 +251,7 @@ def warm_up() -> None:
         screen.history(10)
         screen.screen_text(escapes=True)
         screen.history_text()
+        screen.sample_reflow(120)  # compression, on a scratch terminal: ~8 ms the first time
     finally:
         screen.close()
 
