@@ -57,9 +57,10 @@ TAIL = 1024 * 1024
 #: ... cut to what is predicted to parse within this long (seconds).
 RESYNC_TIME = 0.5
 #: Longest a change of the model's size may hold the loop (seconds). libghostty reflows all
-#: the history in one call when the width changes (measured: 0.4 s for 14,000 lines from 10,000
-#: columns back to 80, 3.3 s once compressed, 0.4 s for 3,000 lines of combining marks from
-#: 1000 columns); a reflow predicted to take longer drops the oldest history it has no time for.
+#: the history in one call when the width changes (bench/reflow_cost.py: 14,000 plain lines
+#: from 10,000 columns back to 80 0.3 s, 0.53 s compressed; 3,000 lines of colour or combining
+#: marks 0.74-0.86 s); a reflow predicted to take longer drops the oldest history it has no
+#: time for.
 RESIZE_STEP = 0.05
 #: How far into the tail to look for a line start to resync from (not mid-sequence).
 _RESYNC_SEARCH = 64 * 1024
