@@ -97,9 +97,13 @@ def run_turns(loop: asyncio.AbstractEventLoop, reflows: Reflows, feed: ScreenFee
 
 
 def in_one_turn(loop: asyncio.AbstractEventLoop, action: Callable[[], None]) -> None:
-    """Run ``action`` inside one loop turn, as a read of many frames is."""
-    loop.call_soon(action)
-    loop.run_until_complete(asyncio.sleep(0))
+    """Run ``action`` inside one loop turn, as a read of many frames is (a task's first step
+    is one callback), failing the test if it raises."""
+
+    async def step() -> None:
+        action()
+
+    loop.run_until_complete(step())
 
 
 def test_history_that_fits_scales_with_the_budget() -> None:
