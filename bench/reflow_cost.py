@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from tmuxish.server.screen import Screen, warm_up
 
-KINDS = {
+KINDS: dict[str, Callable[[int, int], bytes]] = {
     "plain": lambda i, w: b"%08d " % i + b"x" * (w - 9),
     "wide": lambda i, w: ("\u65e5" * (w // 2)).encode(),
     "sgr": lambda i, w: (

@@ -60,11 +60,12 @@ async def test_ls_answers_while_a_client_resizes_a_full_history_to_10000_columns
 ) -> None:
     c = await proto_connect(server.socket_path)
     await c.request("new", command=[sys.executable, "-c", program(alt)], cols=80, rows=24)
-    session = server.registry.get(1)
+    feed = server.registry.get(1).screen
+    assert feed is not None
     marker = "IN-VIM" if alt else "DONE"
-    await until(lambda: marker in session.screen.screen_text(), "the history to be written")
-    await until(lambda: session.screen.idle, "the model to parse it")
-    assert session.screen.screen.reflow_rows() >= LINES - 24
+    await until(lambda: marker in feed.screen_text(), "the history to be written")
+    await until(lambda: feed.idle, "the model to parse it")
+    assert feed.screen.reflow_rows() >= LINES - 24
 
     attacker = await proto_connect(server.socket_path)
     await attacker.request("attach", target=1, cols=80, rows=24)
