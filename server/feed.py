@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from tmuxish.server.parse_cost import SliceCost
+from tmuxish.server.parse_cost import ReflowCost, SliceCost, history_that_fits
 from tmuxish.server.screen import Screen
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ BEHIND_TIME = 1.0
 TAIL = 1024 * 1024
 #: ... cut to what is predicted to parse within this long (seconds).
 RESYNC_TIME = 0.5
+#: Longest a change of the model's size may hold the loop (seconds). libghostty reflows all
+#: the history in one call when the width changes (bench/reflow_cost.py: 14,000 plain lines
+#: from 10,000 columns back to 80 0.3 s, 0.53 s compressed; 3,000 lines of colour or combining
+#: marks 0.74-0.86 s); a reflow predicted to take longer drops the oldest history it has no
+#: time for.
+RESIZE_STEP = 0.05
 #: How far into the tail to look for a line start to resync from (not mid-sequence).
 _RESYNC_SEARCH = 64 * 1024
 #: How far a model left mid-line looks for the end of that line before it lets go.
@@ -135,6 +141,12 @@ class ScreenFeed:
         #: no pause, and parsing at full speed then would take the time the relay waits to get.
         self._reading = reading
         self._cost = SliceCost(screen.cols, screen.rows)
+        self._reflow = ReflowCost()
+        #: Rows of history dropped so that a resize fits ``RESIZE_STEP`` (since the start).
+        self.history_dropped = 0
+        #: A resize was applied during this loop turn: the next ones wait for a step, so a
+        #: burst of them (many RESIZE frames in one read) costs one reflow, not one each.
+        self._resized_this_turn = False
         self._pending: collections.deque[_Chunk | _Resize] = collections.deque()
         #: Bytes of the first pending chunk already parsed.
         self._offset = 0
@@ -187,13 +199,21 @@ class ScreenFeed:
             self._schedule(QUIET)
 
     def resize(self, cols: int, rows: int) -> None:
-        """Bytes already relayed were written at the old size: the resize waits its turn."""
+        """Bytes already relayed were written at the old size: the resize waits its turn.
+
+        At most one resize a loop turn is applied here; later ones wait for a step of their
+        own, and resizes with no output between them are one resize (the last).
+        """
         if self.error is not None:
             return
-        if self._pending:
+        if self._pending and isinstance(self._pending[-1], _Resize):
+            self._pending[-1] = _Resize(cols, rows)
+        elif self._pending or (self._resized_this_turn and cols != self.screen.cols):
             self._pending.append(_Resize(cols, rows))
         else:
-            self._apply_resize(cols, rows)
+            self._bounded_resize(cols, rows)
+            return
+        self._schedule(0.0 if len(self._pending) == 1 else QUIET)
 
     # -- knowing and bringing about that the model is current ------------------------------------
 
@@ -234,7 +254,7 @@ class ScreenFeed:
         if self.behind:
             self._resync()
         deadline = time.perf_counter() + budget
-        while self._pending and self.error is None:
+        while self._pending and self.error is None and not self._resize_waits():
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
@@ -284,11 +304,17 @@ class ScreenFeed:
         t0 = time.perf_counter()
         deadline = t0 + budget
         now = t0
+        first = True
         while self._pending and self.error is None:
             item = self._pending[0]
             if isinstance(item, _Resize):
+                # A step of its own: a reflow may take all of RESIZE_STEP.
+                if not first or self._resize_waits():
+                    break
                 self._pending.popleft()
-                self._apply_resize(item.cols, item.rows)
+                self._bounded_resize(item.cols, item.rows)
+                now = time.perf_counter()
+                break
             else:
                 start = self._offset
                 end, predicted = self._cost.cut(item.data, start, max(deadline - now, 0.0))
@@ -301,6 +327,7 @@ class ScreenFeed:
                     self._offset = 0
                 else:
                     self._offset = end
+            first = False
             now = time.perf_counter()
             if now >= deadline:
                 break
@@ -313,10 +340,19 @@ class ScreenFeed:
         # CPU time, not wall time: a slice the scheduler preempted (2 CPUs, busy) says nothing
         # about what its bytes cost, and would shrink the slices after it for no reason.
         t0 = time.thread_time()
+        screen = self.screen
         try:
-            self.screen.feed(data)
-            responses = self.screen.take_responses()
-            alt = self.screen.is_alt
+            # The primary history is invisible from the alternate screen, yet a resize
+            # reflows it: count it on the way in.
+            before = None if self._alt else screen.history_rows
+            screen.feed(data)
+            responses = screen.take_responses()
+            alt = screen.is_alt
+            if alt and before is not None:
+                # Each line feed or screen width of bytes adds at most a row.
+                screen.note_primary_rows(before + data.count(b"\n") + len(data) // screen.cols + 1)
+            elif not alt:
+                screen.note_primary_rows(None)
         except Exception as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
             return
@@ -332,13 +368,64 @@ class ScreenFeed:
         if left_alt:
             self._left_alt()
 
-    def _apply_resize(self, cols: int, rows: int) -> None:
+    def _bounded_resize(self, cols: int, rows: int) -> None:
+        """Resize the model within about ``RESIZE_STEP``: a change of width that would reflow
+        more history than that allows first drops the oldest rows of it."""
+        screen = self.screen
+        if cols != screen.cols and not self._resized_this_turn:
+            self._resized_this_turn = True
+            self._loop.call_soon(self._next_turn)
         try:
-            self.screen.resize(cols, rows)
+            old = screen.cols
+            history = screen.reflow_rows() if cols != old else 0
+            cells = history * max(old, cols)
+            sampled: float | None = None
+            if cells * ReflowCost.WORST_PER_CELL > RESIZE_STEP:
+                # CPU time, as for parse slices: preemption on a busy machine is no cost of
+                # the content, and a factor learnt from it would drop history for nothing.
+                t0 = time.thread_time()
+                sampled = screen.sample_reflow(cols)
+                budget = RESIZE_STEP - (time.thread_time() - t0)
+                keep = history_that_fits(history, self._reflow.predict(cells, sampled), budget)
+                if keep < history:
+                    screen.trim_history(keep)
+                    left = screen.reflow_rows()
+                    self.history_dropped += history - left
+                    log.info(
+                        "screen model: dropped %d of %d rows of history to reflow them from %d "
+                        "to %d columns within %.0f ms",
+                        history - left,
+                        history,
+                        old,
+                        cols,
+                        RESIZE_STEP * 1000,
+                    )
+                    cells = left * max(old, cols)
+            t0 = time.thread_time()
+            screen.resize(cols, rows)
+            spent = time.thread_time() - t0
         except Exception as exc:
             self._fail(f"resize failed: {exc}")
             return
+        if cells:
+            self._reflow.learn(cells, spent, sampled)
+        if spent > SLOW_STEP:
+            log.info("screen model: a resize held the loop %.0f ms", spent * 1000)
         self._cost.resize(cols, rows)
+
+    def _resize_waits(self) -> bool:
+        """The next item is a reflow, and this loop turn has had one already."""
+        head = self._pending[0] if self._pending else None
+        return (
+            self._resized_this_turn
+            and isinstance(head, _Resize)
+            and head.cols != self.screen.cols
+        )
+
+    def _next_turn(self) -> None:
+        self._resized_this_turn = False
+        if self._pending and isinstance(self._pending[0], _Resize):
+            self._schedule(0.0)
 
     def _wake(self) -> None:
         self._hurry = False
@@ -356,11 +443,12 @@ class ScreenFeed:
             return
         self.behind = True
         self.skipped = self.backlog
+        last: _Resize | None = None
         for n, item in enumerate(self._pending):
             if isinstance(item, _Chunk):
                 self._keep(item.data[self._offset :] if n == 0 else item.data)
             else:
-                self._apply_resize(item.cols, item.rows)
+                last = item  # the output between resizes is skipped: only the last matters
         self._pending.clear()
         self._offset = 0
         self.backlog = 0
@@ -368,6 +456,9 @@ class ScreenFeed:
             self._handle.cancel()
             self._handle = None
         self._hurry = False
+        if last is not None:
+            self._pending.append(last)  # in a step of its own, as any resize
+            self._schedule(0.0)
         if self._waiters:
             self.start_catch_up()  # someone waits for the model: resync from the tail
 

@@ -91,3 +91,65 @@ class SliceCost:
             self.factor = ratio
         else:
             self.factor = max(1.0, self.factor * 0.9)
+
+
+class ReflowCost:
+    """What changing the screen model's width may cost, and how much history fits a step.
+
+    libghostty reflows the whole history in one call when the width changes, and the call
+    cannot be cut. Measured on 2 CPUs (one busy), per cell of ``rows x max(old, new) columns``
+    of history: plain text 2-8 ns, wide characters 4-14, a hyperlink per cell 4-26, a colour per
+    cell 11-110, a combining mark per cell 20-270 (compressed history costs up to twice as much).
+    A prediction for the history in hand comes from a sample of it reflowed in a scratch
+    terminal (``Screen.sample_reflow``) times ``factor``, which is learnt: raised at once
+    by a reflow that took longer than its sample said, lowered slowly by those that did not.
+    """
+
+    #: Seconds a cell of history may cost at most (the worst content measured, with a margin):
+    #: a history that fits the budget even at this cost needs no sample.
+    WORST_PER_CELL = 400e-9
+    #: Seconds a cell is assumed to cost when there is no sample (on the alternate screen) and
+    #: no reflow measured yet: plain text, compressed. Anything costlier is learnt after one
+    #: reflow.
+    DEFAULT_PER_CELL = 10e-9
+    #: Sample and real reflow differ (compressed pages, page allocation): start with a margin.
+    #: Measured real/sample: 0.2-1.2 for plain text, 0.9-2.2 for colours, combining marks and
+    #: hyperlinks, up to 3.9 for compressed history of 10,000 columns.
+    START_FACTOR = 1.5
+    #: Where a sample overestimates (wide rows of plain text: the scratch costs twice as much
+    #: a cell), the factor decays this far.
+    MIN_FACTOR = 0.5
+    #: At most this far up at once: one freak measurement must not cost most of the history.
+    MAX_FACTOR = 8.0
+
+    def __init__(self) -> None:
+        self.factor = self.START_FACTOR
+        #: Seconds per cell of the last reflow measured (or sampled).
+        self.per_cell = self.DEFAULT_PER_CELL
+
+    def predict(self, cells: int, sampled: float | None) -> float:
+        """Seconds that reflowing ``cells`` cells of history may take."""
+        per_cell = self.per_cell if sampled is None else sampled
+        return cells * per_cell * self.factor
+
+    def learn(self, cells: int, spent: float, sampled: float | None) -> None:
+        """A reflow of ``cells`` cells took ``spent`` seconds; ``sampled`` is what its sample
+        said a cell costs (None: there was none)."""
+        if cells <= 0 or spent < 1e-3:
+            return  # too short to tell a miss from timer noise
+        actual = spent / cells
+        if sampled is not None and sampled > 0:
+            ratio = actual / sampled
+            if ratio > self.factor:
+                self.factor = min(ratio, self.MAX_FACTOR)
+            else:
+                self.factor = max(self.MIN_FACTOR, ratio, self.factor * 0.9)
+        self.per_cell = actual
+
+
+def history_that_fits(rows: int, predicted: float, budget: float) -> int:
+    """Rows of a ``rows``-row history whose reflow is predicted to fit ``budget`` seconds, when
+    all of it is predicted to take ``predicted``."""
+    if predicted <= budget:
+        return rows
+    return max(0, int(rows * budget / predicted))

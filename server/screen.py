@@ -49,6 +49,10 @@ MAX_RESPONSE_BYTES = 64 * 1024
 #: (a huge OSC 52 copy, say) are not replayed; the client then sees their tail as text.
 CONTINUATION_MAX_BYTES = 4096
 
+#: Cells of history :meth:`Screen.sample_reflow` copies and reflows to predict a reflow's cost
+#: (~1 ms for plain text, ~12 ms at the costliest content measured).
+REFLOW_SAMPLE_CELLS = 10_000
+
 # fmt: off
 # Modes this module knows, as (number, is_ansi). Taken from ghostty's src/terminal/modes.zig;
 # modes the loaded library does not recognise are dropped at load time.
@@ -123,6 +127,10 @@ def history_cap(lines: int, cols: int) -> int:
     row = cols * 23 // 2 + 64 + cols * cols // 3000
     return lines * row + 1024 * 1024
 
+
+#: Most cells of history in one page, which libghostty keeps under any scrollback cap but 0
+#: (measured: 79,160 at 20 columns, 56,080 at 80, 84,800 at 200, 33,000 at 1000).
+_PAGE_CELLS = 100_000
 
 # Stands in for the native handles after close(): not a pointer, so cffi raises on use.
 _CLOSED = object()
@@ -230,7 +238,8 @@ def _clamp(cells: int) -> int:
 
 def warm_up() -> None:
     """Pay the one-off costs ahead of the first attach: loading the cffi declarations (~0.5 s),
-    the first terminal, and the first format and render-state update (~0.1-0.2 s each)."""
+    the first terminal, the first format and render-state update (~0.1-0.2 s each), and the
+    first compression (a resize samples history in a compressed scratch terminal)."""
     screen = Screen(80, 24)
     try:
         screen.feed(
@@ -241,6 +250,7 @@ def warm_up() -> None:
         screen.history(10)
         screen.screen_text(escapes=True)
         screen.history_text()
+        screen.sample_reflow(120)  # compression, on a scratch terminal: ~8 ms the first time
     finally:
         screen.close()
 
@@ -339,6 +349,9 @@ class Screen:
         self._alternate = c.GHOSTTY_TERMINAL_SCREEN_ALTERNATE
         #: False once libghostty said it cannot compress pages on this system.
         self._compressible = True
+        #: While the alternate screen is shown: what is known of the primary screen's history
+        #: (libghostty reports none there), as (at most so many rows, at this width).
+        self._primary_rows: list[tuple[int, int]] = []
 
     def _set(self, option: int, value: Any) -> None:
         res = self._l.lib.ghostty_terminal_set(self._t, option, value)
@@ -388,6 +401,94 @@ class Screen:
                 return False
             if time.perf_counter() >= deadline:
                 return True
+
+    def reflow_rows(self) -> int:
+        """Rows of history a change of width reflows: the primary screen's, also while the
+        alternate screen is shown. There libghostty reports none, so this is at most what the
+        scrollback cap lets the primary screen hold (a row takes at least 8 bytes a column),
+        and at most what :meth:`note_primary_rows` implies at this width."""
+        if not self.is_alt:
+            return self.history_rows
+        most = int(self._history_cap[0]) // (8 * self._cols)
+        # A line of L cells takes ceil(L / width) rows: at a wider width no more, at a
+        # narrower one at most ceil(width / cols) times as many, whatever widths came between;
+        # and the history only loses lines while the alternate screen is shown.
+        for rows, width in self._primary_rows:
+            most = min(most, rows * -(-width // self._cols))
+        return most
+
+    def note_primary_rows(self, rows: int | None) -> None:
+        """The primary screen held at most ``rows`` rows of history at this width when the
+        alternate screen was entered (None: unknown)."""
+        self._primary_rows = [] if rows is None else [(rows, self._cols)]
+
+    def sample_reflow(self, cols: int, cells: int = REFLOW_SAMPLE_CELLS) -> float | None:
+        """Seconds a cell of this history costs to reflow to ``cols`` columns, measured on about
+        ``cells`` cells of it (four runs of rows from oldest to newest) copied into a scratch
+        terminal. None without a history to sample (none, or the alternate screen's).
+
+        Colours, hyperlinks and combining marks make a cell cost up to a hundred times what
+        plain text does, so a prediction needs the content at hand.
+        """
+        if self.is_alt:
+            return None
+        available = self.history_rows
+        if available <= 0:
+            return None
+        wanted = min(available, max(1, cells // self._cols))
+        runs = 4 if wanted >= 8 else 1
+        per_run = wanted // runs
+        c = self._l.lib
+        data = bytearray()
+        for i in range(runs):
+            first = (available - per_run) * i // max(runs - 1, 1)
+            sel = self._selection(c.GHOSTTY_POINT_TAG_HISTORY, first, first + per_run - 1)
+            data += self._format(sel, vt=True, unwrap=False, trim=False, state=True)
+            data += b"\x1b[0m\r\n"
+        sampled = per_run * runs
+        # The sample goes into the scratch's history, compressed as idle history is (it costs
+        # up to eight times as much to reflow: measured at 10,000 columns).
+        scratch = Screen(self._cols, 1, history_lines=sampled + 1)
+        try:
+            scratch.feed(bytes(data))
+            while scratch.compact(0.01):
+                pass
+            # CPU time: a sample the scheduler preempted says nothing about the content.
+            t0 = time.thread_time()
+            scratch.resize(cols, 1)
+            spent = time.thread_time() - t0
+        finally:
+            scratch.close()
+        return spent / (sampled * max(cols, self._cols))
+
+    def trim_history(self, rows: int) -> None:
+        """Drop the oldest history until about ``rows`` rows are left (0 drops it all): the
+        primary screen's history, on either screen. libghostty prunes whole pages down to its
+        byte cap at once, and keeps at least one page (``_PAGE_CELLS``) unless the cap is 0;
+        the next resize sets the usual cap again."""
+        rows = max(rows, 0)
+        if self.is_alt:
+            # Nothing to count here: a row takes at least 8 bytes a column, so this cap holds
+            # no more than ``rows`` rows.
+            self._set_history_cap(rows * 8 * self._cols)
+            if rows:
+                page = _PAGE_CELLS // self._cols + 1
+                self._primary_rows.append((max(rows, page), self._cols))
+            else:
+                self._primary_rows.append((0, self._cols))
+            return
+        # From history_cap's fit (above what a row takes) down, until few enough are left.
+        cap = rows * history_cap(1, self._cols) - 1024 * 1024 if rows else 0
+        for _ in range(6):
+            self._set_history_cap(cap)
+            have = self.history_rows
+            if have <= rows or cap == 0:
+                return
+            cap = cap * rows // have
+
+    def _set_history_cap(self, cap: int) -> None:
+        self._history_cap[0] = max(cap, 0)
+        self._set(self._l.lib.GHOSTTY_TERMINAL_OPT_SCROLLBACK_MAX_BYTES, self._history_cap)
 
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = _clamp(cols), _clamp(rows)
