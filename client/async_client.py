@@ -497,48 +497,26 @@ class Client:
     ) -> RunResult:
         """Type ``command`` into the session's shell and wait until the shell says it finished;
         see ``SyncClient.run``. ``output`` is called with each chunk as it arrives."""
-        from tmuxish.client.run import CommandTimeout, RunResult
-        from tmuxish.client.runstream import Newlines, run_args, timeout_text
+        from tmuxish.client.run import run_result
+        from tmuxish.client.runstream import RunReader, run_args
 
         args = run_args(target_id(target), command, timeout, input)
-        newlines = Newlines(raw)
         chunks: list[bytes] = []
-        sink = output if output is not None else chunks.append
         stream = await open_stream(self.socket_path, self.timeout)
         try:
             req_id, frame = core.Requests().frame("run", args)
+            reader = RunReader(req_id, output if output is not None else chunks.append, raw)
             await stream.send(frame)
             while True:
                 while not stream.pending:
                     await stream.read_more()
-                message = stream.pending.popleft()
-                if message[0] == protocol.OUTPUT:
-                    data = newlines.feed(message[1])
-                    if data:
-                        sink(data)
-                    continue
-                answer = core.Requests.answer(message)
-                if answer is None or answer[0] != req_id:
-                    continue
-                if answer[2] is not None:
-                    raise answer[2]
-                result: dict[str, Any] = answer[1]
-                break
+                result = reader.take(stream.pending.popleft())
+                if result is not None:
+                    break
         finally:
             stream.close()
             await stream.wait_closed()
-        tail = newlines.flush()
-        if tail:
-            sink(tail)
-        out = b"".join(chunks)
-        if result.get("timed_out"):
-            raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)
-        return RunResult(
-            exit_code=result.get("exit_code"),
-            output=out,
-            duration=float(result.get("duration") or 0.0),
-            session_exited=bool(result.get("session_exited")),
-        )
+        return run_result(result, b"".join(chunks), target, timeout)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """What happens on the server, as it happens; see ``SyncClient.events``."""

@@ -46,6 +46,22 @@ class CommandTimeout(TimeoutError):
         self.output = output
 
 
+def run_result(
+    result: dict[str, Any], output: bytes, target: Any, timeout: float | None
+) -> RunResult:
+    """The server's run result as the API returns it; CommandTimeout if it timed out."""
+    from tmuxish.client.runstream import timeout_text
+
+    if result.get("timed_out"):
+        raise CommandTimeout(timeout_text(result.get("session", target), timeout), output)
+    return RunResult(
+        exit_code=result.get("exit_code"),
+        output=output,
+        duration=float(result.get("duration") or 0.0),
+        session_exited=bool(result.get("session_exited")),
+    )
+
+
 class Sent(int):
     """What ``send`` returns: the number of bytes sent, which also carries ``since``, the
     position in the session's output when they were sent (pass it to ``wait_for_text`` or

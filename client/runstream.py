@@ -77,6 +77,36 @@ class Newlines:
         return b""
 
 
+class RunReader:
+    """One run conversation's messages: the output to ``sink`` as it comes (CR LF as LF unless
+    ``raw``), then the server's result map for request ``req_id``. The sync and async clients
+    only feed it what they read."""
+
+    def __init__(self, req_id: int, sink: Callable[[bytes], object], raw: bool = False) -> None:
+        self.req_id = req_id
+        self.sink = sink
+        self.newlines = Newlines(raw)
+
+    def take(self, message: protocol.Message) -> dict[str, Any] | None:
+        """The result once ``message`` is the answer; None until then. Raises the error the
+        request got, or a connection-wide one."""
+        if message[0] == protocol.OUTPUT:
+            data = self.newlines.feed(message[1])
+            if data:
+                self.sink(data)
+            return None
+        answer = core.Requests.answer(message)
+        if answer is None or answer[0] != self.req_id:
+            return None
+        if answer[2] is not None:
+            raise answer[2]
+        tail = self.newlines.flush()
+        if tail:
+            self.sink(tail)
+        result: dict[str, Any] = answer[1]
+        return result
+
+
 def converse(
     conn: Connection,
     args: dict[str, Any],
@@ -87,27 +117,13 @@ def converse(
     """Send ``run`` with ``args`` (unless ``req_id``: it went with the greeting), pass the
     output to ``sink`` as it comes, and return the server's result map
     (``{exit_code, duration, session, timed_out?, session_exited?}``)."""
-    newlines = Newlines(raw)
     conn.sock.settimeout(None)  # the server keeps the deadline
     if req_id is None:
         req_id = conn.send_request("run", args)
+    reader = RunReader(req_id, sink, raw)
     while True:
         if not conn.pending:
             conn.read_more()
-        message = conn.pending.popleft()
-        if message[0] == protocol.OUTPUT:
-            data = newlines.feed(message[1])
-            if data:
-                sink(data)
-            continue
-        answer = core.Requests.answer(message)
-        if answer is None or answer[0] != req_id:
-            continue
-        if answer[2] is not None:
-            raise answer[2]
-        result: dict[str, Any] = answer[1]
-        break
-    tail = newlines.flush()
-    if tail:
-        sink(tail)
-    return result
+        result = reader.take(conn.pending.popleft())
+        if result is not None:
+            return result

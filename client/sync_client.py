@@ -494,26 +494,17 @@ class SyncClient:
         Raises ``CommandTimeout`` after ``timeout`` (the command goes on; the session is kept)
         and ``SessionBusy`` if the shell is still running a command.
         """
-        from tmuxish.client.run import CommandTimeout, RunResult
-        from tmuxish.client.runstream import converse, run_args, timeout_text
+        from tmuxish.client.run import run_result
+        from tmuxish.client.runstream import converse, run_args
 
         args = run_args(target_id(target), command, timeout, input)
         chunks: list[bytes] = []
-        sink = output if output is not None else chunks.append
         conn = self._open(False)
         try:
-            result = converse(conn, args, sink, raw)
+            result = converse(conn, args, output if output is not None else chunks.append, raw)
         finally:
             conn.close()
-        out = b"".join(chunks)
-        if result.get("timed_out"):
-            raise CommandTimeout(timeout_text(result.get("session", target), timeout), out)
-        return RunResult(
-            exit_code=result.get("exit_code"),
-            output=out,
-            duration=float(result.get("duration") or 0.0),
-            session_exited=bool(result.get("session_exited")),
-        )
+        return run_result(result, b"".join(chunks), target, timeout)
 
     def events(self) -> Iterator[dict[str, Any]]:
         """What happens on the server, as it happens (``tmuxish events``): dicts with ``type``
