@@ -299,17 +299,10 @@ class Recording:
     def state(self) -> dict[str, Any] | None:
         """What a server after an upgrade needs to go on with this file (msgpack-able), once
         the writer has finished; None if it has not or the file failed."""
-        if self._thread.is_alive() or self.failed is not None:
+        live = self.live_state()
+        if self._thread.is_alive() or live is None:
             return None
-        return {
-            "path": self.path,
-            "format": self.format,
-            "input": self.record_input,
-            "start": self._start,
-            "last": self._cast.last,
-            "cols": self._cast.cols,
-            "rows": self._cast.rows,
-        }
+        return {**live, "last": self._cast.last}
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the writer to finish (after ``close``); whether it has."""
