@@ -327,11 +327,14 @@ def _attach_once(system: System, sid: str, cfg: Config) -> int:
 
 
 #: The CLI ops timed per call, interleaved with the `python -c pass` baseline.
-CLI_OPS = ("ls", "kill", "send", "capture", "wait", "attach")
+CLI_OPS = ("ls", "kill", "send", "run", "capture", "wait", "attach")
+
+#: The shell `run` types into: no rc files, so its prompt comes at once and is the same for all.
+SHELL_SCRIPT = "exec bash --norc --noprofile"
 
 
 def cli_cost(name: str, cfg: Config) -> dict:
-    """ls/kill/send/capture/wait/attach wall times and per-session `new` cost, with
+    """ls/kill/send/run/capture/wait/attach wall times and per-session `new` cost, with
     `python3 -c pass` timed in the same block (interleaved) as the baseline."""
     py_argv = [cfg.python, "-c", "pass"]
     # The same interpreter without site start-up (.pth files): what `python -c pass` costs in
@@ -351,6 +354,14 @@ def cli_cost(name: str, cfg: Config) -> dict:
         # `wait` on a program that has exited: the command's own cost, not the program's.
         ended = system.new_session("exit 0") if system.cli("wait", anchor) else None
         shown = system.new_session(attach_script(cfg)) if system.attachable else None
+        # `run -- true` in a shell: the command's own cost (bash runs `true` in microseconds).
+        # One untimed call first: it waits for the new shell's first prompt.
+        shell = None
+        if system.cli("run", anchor) is not None:
+            shell = system.new_session(SHELL_SCRIPT)
+            spec = system.cli("run", shell)
+            assert spec is not None
+            timed_run(spec[0], system.env, timeout=30)
         for i in range(cfg.cli_samples):
             py.append(timed_run(py_argv, env))
             bare.append(timed_run(bare_argv, env))
@@ -362,7 +373,11 @@ def cli_cost(name: str, cfg: Config) -> dict:
                         if shown is not None:
                             ops[op].append(_attach_once(system, shown, cfg))
                         continue
-                    sid = {"kill": victims[i] if victims else anchor, "wait": ended}.get(op)
+                    sid = {
+                        "kill": victims[i] if victims else anchor,
+                        "wait": ended,
+                        "run": shell,
+                    }.get(op)
                     spec = system.cli(op, sid or anchor)
                     if spec is None:
                         continue
