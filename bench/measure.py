@@ -423,7 +423,8 @@ def cli_cost(name: str, cfg: Config) -> dict:
 
 
 def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None) -> dict:
-    """Server RSS/PSS (summed over the system's server processes) with N idle sessions."""
+    """Server RSS/PSS (summed over the system's server processes) with N idle sessions, and the
+    memfds they hold (tmuxish's keeper: session records and screen snapshots, in no RSS)."""
     out: dict = {}
     with make(name, cfg.cols, cfg.rows) as system:
         have = 0
@@ -434,14 +435,24 @@ def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None
             if listed != count:
                 raise CommandFailed(f"{count} sessions created, {listed} listed")
             pids = system.server_pids()
-            rss, pss = settle_memory(pids)
-            out[count] = {"rss_kib": rss, "pss_kib": pss, "procs": len(pids)}
+            rss, pss, memfd, settled = settle_memory(pids)
+            out[count] = {
+                "rss_kib": rss,
+                "pss_kib": pss,
+                "memfd_kib": memfd,
+                "procs": len(pids),
+                "settled": settled,
+            }
             if log is not None:
-                log(f"  {name}: {count} idle: RSS {rss} KiB, PSS {pss} KiB, {len(pids)} procs")
+                log(
+                    f"  {name}: {count} idle: RSS {rss} KiB, PSS {pss} KiB, memfds {memfd} KiB, "
+                    f"{len(pids)} procs{'' if settled else ', RSS still moving'}"
+                )
     lo, hi = min(cfg.mem_counts), max(cfg.mem_counts)
     if hi > lo:
-        out["per_session_rss_kib"] = (out[hi]["rss_kib"] - out[lo]["rss_kib"]) / (hi - lo)
-        out["per_session_pss_kib"] = (out[hi]["pss_kib"] - out[lo]["pss_kib"]) / (hi - lo)
+        for k in ("rss", "pss", "memfd"):
+            out[f"per_session_{k}_kib"] = (out[hi][f"{k}_kib"] - out[lo][f"{k}_kib"]) / (hi - lo)
+    out["settled"] = all(out[c]["settled"] for c in cfg.mem_counts)
     return out
 
 
@@ -450,14 +461,19 @@ def memory_history(name: str, cfg: Config) -> dict:
     screen -h raised to that; tmuxish and dtach use their defaults)."""
     with make(name, cfg.cols, cfg.rows, history=cfg.hist_lines) as system:
         system.new_session(IDLE_SCRIPT)
-        rss0, pss0 = settle_memory(system.server_pids())
+        rss0, pss0, fd0, ok0 = settle_memory(system.server_pids())
         done_dir = os.path.join(system.dir, "done")
         os.mkdir(done_dir)
         system.new_sessions(history_script(cfg, done_dir), cfg.hist_sessions)
         poll_until(lambda: len(os.listdir(done_dir)) >= cfg.hist_sessions, 120, "history sessions")
-        rss1, pss1 = settle_memory(system.server_pids())
+        rss1, pss1, fd1, ok1 = settle_memory(system.server_pids())
     n = cfg.hist_sessions
-    return {"per_session_rss_kib": (rss1 - rss0) / n, "per_session_pss_kib": (pss1 - pss0) / n}
+    return {
+        "per_session_rss_kib": (rss1 - rss0) / n,
+        "per_session_pss_kib": (pss1 - pss0) / n,
+        "per_session_memfd_kib": (fd1 - fd0) / n,
+        "settled": ok0 and ok1,
+    }
 
 
 def memory_flood(name: str, cfg: Config) -> dict:
