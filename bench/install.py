@@ -10,6 +10,7 @@ of the sources, so an unchanged tree is not rebuilt.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -57,19 +58,44 @@ def _copy_tree(root: Path, dest: Path) -> None:
         shutil.copy2(p, target)
 
 
+#: A cached venv unused for this long is removed by the next build (other worktrees' benches
+#: may be using theirs right now: never remove a recent one).
+STALE_S = 6 * 3600
+
+
+def _prune(keep: Path) -> None:
+    now = time.time()
+    for old in CACHE.glob("venv-*"):
+        if old == keep:
+            continue
+        stamp = old / ".complete"
+        try:
+            age = now - stamp.stat().st_mtime
+        except OSError:
+            age = now - old.stat().st_mtime  # an interrupted build: judge by the directory
+        if age > STALE_S:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def installed_exe(log: Callable[[str], None], root: Path = ROOT) -> tuple[str, str]:
     """The `tmuxish` entry script of a normal install of `root` (built now or taken from the
     cache); and a one-line note for the report's header."""
     key = source_hash(root)
     venv = CACHE / f"venv-{key}"
     exe = venv / "bin" / "tmuxish"
-    if (venv / ".complete").exists() and exe.exists():
-        return str(exe), f"tmuxish: normal pip install of the tree in {venv} (cached, hash {key})"
     CACHE.mkdir(parents=True, exist_ok=True)
-    # Earlier trees' venvs are of no further use; one is ~40 MB.
-    for old in CACHE.glob("venv-*"):
-        if old != venv:
-            shutil.rmtree(old, ignore_errors=True)
+    # One build per hash at a time: benches of several worktrees share the cache.
+    with open(CACHE / f"venv-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv / ".complete").exists() and exe.exists():
+            (venv / ".complete").touch()  # in use: not stale
+            return str(exe), f"tmuxish: normal pip install of the tree in {venv} (cached)"
+        _prune(venv)
+        took = _build(root, venv, log)
+    return str(exe), f"tmuxish: normal pip install of the tree in {venv} (built in {took:.1f} s)"
+
+
+def _build(root: Path, venv: Path, log: Callable[[str], None]) -> float:
     log(f"building a normal install of {root} into {venv} (pip install, once per source hash)")
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tbsrc", dir=CACHE) as tmp:
@@ -100,4 +126,4 @@ def installed_exe(log: Callable[[str], None], root: Path = ROOT) -> tuple[str, s
     (venv / ".complete").touch()
     took = time.monotonic() - t0
     log(f"built in {took:.1f} s")
-    return str(exe), f"tmuxish: normal pip install of the tree in {venv} (built in {took:.1f} s)"
+    return took
