@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import install
 import measure
 import report
 import systems
@@ -74,6 +76,31 @@ def compile_tmuxish(python: str) -> str:
     except Exception as e:
         return f"tmuxish bytecode: NOT compiled ({e})"
     return "tmuxish bytecode: compiled with compileall before the run, as pip install does"
+
+
+def choose_tmuxish(args: argparse.Namespace) -> list[str]:
+    """Which tmuxish entry script is timed; notes for the header saying so."""
+    if args.cli_exe:
+        exe = shutil.which(args.cli_exe) or args.cli_exe
+        systems.use_tmuxish_exe(os.path.abspath(exe))
+        return [f"tmuxish entry script {systems.tmuxish_exe()} (--cli-exe)"]
+    if args.no_install:
+        return [
+            f"tmuxish entry script {systems.tmuxish_exe()} (--no-install: as found on PATH; "
+            "an editable install's start-up cost is in every ratio)"
+        ]
+    try:
+        exe, note = install.installed_exe(log)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        note = (
+            f"tmuxish: the normal install FAILED ({e}); timing {systems.tmuxish_exe()} "
+            "from PATH instead: its start-up is not a user's"
+        )
+        log(note)
+        return [note]
+    systems.use_tmuxish_exe(exe)
+    log(note)
+    return [f"tmuxish entry script {exe}", note]
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -279,6 +306,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not byte-compile tmuxish first (see compile_tmuxish)",
     )
+    ap.add_argument(
+        "--cli-exe",
+        default=None,
+        metavar="PATH",
+        help="time this tmuxish entry script (default: a normal pip install of this tree,\n"
+        "built into a cached venv; see bench/install.py)",
+    )
+    ap.add_argument(
+        "--no-install",
+        action="store_true",
+        help="time the tmuxish on PATH as it is (an editable install in a dev venv: its\n"
+        "start-up cost is not a user's; for the smoke test)",
+    )
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -288,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     badg = [g for g in groups if g not in GROUPS]
     if bad or badg:
         ap.error(f"unknown system/group: {', '.join(bad + badg)}")
+    notes = choose_tmuxish(args) if {"tmuxish", "tmuxish-noscreen"} & set(names) else []
     cfg = make_config(args)
 
     # tmux and 1000 PTYs need file descriptors; children inherit the raised soft limit.
@@ -298,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         if soft < min(hard, 16384):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
 
-    notes = []
-    if "tmuxish" in names:
-        notes.append(f"tmuxish entry script {systems.tmuxish_exe()}")
+    if notes and (args.no_install or args.cli_exe):
         if args.no_compile:
             bytecode = "tmuxish bytecode: not compiled by the bench (--no-compile)"
             if os.environ.get("PYTHONDONTWRITEBYTECODE"):

@@ -327,11 +327,14 @@ def _attach_once(system: System, sid: str, cfg: Config) -> int:
 
 
 #: The CLI ops timed per call, interleaved with the `python -c pass` baseline.
-CLI_OPS = ("ls", "kill", "send", "capture", "wait", "attach")
+CLI_OPS = ("ls", "kill", "send", "run", "capture", "wait", "attach")
+
+#: The shell `run` types into: no rc files, so its prompt comes at once and is the same for all.
+SHELL_SCRIPT = "exec bash --norc --noprofile"
 
 
 def cli_cost(name: str, cfg: Config) -> dict:
-    """ls/kill/send/capture/wait/attach wall times and per-session `new` cost, with
+    """ls/kill/send/run/capture/wait/attach wall times and per-session `new` cost, with
     `python3 -c pass` timed in the same block (interleaved) as the baseline."""
     py_argv = [cfg.python, "-c", "pass"]
     # The same interpreter without site start-up (.pth files): what `python -c pass` costs in
@@ -351,6 +354,14 @@ def cli_cost(name: str, cfg: Config) -> dict:
         # `wait` on a program that has exited: the command's own cost, not the program's.
         ended = system.new_session("exit 0") if system.cli("wait", anchor) else None
         shown = system.new_session(attach_script(cfg)) if system.attachable else None
+        # `run -- true` in a shell: the command's own cost (bash runs `true` in microseconds).
+        # One untimed call first: it waits for the new shell's first prompt.
+        shell = None
+        if system.cli("run", anchor) is not None:
+            shell = system.new_session(SHELL_SCRIPT)
+            spec = system.cli("run", shell)
+            assert spec is not None
+            timed_run(spec[0], system.env, timeout=30)
         for i in range(cfg.cli_samples):
             py.append(timed_run(py_argv, env))
             bare.append(timed_run(bare_argv, env))
@@ -362,7 +373,11 @@ def cli_cost(name: str, cfg: Config) -> dict:
                         if shown is not None:
                             ops[op].append(_attach_once(system, shown, cfg))
                         continue
-                    sid = {"kill": victims[i] if victims else anchor, "wait": ended}.get(op)
+                    sid = {
+                        "kill": victims[i] if victims else anchor,
+                        "wait": ended,
+                        "run": shell,
+                    }.get(op)
                     spec = system.cli(op, sid or anchor)
                     if spec is None:
                         continue
@@ -408,7 +423,8 @@ def cli_cost(name: str, cfg: Config) -> dict:
 
 
 def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None) -> dict:
-    """Server RSS/PSS (summed over the system's server processes) with N idle sessions."""
+    """Server RSS/PSS (summed over the system's server processes) with N idle sessions, and the
+    memfds they hold (tmuxish's keeper: session records and screen snapshots, in no RSS)."""
     out: dict = {}
     with make(name, cfg.cols, cfg.rows) as system:
         have = 0
@@ -419,14 +435,24 @@ def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None
             if listed != count:
                 raise CommandFailed(f"{count} sessions created, {listed} listed")
             pids = system.server_pids()
-            rss, pss = settle_memory(pids)
-            out[count] = {"rss_kib": rss, "pss_kib": pss, "procs": len(pids)}
+            rss, pss, memfd, settled = settle_memory(pids)
+            out[count] = {
+                "rss_kib": rss,
+                "pss_kib": pss,
+                "memfd_kib": memfd,
+                "procs": len(pids),
+                "settled": settled,
+            }
             if log is not None:
-                log(f"  {name}: {count} idle: RSS {rss} KiB, PSS {pss} KiB, {len(pids)} procs")
+                log(
+                    f"  {name}: {count} idle: RSS {rss} KiB, PSS {pss} KiB, memfds {memfd} KiB, "
+                    f"{len(pids)} procs{'' if settled else ', RSS still moving'}"
+                )
     lo, hi = min(cfg.mem_counts), max(cfg.mem_counts)
     if hi > lo:
-        out["per_session_rss_kib"] = (out[hi]["rss_kib"] - out[lo]["rss_kib"]) / (hi - lo)
-        out["per_session_pss_kib"] = (out[hi]["pss_kib"] - out[lo]["pss_kib"]) / (hi - lo)
+        for k in ("rss", "pss", "memfd"):
+            out[f"per_session_{k}_kib"] = (out[hi][f"{k}_kib"] - out[lo][f"{k}_kib"]) / (hi - lo)
+    out["settled"] = all(out[c]["settled"] for c in cfg.mem_counts)
     return out
 
 
@@ -435,14 +461,19 @@ def memory_history(name: str, cfg: Config) -> dict:
     screen -h raised to that; tmuxish and dtach use their defaults)."""
     with make(name, cfg.cols, cfg.rows, history=cfg.hist_lines) as system:
         system.new_session(IDLE_SCRIPT)
-        rss0, pss0 = settle_memory(system.server_pids())
+        rss0, pss0, fd0, ok0 = settle_memory(system.server_pids())
         done_dir = os.path.join(system.dir, "done")
         os.mkdir(done_dir)
         system.new_sessions(history_script(cfg, done_dir), cfg.hist_sessions)
         poll_until(lambda: len(os.listdir(done_dir)) >= cfg.hist_sessions, 120, "history sessions")
-        rss1, pss1 = settle_memory(system.server_pids())
+        rss1, pss1, fd1, ok1 = settle_memory(system.server_pids())
     n = cfg.hist_sessions
-    return {"per_session_rss_kib": (rss1 - rss0) / n, "per_session_pss_kib": (pss1 - pss0) / n}
+    return {
+        "per_session_rss_kib": (rss1 - rss0) / n,
+        "per_session_pss_kib": (pss1 - pss0) / n,
+        "per_session_memfd_kib": (fd1 - fd0) / n,
+        "settled": ok0 and ok1,
+    }
 
 
 def memory_flood(name: str, cfg: Config) -> dict:

@@ -126,26 +126,63 @@ def hwm_kib(pid: int) -> int | None:
     return None
 
 
+def memfd_kib(pids: Iterable[int]) -> int:
+    """KiB allocated to the memfds the given processes hold open (each file counted once).
+
+    Not in anyone's RSS unless mapped: tmuxish's keeper holds every session's state and screen
+    snapshot (history included) as memfds it never maps, so RSS alone leaves them out.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if not os.readlink(f"{fd_dir}/{fd}").startswith("/memfd:"):
+                    continue
+                st = os.stat(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total // 1024
+
+
+#: Longer than tmuxish's screen snapshot round (server/screen_snapshots.py INTERVAL, 2 s): a
+#: round reads histories back into memory for ~0.5 s, so a shorter quiet period can end
+#: between two rounds while sessions still wait for their first snapshot.
+QUIET_S = 2.5
+
+
 def settle_memory(
-    pids: Sequence[int], deadline_s: float = 5.0, quiet_s: float = 1.0
-) -> tuple[int, int]:
+    pids: Sequence[int], deadline_s: float = 30.0, quiet_s: float = QUIET_S
+) -> tuple[int, int, int, bool]:
     """Wait until the RSS of pids has not changed for `quiet_s` (sampled every 50 ms), then
-    measure. One second, not a few samples: tmuxish compresses a session's cold history 0.5 s
-    after its output stops (server/session.py COMPACT_IDLE), and the memory a session holds at
-    rest is what is measured."""
+    measure: (RSS, PSS, memfd KiB, settled). Not a few samples: tmuxish compresses a session's
+    cold history 0.5 s after its output stops (server/session.py COMPACT_IDLE), and the memory
+    a session holds at rest is what is measured. settled is False if RSS still moved at the
+    deadline (the number is then a sample of a moving value, and the report says so)."""
     deadline = time.monotonic() + deadline_s
     last = -1
     changed = time.monotonic()
+    settled = False
     while time.monotonic() < deadline:
         cur = rss_kib_fast(pids)
         now = time.monotonic()
         if cur != last:
             last, changed = cur, now
         elif now - changed >= quiet_s:
+            settled = True
             break
         # Polling interval of a condition wait (memory has no change notification).
         select.select([], [], [], 0.05)
-    return memory_kib(pids)
+    rss, pss = memory_kib(pids)
+    return rss, pss, memfd_kib(pids), settled
 
 
 def run(

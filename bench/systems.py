@@ -49,6 +49,11 @@ def _python_shebang(path: str) -> bool:
 _EXE: dict[str, str] = {}
 
 
+def use_tmuxish_exe(path: str) -> None:
+    """Time this entry script instead of the `tmuxish` on PATH (a normal install, --cli-exe)."""
+    _EXE["exe"] = path
+
+
 def tmuxish_exe() -> str:
     """The tmuxish entry script itself: not a pyenv shim in front of it.
 
@@ -133,7 +138,7 @@ class System:
 
     def cli(self, op: str, sid: str) -> tuple[list[str], bytes | None] | None:
         """argv (+stdin) for a CLI op (ls, kill, send, capture, wait: for a program that has
-        exited); None if the system has none."""
+        exited, run: `true` in a bash session); None if the system has none."""
         return None
 
     # -- teardown ----------------------------------------------------------------
@@ -338,10 +343,12 @@ class Dtach(System):
 
 class Tmuxish(System):
     name = "tmuxish"
-    binary = "tmuxish"
+    binary = None  # the entry script chosen by tmuxish_exe(), which need not be on PATH
     detach_keys = b"\x10\x11"  # Ctrl-P Ctrl-Q
 
     def __init__(self, cols: int = 80, rows: int = 24, history: int | None = None) -> None:
+        if shutil.which(tmuxish_exe()) is None:
+            raise Unavailable(f"{tmuxish_exe()} is not installed")
         super().__init__(cols, rows, history)
         self.sock = os.path.join(self.dir, "s")
 
@@ -393,6 +400,7 @@ class Tmuxish(System):
             "send": ([*t, "send", sid, "hello"], None),
             "capture": ([*t, "capture", sid], None),
             "wait": ([*t, "wait", sid], None),
+            "run": ([*t, "run", "-t", sid, "--", "true"], None),
         }.get(op)
 
     def _stop(self) -> None:

@@ -15,7 +15,10 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench.py"
 
-pytestmark = pytest.mark.skipif(shutil.which("tmuxish") is None, reason="tmuxish not installed")
+# The entry script of the venv running the tests (PATH may not have it), else the one on PATH.
+TMUXISH = shutil.which("tmuxish", path=str(Path(sys.executable).parent)) or shutil.which("tmuxish")
+
+pytestmark = pytest.mark.skipif(TMUXISH is None, reason="tmuxish not installed")
 
 
 @pytest.mark.timeout(150)
@@ -29,6 +32,9 @@ def test_bench_quick_tiny_runs_and_prints_tables(tmp_path: Path) -> None:
             "--tiny",
             "--systems",
             "raw,tmuxish",
+            # This entry script as it is: no pip install into a fresh venv (seconds).
+            "--cli-exe",
+            str(TMUXISH),
             "--json",
             str(out_json),
         ],
