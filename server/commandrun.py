@@ -236,7 +236,7 @@ class ShellRequests:
         info = session.info()
         info["initial"] = initial
         info["reset"] = b""
-        info["position"] = session.shell.pos
+        info["position"] = session.shell.mark()
         return info
 
     def wrap_send(self, send: Any) -> Any:
@@ -246,7 +246,7 @@ class ShellRequests:
             if not args.get("mark"):
                 return send(conn, args)
             session = self._session(args)
-            pos = session.shell.pos
+            pos = session.shell.mark()
             data = args.get("data")
             if isinstance(data, bytes) and b"\x03" in data:
                 # Interrupting a wrapped run whose end marker cannot come any more (a shell

@@ -24,6 +24,10 @@ OSC133 = b"\x1b]133;"
 MAX_MARK = 256
 #: Output kept per session for ``since`` marks (a watcher asking for older output gets less).
 RING_BYTES = 256 * 1024
+#: How long after the last mark was handed out (a ``send`` that returns ``since``, a watch) the
+#: ring is kept. Marks are asked for right before they are used (send, then expect); keeping
+#: 256-512 KiB for every session that ever printed that much cost 1000 sessions up to 500 MiB.
+RING_KEEP = 120.0
 
 
 class Mark(NamedTuple):
@@ -222,6 +226,8 @@ class ShellTracker:
         #: Bytes of output so far: the position a ``since`` mark names.
         self.pos = 0
         self._ring = bytearray()
+        #: The ring is kept until then (monotonic time); 0: no mark is out, nothing is kept.
+        self._keep_until = 0.0
         self._scanner = OscScanner()
         self.title = ""
         #: The shell emitted a prompt mark: it has the integration.
@@ -259,10 +265,15 @@ class ShellTracker:
 
     def feed(self, data: bytes) -> None:
         self.pos += len(data)
-        ring = self._ring
-        ring += data
-        if len(ring) > 2 * RING_BYTES:
-            del ring[: len(ring) - RING_BYTES]
+        if self._keep_until:
+            if time.monotonic() < self._keep_until:
+                ring = self._ring
+                ring += data
+                if len(ring) > 2 * RING_BYTES:
+                    del ring[: len(ring) - RING_BYTES]
+            else:
+                self._keep_until = 0.0
+                self._ring = bytearray()  # given back, not just emptied
         scanner = self._scanner
         if scanner.idle and b"\x07" not in data and data[-1:] != b"\x1b" and not may_have_osc(data):
             return
@@ -280,6 +291,12 @@ class ShellTracker:
     def notify(self, kind: str, data: dict[str, Any]) -> None:
         if self.listener is not None:
             self.listener(kind, data)
+
+    def mark(self) -> int:
+        """The output position now, for a later ``since``; the output from here on is kept
+        for ``RING_KEEP`` seconds."""
+        self._keep_until = time.monotonic() + RING_KEEP
+        return self.pos
 
     def since(self, pos: int) -> bytes:
         """The output after stream position ``pos`` (as much as is kept)."""

@@ -98,13 +98,34 @@ def test_tracker_fallback_token_and_since() -> None:
     assert t.pending_token == "tok"  # someone else's marker does not end our run
     t.feed(b"\x1b]133;D;0;tmuxish=tok\x07")
     assert t.pending_token is None and not t.busy
-    start = t.pos
+    start = t.mark()
     t.feed(b"hello")
     assert t.since(start) == b"hello"
     assert t.since(t.pos) == b""
     t.feed(b"z" * (3 * RING_BYTES))
     kept = t.since(0)
     assert RING_BYTES <= len(kept) <= 2 * RING_BYTES and kept.endswith(b"z")
+
+
+def test_output_is_kept_only_while_a_mark_is_out(monkeypatch: Any) -> None:
+    """Failed before: every session kept 256-512 KiB of its output for good, marks or not."""
+    from tmuxish.server import shellhook
+
+    now = [1000.0]
+    monkeypatch.setattr(shellhook.time, "monotonic", lambda: now[0])
+    t = ShellTracker()
+    t.feed(b"x" * (RING_BYTES + 10))
+    assert t.since(0) == b""  # no mark was ever handed out: nothing kept
+    mark = t.mark()
+    t.feed(b"after")
+    assert t.since(mark) == b"after"
+    now[0] += shellhook.RING_KEEP + 1
+    t.feed(b"y" * 100)
+    assert t.since(mark) == b""  # the mark expired: the ring was given back
+    assert len(t._ring) == 0
+    again = t.mark()
+    t.feed(b"fresh")
+    assert t.since(again) == b"fresh"
 
 
 def test_integration_only_for_a_plain_bash_or_zsh(tmp_path: Any) -> None:
