@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the wheel is built from (pyproject's package-dir), plus the metadata files.
-SOURCES = ("tmuxish", "client", "server")
+SOURCES = ("tmuxish", "client", "server", "bin")
 META = ("pyproject.toml", "README.md")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tmuxish-bench"
 
