@@ -22,6 +22,8 @@ its prompt; ``send`` with ``mark``: also return the output position at the time 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import time
 from collections.abc import Awaitable
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tmuxish import protocol
 from tmuxish.errors import BadRequest, SessionBusy, SessionExited, TmuxishError
+from tmuxish.server import shellhook
 from tmuxish.server.attachment import ClientAttachment
 from tmuxish.server.policy import ClientSize
 from tmuxish.server.shellhook import Mark, MarkScanner
@@ -42,17 +45,40 @@ if TYPE_CHECKING:
 STREAM_CAP = 64 * 1024 * 1024
 
 
-def fallback_line(command: str, token: str) -> str:
+def fallback_line(command: str, token: str, saved: str) -> str:
     # One line (no continuation prompt): the command is quoted for eval, which runs it in the
     # shell itself (cd and variables stay), comments and trailing & included. The INT trap keeps
     # an interrupted command from aborting the rest of the line (POSIX shells drop the rest of
     # a list when its command dies of SIGINT): the end marker still comes, with status 130.
-    # Programs the command starts get SIGINT's default back when they exec.
+    # Programs the command starts get SIGINT's default back when they exec. The shell's own
+    # traps are saved to ``saved`` first and put back after, so a user's INT trap survives the
+    # run: through a file (in the server's private directory, removed with the session)
+    # because dash's $(trap) shows the subshell's traps, none. Only builtins follow the end
+    # marker: once it is out, `run` returns and the next input may come.
     quoted = "'" + command.replace("'", "'\\''") + "'"
+    path = "'" + saved.replace("'", "'\\''") + "'"
     return (
-        f"trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; eval {quoted}; "
-        f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT\r"
+        f"trap >{path} 2>/dev/null; trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; "
+        f"eval {quoted}; printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT; "
+        f"[ -r {path} ] && . {path}\r"
     )
+
+
+def traps_file(server: Server, session: Session, cleaned: set[int]) -> str:
+    """Where a fallback run keeps the shell's traps (see ``fallback_line``); the directory is
+    made, and the file goes when the session does (``cleaned``: sessions that know already)."""
+    directory = shellhook.integration_dir(str(server.socket_path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, f"traps.{session.id}")
+    if session.id not in cleaned:
+        cleaned.add(session.id)
+        session.cleanup.append(lambda: _unlink(path))
+    return path
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 class CommandRun:
@@ -133,6 +159,8 @@ def _number(args: dict[str, Any], key: str) -> float | None:
 class ShellRequests:
     def __init__(self, server: Server) -> None:
         self.server = server
+        #: Sessions whose traps file is removed with them (see ``traps_file``).
+        self._traps_cleaned: set[int] = set()
 
     def _session(self, args: dict[str, Any]) -> Session:
         return self.server.registry.get(args.get("target"))
@@ -177,7 +205,8 @@ class ShellRequests:
                 line = command + "\r"
             else:
                 tracker.pending_token = token
-                line = fallback_line(command, token)
+                saved = traps_file(self.server, session, self._traps_cleaned)
+                line = fallback_line(command, token, saved)
             session.write_input(line.encode("utf-8", "surrogateescape"))
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:

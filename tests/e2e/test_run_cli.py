@@ -145,3 +145,29 @@ def test_ctrl_c_on_run_interrupts_the_command_in_the_session(cli: Cli, tmp_path:
     assert b"not-interrupted" not in out
     after = cli.run("run", "-t", str(sid), "--", "echo", "free")
     assert after.stdout == "free\n"
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash --posix", "busybox sh"])
+def test_run_leaves_the_users_int_trap_alone(cli: Cli, tmp_path: Path, shell: str) -> None:
+    """Failed before: the wrapper for shells without the OSC 133 integration ended with
+    `trap - INT`, wiping a trap the user had set at the prompt."""
+    from helpers import wait_for
+
+    program, *args = shell.split()
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed")
+    cli.env.update({"HOME": str(tmp_path), "PS1": "P> ", "ENV": "/dev/null"})
+    sid = str(cli.new(program, *args))
+    shown = tmp_path / "traps"
+    cli.run("send", sid, "trap 'echo caught' INT", "Enter")
+    assert cli.run("run", "-t", sid, "--", "echo", "between").stdout == "between\n"
+    interrupted = cli.run("run", "-t", sid, "--", "sh -c 'kill -INT $$'", check=False)
+    assert interrupted.returncode == 130  # the wrapper still sees the interrupt
+    cli.run("send", sid, f"trap > {shown}", "Enter")
+    wait_for(lambda: shown.exists() and shown.stat().st_size > 0, what="the trap listing")
+    traps = shown.read_text()
+    assert "echo caught" in traps and "INT" in traps, traps
+    kept = Path(f"{cli.socket_path}.shell") / f"traps.{sid}"
+    assert kept.exists()
+    cli.run("kill", sid)
+    wait_for(lambda: not kept.exists(), what="the saved traps to go with the session")
