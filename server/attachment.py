@@ -73,10 +73,12 @@ class ClientAttachment:
         session: Session,
         size: ClientSize,
         readonly: bool,
+        counted: bool = True,
     ) -> None:
         self.conn = conn
         self.session = session
         self.readonly = readonly
+        self.counted = counted
         self.size = size
         self.behind = False
         self.attached_in_alt = False

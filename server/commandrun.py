@@ -86,6 +86,7 @@ class CommandRun:
 
     readonly = True
     attached_in_alt = False
+    counted = False  # not a CLIENT in `ls`, no client-attached event
 
     def __init__(self, conn: Connection, session: Session, token: str | None, stdin: bytes) -> None:
         self.conn = conn
@@ -254,14 +255,14 @@ class ShellRequests:
             raise TmuxishError(f"session {session.id} has exited ({session.exit_text})")
         if conn.attachment is not None:
             raise BadRequest("this connection is already attached")
-        attached = ClientAttachment(conn, session, ClientSize(0, 0, time.monotonic(), True), True)
+        size = ClientSize(0, 0, time.monotonic(), True)
+        attached = ClientAttachment(conn, session, size, True, counted=False)
         # No repaint: what the watcher wants is the output after the mark, from the ring,
         # and then live output from the same loop step on.
         initial = session.shell.since(since)
         session.clients.append(attached)
         conn.attachment = attached
         session.client_behind_changed()
-        session.shell.notify("client-attached", {"clients": len(session.clients)})
         info = session.info()
         info["initial"] = initial
         info["reset"] = b""

@@ -62,6 +62,9 @@ class Attachment(Protocol):
     behind: bool
     size: ClientSize
     attached_in_alt: bool
+    #: A user's terminal (or API stream), counted in ``clients``; a `run` or an `expect`
+    #: watcher reads the output too but is not one.
+    counted: bool
 
     def send_output(self, header: bytes, data: bytes) -> None: ...
     def send_frame(self, frame: bytes) -> None: ...
@@ -167,6 +170,11 @@ class Session:
         """How the end is told to users: "code 3", or "exit code unknown"."""
         return "exit code unknown" if self.exit_code is None else f"code {self.exit_code}"
 
+    @property
+    def terminals(self) -> int:
+        """How many attached clients are terminals (what ``ls`` shows as CLIENTS)."""
+        return sum(1 for c in self.clients if c.counted)
+
     def info(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -175,7 +183,7 @@ class Session:
             "pid": self.pid,
             "status": self.status,
             "exit_code": self.exit_code,
-            "clients": len(self.clients),
+            "clients": self.terminals,
             "cols": self.cols,
             "rows": self.rows,
             "created": self.created.isoformat(timespec="seconds"),
@@ -618,7 +626,8 @@ class Session:
             self.screen.resynced = False
             self._force_redraw()
         self.client_behind_changed()
-        self.shell.notify("client-attached", {"clients": len(self.clients)})
+        if client.counted:
+            self.shell.notify("client-attached", {"clients": self.terminals})
         return initial
 
     def detach(self, client: Attachment) -> None:
@@ -629,7 +638,8 @@ class Session:
             self.last_used = time.monotonic()
             self.apply_size()
             self.client_behind_changed()
-            self.shell.notify("client-detached", {"clients": len(self.clients)})
+            if client.counted:
+                self.shell.notify("client-detached", {"clients": self.terminals})
 
     def apply_size(self) -> None:
         size = choose_size([c.size for c in self.clients], self.policy)

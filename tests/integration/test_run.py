@@ -256,3 +256,34 @@ def test_wait_for_prompt_times_out_and_sees_the_end(client: SyncClient, home: Pa
         s.kill("KILL")
         waiter.join(15)
     assert len(outcome) == 1 and isinstance(outcome[0], SessionExited), outcome
+
+
+def test_a_run_or_a_watcher_is_not_an_attached_client(
+    client: SyncClient, home: Path, tmp_path: Path
+) -> None:
+    """Failed before: `ls` said CLIENTS 1 while a command ran (and while expect watched), and
+    the events stream reported client-attached/-detached for them. CLIENTS counts terminals,
+    as tmux's and docker's do."""
+    import threading
+
+    s = start(client, "bash", home)
+    started = tmp_path / "started"
+    done = threading.Event()
+    seen: list[int] = []
+
+    def run() -> None:
+        s.run(f"touch {started}; sleep 1", timeout=20)
+        done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_for(started.exists, what="the command to start")
+        seen.append(client.get(s.id).clients)
+    finally:
+        worker.join(20)
+    assert done.is_set()
+    sent = s.send("sleep 0.3; echo WATCHED\r")
+    s.expect("WATCHED", since=sent, timeout=10)
+    assert seen == [0]
+    assert client.get(s.id).clients == 0
