@@ -13,7 +13,14 @@ import signal
 
 from tmuxish import protocol
 from tmuxish.client import core
-from tmuxish.client.terminal import get_size, raw_mode, user_size, write_all
+from tmuxish.client.terminal import (
+    get_size,
+    nonblocking_twin,
+    raw_mode,
+    user_size,
+    write_all,
+    write_within,
+)
 from tmuxish.errors import ServerGone, TmuxishError
 from tmuxish.keys import DetachFilter
 
@@ -33,6 +40,13 @@ SOCKET_READ = 262144
 #: Input waiting to go to the server: above HIGH the terminal is not read until below LOW.
 OUTBOX_HIGH = 256 * 1024
 OUTBOX_LOW = 64 * 1024
+#: Output waiting for the user's terminal (stopped with ^S, a slow link): past HIGH the server
+#: socket is not read until it is below LOW, so the server's flow control holds the rest. The
+#: keys are still read meanwhile, so the detach keys work.
+TERMBOX_HIGH = 1024 * 1024
+TERMBOX_LOW = 256 * 1024
+#: At the end, how long the terminal may take none of what is left before it is given up.
+TERM_PATIENCE = 5.0
 
 
 class AttachResult:
@@ -93,6 +107,12 @@ class Relay:
         self._done: asyncio.Future[AttachResult] | None = None
         self._outbox = bytearray()
         self._writing = False
+        #: Output the terminal has not taken yet, and the non-blocking descriptor it goes to
+        #: (None: no event loop, or no /proc: blocking writes, as before).
+        self._termbox = bytearray()
+        self._term_fd: int | None = None
+        self._socket_paused = False
+        self._detaching = False
         #: False in direct mode: the server reads the terminal itself.
         self._read_stdin = read_stdin
         self._keys: KeyReader | None = None
@@ -119,6 +139,7 @@ class Relay:
             self._handle(self.conn.pending.popleft())
         if self.result is not None:
             return self.result
+        self._term_fd = nonblocking_twin(self.stdout_fd)
         loop.add_reader(self.sock.fileno(), self._on_socket)
         if self._read_stdin:
             self._keys = KeyReader(
@@ -138,13 +159,27 @@ class Relay:
         try:
             return await self._done
         finally:
-            loop.remove_reader(self.sock.fileno())
+            if not self._socket_paused:
+                loop.remove_reader(self.sock.fileno())
             if self._keys is not None:
                 self._keys.close()
             if self._writing:
                 loop.remove_writer(self.sock.fileno())
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGWINCH)
+            self._close_terminal(loop)
+
+    def _close_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the terminal what it has not taken yet (within TERM_PATIENCE), then let go."""
+        fd, self._term_fd = self._term_fd, None
+        if fd is None:
+            return
+        if self._termbox:
+            loop.remove_writer(fd)
+            with contextlib.suppress(OSError):
+                write_within(fd, self._termbox, TERM_PATIENCE)
+            self._termbox.clear()
+        os.close(fd)
 
     def closing_reset(self) -> bytes:
         """What to write to the terminal once the attachment is over."""
@@ -200,14 +235,62 @@ class Relay:
             self._write_out(b"".join(out) if len(out) > 1 else out[0])
 
     def _write_out(self, data: bytes) -> None:
+        if self._detaching:
+            return  # detached: what is still on its way is not shown, as in tmux
+        fd = self._term_fd
         try:
-            write_all(self.stdout_fd, data)
+            if fd is None:
+                write_all(self.stdout_fd, data)
+                return
+            if self._termbox:
+                self._termbox += data
+            else:
+                try:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                if n < len(data):
+                    self._termbox += data[n:]
+                    assert self._loop is not None
+                    self._loop.add_writer(fd, self._on_terminal_writable)
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.EPIPE, errno.EBADF):
-                self._send(protocol.detach())
-                self._finish("[terminal gone]", 1)
+                self._terminal_gone()
                 return
             raise
+        if len(self._termbox) > TERMBOX_HIGH and not self._socket_paused:
+            assert self._loop is not None
+            self._loop.remove_reader(self.sock.fileno())
+            self._socket_paused = True
+
+    def _on_terminal_writable(self) -> None:
+        fd = self._term_fd
+        assert fd is not None and self._loop is not None
+        try:
+            n = os.write(fd, self._termbox)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EPIPE, errno.EBADF):
+                self._termbox.clear()
+                self._loop.remove_writer(fd)
+                self._terminal_gone()
+                return
+            raise
+        del self._termbox[:n]
+        if not self._termbox:
+            self._loop.remove_writer(fd)
+        if self._socket_paused and len(self._termbox) < TERMBOX_LOW:
+            self._resume_socket()
+
+    def _resume_socket(self) -> None:
+        assert self._loop is not None
+        self._socket_paused = False
+        self._loop.add_reader(self.sock.fileno(), self._on_socket)
+
+    def _terminal_gone(self) -> None:
+        self._send(protocol.detach())
+        self._finish("[terminal gone]", 1)
 
     def _handle(self, message: protocol.Message) -> None:
         kind = message[0]
@@ -247,6 +330,11 @@ class Relay:
     def _detach(self) -> None:
         self._send(protocol.detach())
         assert self._loop is not None
+        # The server's DETACHED must be read even while the terminal is stuck; the output
+        # still on its way is dropped (see _write_out).
+        self._detaching = True
+        if self._socket_paused:
+            self._resume_socket()
         # The server confirms with DETACHED; do not hang if it is gone.
         self._loop.call_later(2.0, self._finish, f"[detached from {self.label}]", 0)
 
@@ -428,7 +516,14 @@ def _attach_loop(
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0
             cols, rows = user_size()
+        # Leave the user's terminal sane: undo modes the program turned on. Within a patience:
+        # a terminal stopped with ^S must not keep the client from exiting.
+        twin = nonblocking_twin(1)
         with contextlib.suppress(OSError):
-            # Leave the user's terminal sane: undo modes the program turned on.
-            write_all(1, relay.closing_reset() + b"\r\n")
+            if twin is None:
+                write_all(1, relay.closing_reset() + b"\r\n")
+            else:
+                write_within(twin, relay.closing_reset() + b"\r\n", TERM_PATIENCE)
+        if twin is not None:
+            os.close(twin)
     return result

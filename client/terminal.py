@@ -52,3 +52,33 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
             select.select([], [fd], [])
             continue
         view = view[n:]
+
+
+def nonblocking_twin(fd: int) -> int | None:
+    """A second, non-blocking descriptor of what ``fd`` writes to (the user's terminal), or None.
+
+    Opened anew through /proc, not dup()ed: O_NONBLOCK lives on the open file description, which
+    fd 0/1 share with the user's shell, so it must not be set there.
+    """
+    try:
+        return os.open(
+            f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        )
+    except OSError:
+        return None
+
+
+def write_within(fd: int, data: bytes | bytearray | memoryview, patience: float) -> bool:
+    """Write ``data`` to the non-blocking ``fd``, waiting as long as the terminal takes some of
+    it every ``patience`` seconds; False if it took none for that long (stopped with ^S, a
+    dead ssh) and the rest was given up."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            if not select.select([], [fd], [], patience)[1]:
+                return False
+            continue
+        view = view[n:]
+    return True

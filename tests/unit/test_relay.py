@@ -228,3 +228,63 @@ async def test_key_reader_pause_resume_and_detach() -> None:
         reader.close()
         os.close(r)
         os.close(w)
+
+
+def screen_bytes(fd: int) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+async def test_a_stuck_terminal_neither_blocks_the_relay_nor_loses_or_reorders_output(
+    relay: Harness,
+) -> None:
+    """Failed before: the relay wrote the terminal with a blocking write, so a terminal that
+    stopped taking output (^S, a stalled ssh) froze it: no keys were read, no detach."""
+    chunks = [bytes([65 + i % 26]) * 50_000 for i in range(40)]  # 2 MB, far past a pipe's 64 KiB
+    sending = send_in_background(relay, [[protocol.OUTPUT, c] for c in chunks])
+    # Nobody reads the screen: the relay must still read keys and talk to the server.
+    relay.type(b"still here")
+    await relay.frames(lambda seen: inputs(seen) == b"still here")
+    # Now the terminal takes output again: every byte arrives, in order.
+    got = bytearray()
+    async with asyncio.timeout(DEADLINE):
+        while len(got) < sum(map(len, chunks)):
+            got += screen_bytes(relay.screen_r)
+            await asyncio.sleep(0.002)
+    assert bytes(got) == b"".join(chunks)
+    await sending
+
+
+def send_in_background(relay: Harness, messages: list[protocol.Message]) -> asyncio.Task[None]:
+    """The server's side of flow control: it waits while the relay does not read."""
+    loop = asyncio.get_running_loop()
+    relay.server_sock.setblocking(False)
+
+    async def send() -> None:
+        for message in messages:
+            await loop.sock_sendall(relay.server_sock, protocol.encode(message))
+
+    return asyncio.ensure_future(send())
+
+
+async def test_detach_works_while_the_terminal_is_stuck(relay: Harness) -> None:
+    sending = send_in_background(relay, [[protocol.OUTPUT, b"x" * 50_000]] * 40)
+    relay.type(P + Q)
+    await relay.frames(lambda seen: any(m[0] == protocol.DETACH for m in seen))
+    await sending  # the relay reads the socket again once detaching
+    await asyncio.get_running_loop().sock_sendall(
+        relay.server_sock, protocol.encode([protocol.DETACHED, "detached"])
+    )
+    async with asyncio.timeout(DEADLINE):
+        # What the pipe holds is given up within the patience; the test drains it meanwhile.
+        while not (relay.task is not None and relay.task.done()):
+            screen_bytes(relay.screen_r)
+            await asyncio.sleep(0.01)
+    assert await relay.result() == AttachResult("[detached from session 7]", 0)
