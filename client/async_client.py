@@ -534,9 +534,12 @@ class Client:
                     else:
                         core.Requests.answer(message)  # raises what ends the stream
             except ServerUpgrading:
-                pass
+                cause = "upgrade"
             except ServerGone:
-                return  # the server stopped: the stream ends
+                if not core.server_may_return(self.socket_path):
+                    return  # the server stopped: the stream ends
+                cause = "crash"
             finally:
                 stream.close()
             await self._connect(False, after_upgrade=True)
+            yield core.reconnected_event(cause)

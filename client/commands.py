@@ -281,7 +281,8 @@ def _client(args: argparse.Namespace) -> SyncClient:
     """The Python API client the everyday commands go through (one code path with the API)."""
     from tmuxish.client.api import SyncClient
 
-    return SyncClient(connector=lambda start: _connect(args, start))
+    local = _socket(args) if _host(args) is None else None
+    return SyncClient(local, connector=lambda start: _connect(args, start))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -66,6 +66,33 @@ def no_answer(command: str | None = None) -> ServerGone:
     return ServerGone(f"the server did not answer{what} in time")
 
 
+#: The event an events stream adds where it reconnected: events in the gap may be missing.
+RECONNECTED_EVENT = "stream-reconnected"
+
+
+def reconnected_event(cause: str) -> dict[str, Any]:
+    """What the events stream yields after following the server through ``cause`` ("upgrade"
+    or "crash"), in the server's event shape."""
+    import time
+
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    millis = int(now % 1 * 1000)
+    return {
+        "type": RECONNECTED_EVENT,
+        "session": None,
+        "name": None,
+        "time": f"{stamp}.{millis:03d}+00:00",
+        "cause": cause,
+    }
+
+
+def server_may_return(socket_path: object) -> bool:
+    """After a connection closed with no word: a kept server that crashed leaves its socket
+    (its keeper holds it and starts another); one that stops on purpose removes it first."""
+    return socket_path is not None and os.path.exists(str(socket_path))
+
+
 def upgrading() -> ServerUpgrading:
     return ServerUpgrading("the server is upgrading; connect again")
 

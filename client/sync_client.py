@@ -155,7 +155,9 @@ class SyncClient:
         connector: Connector | None = None,
     ) -> None:
         self.socket_path: Path | None = None
-        if connector is None:
+        if connector is None or socket_path is not None:
+            # With a connector, a path given too names the server's socket for
+            # ``events`` to tell a crash from a stop.
             self.socket_path = socket_path_of(socket_path, socket_name)
         self.autostart = autostart
         self.timeout = timeout
@@ -510,7 +512,11 @@ class SyncClient:
         """What happens on the server, as it happens (``tmuxish events``): dicts with ``type``
         (session-created, session-exited, session-renamed, session-removed, client-attached,
         client-detached, bell, title, command-finished), ``session``, ``name``, ``time`` and
-        the type's own fields. Runs until the server goes away; follows a server upgrade."""
+        the type's own fields. Runs until the server goes away; follows a server upgrade and a
+        crash its keeper recovers from, yielding a ``stream-reconnected`` event (``cause``:
+        upgrade or crash) there, since events in the gap may be missing."""
+        from tmuxish.client import core
+
         while True:
             conn = self._open(False)
             try:
@@ -521,13 +527,14 @@ class SyncClient:
                     if message[0] == protocol.EVENT and message[1] == "tmuxish":
                         yield dict(message[2])
                     else:
-                        from tmuxish.client import core
-
                         core.Requests.answer(message)  # raises what ends the stream
             except ServerUpgrading:
-                pass
+                cause = "upgrade"
             except ServerGone:
-                return  # the server stopped: the stream ends
+                if not core.server_may_return(self.socket_path):
+                    return  # the server stopped: the stream ends
+                cause = "crash"
             finally:
                 conn.close()
             self._reconnect_after_upgrade()
+            yield core.reconnected_event(cause)

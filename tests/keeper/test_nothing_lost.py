@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,60 @@ def test_queued_input_is_written_after_an_upgrade(cli: Cli, tmp_path: Path, how:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(keeper), signal.SIGTERM)
             wait_for(lambda: not pid_alive(int(keeper)), 15, "the keeper to exit")
+
+
+@pytest.mark.parametrize("how", ["crash", "upgrade"])
+def test_the_events_stream_survives_and_marks_the_gap(kept: Cli, how: str) -> None:
+    """`tmuxish events` follows the server through a crash its keeper recovers from and an
+    upgrade, and says where it reconnected (events in the gap may be missing). Failed before
+    for the crash: the stream ended at the kill -9, silently."""
+    cli = kept
+    events = subprocess.Popen(
+        cli.argv("events", "--json"),
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import queue
+    import threading
+
+    got: queue.Queue[dict[str, object]] = queue.Queue()
+
+    def read() -> None:
+        assert events.stdout is not None
+        for line in events.stdout:
+            got.put(json.loads(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    lines: list[dict[str, object]] = []
+    try:
+        # The stream is subscribed once an event comes through (no sleep: probe until one does).
+        for n in range(100):
+            cli.new("sleep", "1000", name=f"probe{n}")
+            try:
+                got.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
+        while not got.empty():
+            got.get()
+        cli.new("sleep", "1000", name="before")
+        lines.append(got.get(timeout=10))
+        if how == "crash":
+            crash(cli)
+        else:
+            cli.run("server", "upgrade")
+        lines.append(got.get(timeout=20))
+        cli.new("sleep", "1000", name="after")
+        lines.append(got.get(timeout=10))
+    finally:
+        events.kill()
+        events.communicate(timeout=10)
+    assert [(e["type"], e.get("name")) for e in lines] == [
+        ("session-created", "before"),
+        ("stream-reconnected", None),
+        ("session-created", "after"),
+    ]
+    assert lines[1]["cause"] == how
