@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from websockets.exceptions import ConnectionClosed
 
+from tmuxish.client import core
 from tmuxish.client.web import wire
 from tmuxish.client.web.flow import FlowWindow
-from tmuxish.errors import TmuxishError
+from tmuxish.errors import SessionNotFound, TmuxishError
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 #: Before a repaint into a terminal that may be mid-sequence: cancel it (CAN), then reset (RIS),
 #: since the repaint expects a freshly reset terminal.
 RESYNC = b"\x18\x1bc"
+#: How long a tab waits for the server to come back after an upgrade or a crash.
+REATTACH_WAIT = 15.0
 
 
 class Tab:
@@ -93,6 +96,8 @@ class Tab:
                     # One chunk larger than the window, with nothing owed: no ack will come.
                     self._check.set()
         except TmuxishError as exc:
+            if core.server_may_return(self.client.socket_path) and await self._reattach():
+                return  # the server came back (upgrade, crash): a fresh attachment reads on
             self._final = wire.error(f"lost the session: {exc}")
         else:
             if stream.exit_code is not None:
@@ -150,6 +155,33 @@ class Tab:
         screen = text.rstrip("\n").replace("\n", "\r\n").encode("utf-8", "surrogateescape")
         self.window.resume(RESYNC + screen)
         self._wake.set()
+
+    async def _reattach(self) -> bool:
+        """The server went away but its socket stayed (`server upgrade`, or a crash its keeper
+        recovers from): attach again once it answers, and repaint the tab, as a terminal client
+        does. False if it did not come back in time or the session is gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REATTACH_WAIT
+        cols, rows = self.size
+        while True:
+            try:
+                fresh = await self.client.attach(
+                    self.stream.session.id, cols=cols, rows=rows, readonly=self.readonly
+                )
+                break
+            except SessionNotFound:
+                return False
+            except TmuxishError:
+                if loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.1)
+        old, self.stream = self.stream, fresh
+        self.window.resume(RESYNC + fresh.take_initial())
+        self._reader = asyncio.create_task(self._read_loop(fresh))
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            await old.close()
+        return True
 
     async def _resync(self) -> None:
         """Swap in a fresh attachment; its repaint is the tab's next output."""

@@ -121,3 +121,35 @@ async def test_exit_while_behind_shows_the_last_screen(cli: Cli, web: Web) -> No
         assert sum(len(f) - 1 for f in frames[:-2]) <= DEFAULT_LIMIT
     finally:
         await tab.close()
+
+
+async def read_until(tab: ClientConnection, needle: bytes) -> bytes:
+    seen = b""
+    async with asyncio.timeout(30):
+        while needle not in seen:
+            message = await tab.recv()
+            assert isinstance(message, bytes)
+            assert message[0] == wire.OUTPUT, message[:80]
+            seen += message[1:]  # small: no acknowledgements needed under the window
+    return seen
+
+
+async def test_a_tab_follows_the_session_through_a_server_upgrade(cli: Cli, web: Web) -> None:
+    """Failed before: the tab ended with 'lost the session' when the server upgraded, though
+    the session lived on; a terminal client reconnects and repaints, and so does a tab now."""
+    sid = cli.new("sh", "-c", "while read l; do echo GOT-$l; done")
+    web.login()
+    tab = await open_tab(web, sid)
+    try:
+        await tab.send(wire.input_frame(b"one\n"))
+        await read_until(tab, b"GOT-one")
+        upgrade = await asyncio.create_subprocess_exec(
+            *cli.argv("server", "upgrade"), env=cli.env, stdout=asyncio.subprocess.DEVNULL
+        )
+        assert await upgrade.wait() == 0
+        # The repaint of the fresh attachment comes first, then live output again.
+        await read_until(tab, RESYNC)
+        await tab.send(wire.input_frame(b"two\n"))
+        await read_until(tab, b"GOT-two")
+    finally:
+        await tab.close()
