@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
         def __len__(self) -> int: ...
         def popleft(self) -> protocol.Message: ...
+
     from typing import Any
 
     from tmuxish.client.session_info import SessionInfo

@@ -417,9 +417,7 @@ class ScreenFeed:
         """The next item is a reflow, and this loop turn has had one already."""
         head = self._pending[0] if self._pending else None
         return (
-            self._resized_this_turn
-            and isinstance(head, _Resize)
-            and head.cols != self.screen.cols
+            self._resized_this_turn and isinstance(head, _Resize) and head.cols != self.screen.cols
         )
 
     def _next_turn(self) -> None:
