@@ -91,6 +91,10 @@ class Connection:
             self.passed_terminal = True
         else:
             self.send(hello)
+        self._take_greeting()
+
+    def _take_greeting(self) -> None:
+        """Read the server's HELLO: its info, and its protocol version when not ours."""
         greeting = self.recv()
         self.server_info = core.check_hello(greeting, any_version=True)
         if greeting[1] != protocol.PROTOCOL_VERSION:
@@ -107,12 +111,8 @@ class Connection:
         """
         req_id, frame = self.requests.frame(command, args)
         self.sock.sendall(core.hello() + frame)
-        greeting = self.recv()
-        self.server_info = core.check_hello(greeting, any_version=True)
-        if greeting[1] != protocol.PROTOCOL_VERSION:
-            self.other_version = greeting[1]
-            if command not in protocol.VERSIONLESS_COMMANDS:
-                raise core.version_mismatch(greeting[1])
+        self._take_greeting()
+        self._check_version(command)
         return req_id
 
     def fileno(self) -> int:
@@ -153,11 +153,15 @@ class Connection:
 
     def send_request(self, command: str, args: dict[str, Any]) -> int:
         """Write a request; its id. Once this returns the server may act on it."""
-        if self.other_version is not None and command not in protocol.VERSIONLESS_COMMANDS:
-            raise core.version_mismatch(self.other_version)
+        self._check_version(command)
         req_id, frame = self.requests.frame(command, args)
         self.send(frame)
         return req_id
+
+    def _check_version(self, command: str) -> None:
+        """A server of another protocol version serves only the frozen commands."""
+        if self.other_version is not None and command not in protocol.VERSIONLESS_COMMANDS:
+            raise core.version_mismatch(self.other_version)
 
     def reply(self, req_id: int) -> Any:
         """Wait for the answer to request ``req_id``: its result, or the error it got."""
