@@ -430,38 +430,20 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`tmuxish run`: the command's output on stdout as it comes, and its exit status."""
-    from tmuxish.client.run import CommandTimeout
+    """`tmuxish run`: the command's output on stdout as it comes, and its exit status (the
+    same conversation as the fast path's, tmuxish.quick.stream_run)."""
+    from tmuxish.client.runstream import run_args
+    from tmuxish.quick import stream_run
 
     argv = list(args.command_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
-    out = sys.stdout.buffer
-
-    def write(data: bytes) -> None:
-        out.write(data)
-        out.flush()
-
     stdin = sys.stdin.buffer.read() if args.stdin else None
-    target = target_arg(args.target)
-    with _client(args) as client:
-        try:
-            result = client.run(
-                target, argv, timeout=args.timeout, input=stdin, output=write, raw=args.raw
-            )
-        except CommandTimeout as exc:
-            sys.stderr.write(f"tmuxish: {exc}\n")
-            return 124  # as timeout(1)
-        except KeyboardInterrupt:
-            # The user interrupts the command, not just the waiting for it.
-            with _client(args) as other:
-                other.send(target if target is not None else client.get().id, b"\x03")
-            return 130
-    if result.session_exited:
-        sys.stderr.write("tmuxish: the session ended during the command\n")
-    return 125 if result.exit_code is None else result.exit_code
+    request = run_args(target_arg(args.target), argv, args.timeout, stdin)
+    with _connect(args, False) as conn:
+        return stream_run(conn, request, args.raw, lambda: _connect(args, False))
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -294,7 +294,23 @@ def _run(line: Line) -> Request:
 
 
 def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: Any) -> int:
-    """`run`'s output as it comes, then its exit status, as cmd_run does."""
+    from tmuxish.client.connection import Connection
+
+    raw = bool(line.options.get("--raw"))
+    return stream_run(conn, args, raw, lambda: Connection.open(path), req_id)
+
+
+def stream_run(
+    conn: Connection,
+    args: dict[str, Any],
+    raw: bool,
+    reconnect: Callable[[], Connection],
+    req_id: int | None = None,
+) -> int:
+    """`tmuxish run` (the fast path and the full CLI's cmd_run): the command's output to stdout
+    as it comes, then its exit status; 124 on timeout, 125 if unknown, and 130 on Ctrl-C,
+    which also goes to the session (through ``reconnect``): the user interrupts the command,
+    not just the waiting for it. ``req_id``: the request went with the greeting."""
     from tmuxish.client.runstream import converse, timeout_text
     from tmuxish.errors import TmuxishError
 
@@ -305,11 +321,14 @@ def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: An
         out.flush()
 
     try:
-        result = converse(conn, args, write, bool(line.options.get("--raw")), req_id)
+        result = converse(conn, args, write, raw, req_id)
     except KeyboardInterrupt:
-        # The user interrupts the command, not just the waiting for it.
         try:
-            _interrupt(path, args["target"])
+            with reconnect() as other:
+                target = args["target"]
+                if target is None:
+                    target = other.request("get", target=None)["id"]
+                other.request("send", target=target, mark=True, data=b"\x03")
         except TmuxishError as exc:
             return _report(exc)
         return 130
@@ -323,16 +342,6 @@ def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: An
         sys.stderr.write("tmuxish: the session ended during the command\n")
     code = result.get("exit_code")
     return 125 if code is None else int(code)
-
-
-def _interrupt(path: str, target: str | int | None) -> None:
-    """Ctrl-C to the session the command runs in."""
-    from tmuxish.client.connection import Connection
-
-    with Connection.open(path) as conn:
-        if target is None:
-            target = conn.request("get", target=None)["id"]
-        conn.request("send", target=target, mark=True, data=b"\x03")
 
 
 # -- output ---------------------------------------------------------------------------------------
