@@ -19,6 +19,7 @@ from tmuxish.client.terminal import (
     raw_mode,
     user_size,
     write_all,
+    write_patiently,
     write_within,
 )
 from tmuxish.errors import ServerGone, TmuxishError
@@ -516,14 +517,7 @@ def _attach_loop(
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0
             cols, rows = user_size()
-        # Leave the user's terminal sane: undo modes the program turned on. Within a patience:
-        # a terminal stopped with ^S must not keep the client from exiting.
-        twin = nonblocking_twin(1)
         with contextlib.suppress(OSError):
-            if twin is None:
-                write_all(1, relay.closing_reset() + b"\r\n")
-            else:
-                write_within(twin, relay.closing_reset() + b"\r\n", TERM_PATIENCE)
-        if twin is not None:
-            os.close(twin)
+            # Leave the user's terminal sane: undo modes the program turned on.
+            write_patiently(1, relay.closing_reset() + b"\r\n", TERM_PATIENCE)
     return result

@@ -82,3 +82,17 @@ def write_within(fd: int, data: bytes | bytearray | memoryview, patience: float)
             continue
         view = view[n:]
     return True
+
+
+def write_patiently(fd: int, data: bytes, patience: float) -> None:
+    """Write ``data`` to what ``fd`` writes to, giving up if it takes none for ``patience``
+    seconds (a terminal stopped with ^S must not keep a client from exiting); a blocking
+    write where no non-blocking twin can be opened."""
+    twin = nonblocking_twin(fd)
+    if twin is None:
+        write_all(fd, data)
+        return
+    try:
+        write_within(twin, data, patience)
+    finally:
+        os.close(twin)
