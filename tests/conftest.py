@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cli, stop_server
+from helpers import Cli, pid_alive, server_info, stop_server, wait_for
 
 try:
     import uvloop
@@ -47,3 +49,18 @@ def cli(sock_dir: Path) -> Iterator[Cli]:
             with contextlib.suppress(Exception):
                 child.close(force=True)
         stop_server(c)
+
+
+@pytest.fixture
+def kept(cli: Cli) -> Iterator[Cli]:
+    """The CLI with a keeper (the default) that is always stopped afterwards, whatever state
+    the test left it in (a crash loop leaves no server to answer `kill-server`)."""
+    cli.env.pop("TMUXISH_KEEPER", None)
+    cli.new("true")  # starts keeper and server
+    keeper = int(server_info(cli)["keeper"])
+    try:
+        yield cli
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(keeper, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(keeper), 15, "the keeper to exit")

@@ -265,3 +265,12 @@ async def watched_session(path: Path, program: str) -> tuple[ProtoClient, ProtoC
     watcher = await proto_connect(path)
     await watcher.request("attach", target=1, cols=80, rows=24, readonly=True)
     return client, watcher
+
+
+def server_info(cli: Cli) -> dict[str, Any]:
+    """The server's `info` reply: pid, keeper (its keeper's pid, when kept), generation..."""
+    from tmuxish.client.connection import Connection
+
+    with Connection.open(cli.socket_path, timeout=5) as conn:
+        result: dict[str, Any] = conn.request("info")
+    return result

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import Cli, pid_alive, wait_for
+from helpers import Cli, pid_alive, server_info, wait_for
 
 if TYPE_CHECKING:
     from tests.containers.conftest import BundleFactory, Containers, Runtime
@@ -50,10 +50,7 @@ def keeper_holds_screen_with(keeper: int, text: str) -> bool:
 
 def crash(cli: Cli) -> None:
     """kill -9 the server once the keeper holds screens showing the output so far."""
-    from tmuxish.client.connection import Connection
-
-    with Connection.open(cli.socket_path, timeout=5) as conn:
-        info = conn.request("info")
+    info = server_info(cli)
     keeper = int(info["keeper"])
     for text in ("out-6", "out-12"):
         wait_for(partial(keeper_holds_screen_with, keeper, text), 10, f"a snapshot with {text}")

@@ -11,13 +11,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
-import pytest
 from hardkit import proc_state
-from helpers import Cli, pid_alive, wait_for
+from helpers import Cli, pid_alive, server_info, wait_for
 
 COUNTER = (
     "import sys, time\n"
@@ -30,10 +28,7 @@ COUNTER = (
 
 
 def keeper_pid(cli: Cli) -> int:
-    from tmuxish.client.connection import Connection
-
-    with Connection.open(cli.socket_path, timeout=5) as conn:
-        return int(conn.request("info")["keeper"])
+    return int(server_info(cli)["keeper"])
 
 
 def new_server(cli: Cli, old: int, timeout: float = 10.0) -> int:
@@ -58,21 +53,6 @@ def held_screens(pid: int) -> int:
 
 def identity(cli: Cli) -> list[tuple[int, str | None, int, str]]:
     return [(s["id"], s["name"], s["pid"], s["status"]) for s in cli.sessions()]
-
-
-@pytest.fixture
-def kept(cli: Cli) -> Iterator[Cli]:
-    """The CLI with a keeper (the default) that is always stopped afterwards, whatever state
-    the test left it in (a crash loop leaves no server to answer `kill-server`)."""
-    cli.env.pop("TMUXISH_KEEPER", None)
-    cli.new("true")  # starts keeper and server
-    keeper = keeper_pid(cli)
-    try:
-        yield cli
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(keeper, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(keeper), 15, "the keeper to exit")
 
 
 def test_kill9_server_sessions_carry_on(kept: Cli, tmp_path: Path) -> None:

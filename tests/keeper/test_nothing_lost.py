@@ -9,42 +9,19 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cli, pid_alive, stop_server, wait_for
+from helpers import Cli, pid_alive, server_info, stop_server, wait_for
 
 from tmuxish import asciicast
 from tmuxish.server.recording import CRASH_MARKER, Recording
 
 
-def info(cli: Cli) -> dict[str, Any]:
-    from tmuxish.client.connection import Connection
-
-    with Connection.open(cli.socket_path, timeout=5) as conn:
-        result: dict[str, Any] = conn.request("info")
-    return result
-
-
-@pytest.fixture
-def kept(cli: Cli) -> Iterator[Cli]:
-    """The CLI with a keeper (the default), always stopped afterwards."""
-    cli.env.pop("TMUXISH_KEEPER", None)
-    cli.new("true")  # starts keeper and server
-    keeper = int(info(cli)["keeper"])
-    try:
-        yield cli
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(keeper, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(keeper), 15, "the keeper to exit")
-
-
 def crash(cli: Cli) -> None:
     """kill -9 the server; wait for the one its keeper starts."""
-    old = info(cli)["pid"]
+    old = server_info(cli)["pid"]
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: cli.server_pid() not in (None, old), 10, "a new server")
 
@@ -197,7 +174,7 @@ def test_queued_input_is_written_after_an_upgrade(cli: Cli, tmp_path: Path, how:
     size = 300_000
     text = bytes(ord("a") + i % 26 for i in range(size))
     sid = cli.new("python3", "-c", SLOW_READER, str(gate), str(out), str(size))
-    keeper = info(cli).get("keeper")
+    keeper = server_info(cli).get("keeper")
     try:
         with SyncClient(cli.socket_path) as client:
             client.wait_for_text(sid, "ready")
