@@ -8,7 +8,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 
 class CommandFailed(Exception):
@@ -39,20 +39,8 @@ def pids_holding_sockets(inodes: Iterable[int]) -> list[int]:
         return []
     pids: list[int] = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        fd_dir = f"/proc/{name}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"{fd_dir}/{fd}") in targets:
-                    pids.append(int(name))
-                    break
-            except OSError:
-                continue
+        if name.isdigit() and any(link in targets for _path, link in _fd_links(int(name))):
+            pids.append(int(name))
     return sorted(pids)
 
 
@@ -126,6 +114,21 @@ def hwm_kib(pid: int) -> int | None:
     return None
 
 
+def _fd_links(pid: int) -> Iterator[tuple[str, str]]:
+    """(/proc path, what it links to) for each fd of ``pid`` still there to read."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return
+    for fd in fds:
+        path = f"{fd_dir}/{fd}"
+        try:
+            yield path, os.readlink(path)
+        except OSError:
+            continue
+
+
 def memfd_kib(pids: Iterable[int]) -> int:
     """KiB allocated to the memfds the given processes hold open (each file counted once).
 
@@ -135,16 +138,11 @@ def memfd_kib(pids: Iterable[int]) -> int:
     seen: set[tuple[int, int]] = set()
     total = 0
     for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
+        for path, link in _fd_links(pid):
+            if not link.startswith("/memfd:"):
+                continue
             try:
-                if not os.readlink(f"{fd_dir}/{fd}").startswith("/memfd:"):
-                    continue
-                st = os.stat(f"{fd_dir}/{fd}")
+                st = os.stat(path)
             except OSError:
                 continue
             if (st.st_dev, st.st_ino) not in seen:
