@@ -30,6 +30,9 @@ class RunResult:
     duration: float
     #: The session itself ended during the command (e.g. ``exit 3``); exit_code is its code.
     session_exited: bool = False
+    #: The shell found the command line incomplete (an open quote, ``if`` without ``fi``) and
+    #: ran nothing; exit_code is 2, as for a syntax error.
+    incomplete: bool = False
 
     @property
     def text(self) -> str:
@@ -59,6 +62,7 @@ def run_result(
         output=output,
         duration=float(result.get("duration") or 0.0),
         session_exited=bool(result.get("session_exited")),
+        incomplete=bool(result.get("incomplete")),
     )
 
 

@@ -5,11 +5,15 @@ what the command printed (``[OUTPUT, data]`` frames) until the shell says it fin
 then carries the exit status. The output window is cut by OSC 133 marks (server/shellhook.py):
 
 - a shell started with the integration (bash, zsh) marks C before the command runs and
-  D;STATUS after it; the line is typed as given, so it lands in the shell's history as is;
+  D;STATUS after it; the line is typed as given, so it lands in the shell's history as is. Its
+  continuation prompt carries ``A;k=s``: a line the shell finds incomplete (an open quote) is
+  cancelled with Ctrl-C and the run ends with 2, instead of waiting for a next line that the
+  next run would supply by accident; a new prompt before C means the line held no command;
 - any other shell gets the line wrapped (with an INT trap around it, see ``fallback_line``) as
-  ``printf '\\033]133;C;tmuxish=T\\007'; eval 'LINE'; printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``:
-  the marks carry a real ESC byte, which the echo of the typed line cannot contain (it shows the
-  four characters ``\\033``), and a token no other output has.
+  ``__tmuxish_c='LINE'; printf '\\033]133;C;tmuxish=T\\007'; command eval "$__tmuxish_c";
+  printf '\\033]133;D;%s;tmuxish=T\\007' "$?"``: the marks carry a real ESC byte, which the echo
+  of the typed line cannot contain (it shows the four characters ``\\033``), and a token no
+  other output has.
 
 A session runs one command at a time: ``run`` while a command is still running (one typed by
 someone, or a previous run that timed out) fails with ``session-busy``.
@@ -41,26 +45,47 @@ if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
     from tmuxish.server.session import Session
 
+#: How long a run whose line was incomplete waits for the shell's prompt after its Ctrl-C (the
+#: next run's line must not reach the terminal before the Ctrl-C flushed its input).
+CANCEL_WAIT = 2.0
+#: How often the Ctrl-C is sent again meanwhile.
+CANCEL_RETRY = 0.25
 #: Output a run may queue for a client that does not read before the run is cut off.
 STREAM_CAP = 64 * 1024 * 1024
 
 
+#: Characters of the command per typed line of a fallback run. A shell without line editing
+#: (dash) reads in the terminal's canonical mode, where a line stops at 4095 bytes and the rest
+#: is dropped: a long command would run cut short. Quoted, a character takes at most 4 bytes.
+LINE_PIECE = 500
+
+
+def quote_pieces(command: str) -> str:
+    """``command`` as one shell word in single quotes, split into typed lines of at most
+    ``LINE_PIECE`` characters joined by backslash-newline (a line continuation)."""
+    pieces = [command[i : i + LINE_PIECE] for i in range(0, len(command), LINE_PIECE)] or [""]
+    return "\\\n".join("'" + p.replace("'", "'\\''") + "'" for p in pieces)
+
+
 def fallback_line(command: str, token: str, saved: str) -> str:
-    # One line (no continuation prompt): the command is quoted for eval, which runs it in the
-    # shell itself (cd and variables stay), comments and trailing & included. The INT trap keeps
-    # an interrupted command from aborting the rest of the line (POSIX shells drop the rest of
+    # The command is quoted into a variable and run with eval in the shell itself (cd and
+    # variables stay), comments and trailing & included. `command eval` because a POSIX shell
+    # drops the rest of the typed line when a plain eval meets a syntax error, end marker
+    # included (zsh does not, and its `command` runs no builtins). The INT trap keeps an
+    # interrupted command from aborting the rest of the line (POSIX shells drop the rest of
     # a list when its command dies of SIGINT): the end marker still comes, with status 130.
     # Programs the command starts get SIGINT's default back when they exec. The shell's own
     # traps are saved to ``saved`` first and put back after, so a user's INT trap survives the
     # run: through a file (in the server's private directory, removed with the session)
     # because dash's $(trap) shows the subshell's traps, none. Only builtins follow the end
     # marker: once it is out, `run` returns and the next input may come.
-    quoted = "'" + command.replace("'", "'\\''") + "'"
     path = "'" + saved.replace("'", "'\\''") + "'"
     return (
-        f"trap >{path} 2>/dev/null; trap : INT; printf '\\033]133;C;tmuxish={token}\\007'; "
-        f"eval {quoted}; printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; trap - INT; "
-        f"[ -r {path} ] && . {path}\r"
+        f"__tmuxish_c={quote_pieces(command)}; trap >{path} 2>/dev/null; trap : INT; "
+        f"printf '\\033]133;C;tmuxish={token}\\007'; if [ -n \"${{ZSH_VERSION-}}\" ]; "
+        f'then eval "$__tmuxish_c"; else command eval "$__tmuxish_c"; fi; '
+        f"printf '\\033]133;D;%s;tmuxish={token}\\007' \"$?\"; unset __tmuxish_c; "
+        f"trap - INT; [ -r {path} ] && . {path}\r"
     )
 
 
@@ -98,6 +123,8 @@ class CommandRun:
         self.started = False
         self._t0 = 0.0
         self._scanner = MarkScanner()
+        #: An incomplete line was cancelled; the run ends at the shell's next prompt.
+        self.cancelling = False
         self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     def _ours(self, mark: Mark) -> bool:
@@ -108,7 +135,11 @@ class CommandRun:
             return
         for piece in self._scanner.feed(data):
             if isinstance(piece, Mark):
-                if not self.started and piece.kind == "C" and self._ours(piece):
+                if not self.started and piece.kind == "A" and self.token is None:
+                    self._prompt_first(piece)
+                    if self.result.done():
+                        return
+                elif not self.started and piece.kind == "C" and self._ours(piece):
                     self.started = True
                     self._t0 = time.monotonic()
                     if self.stdin:
@@ -121,6 +152,32 @@ class CommandRun:
                 if backlog > STREAM_CAP:
                     self._fail(TmuxishError("run: the client stopped reading its output"))
                     return
+
+    def _prompt_first(self, mark: Mark) -> None:
+        """An integrated shell prompted before the command started. A continuation prompt: the
+        line is incomplete (an open quote, ``if`` without ``fi``, a here-document), so it is
+        cancelled with Ctrl-C rather than left for the next run to complete by accident. A new
+        primary prompt: the line held no command (a comment), or it was cancelled."""
+        if mark.continuation:
+            if not self.cancelling:
+                self.cancelling = True
+                self._cancel(time.monotonic() + CANCEL_WAIT)
+        elif self.cancelling:
+            self._done({"exit_code": 2, "incomplete": True})
+        else:
+            self._done({"exit_code": 0})
+
+    def _cancel(self, deadline: float) -> None:
+        """Ctrl-C until the shell prompts anew: zsh misses a SIGINT that comes between drawing
+        its secondary prompt and reading (it acts on it only at the next key, which would be
+        the next run's). Answered at ``deadline`` even if the shell never prompts again."""
+        if self.result.done():
+            return
+        if time.monotonic() >= deadline:
+            self._done({"exit_code": 2, "incomplete": True})
+            return
+        self.session.write_input(b"\x03")
+        asyncio.get_running_loop().call_later(CANCEL_RETRY, self._cancel, deadline)
 
     def _done(self, result: dict[str, Any]) -> None:
         if not self.result.done():

@@ -43,6 +43,11 @@ class Mark(NamedTuple):
         return None
 
     @property
+    def continuation(self) -> bool:
+        """An A mark of a secondary prompt (``k=s``): the command line goes on."""
+        return self.param("k") == "s"
+
+    @property
     def status(self) -> int | None:
         """A D mark's exit status (None if it gave none)."""
         if self.kind != "D" or not self.params:
@@ -232,7 +237,8 @@ class ShellTracker:
         self.title = ""
         #: The shell emitted a prompt mark: it has the integration.
         self.integrated = False
-        #: "unknown", "prompt" or "running".
+        #: "unknown", "prompt", "continued" (a secondary prompt: the shell reads more of the
+        #: same command line) or "running".
         self.state = "unknown"
         self._started = 0.0
         #: A fallback run whose end marker has not come yet (its token).
@@ -257,7 +263,7 @@ class ShellTracker:
             return  # state from before shell tracking
         self.integrated = bool(saved.get("integrated"))
         state = saved.get("state")
-        self.state = state if state in ("unknown", "prompt", "running") else "unknown"
+        self.state = state if state in ("unknown", "prompt", "continued", "running") else "unknown"
         token = saved.get("pending_token")
         self.pending_token = token if isinstance(token, str) else None
         title = saved.get("title")
@@ -335,7 +341,9 @@ class ShellTracker:
 
     def _mark(self, mark: Mark) -> None:
         kind = mark.kind
-        if kind == "A":
+        if kind == "A" and mark.continuation:
+            self.state = "continued"  # not at a prompt: a run's line would join that one
+        elif kind == "A":
             self.integrated = True
             if self.state == "running" and self.pending_token is None:
                 self._finished(None)  # a prompt without D: the command ended somehow
@@ -374,6 +382,8 @@ __tmuxish_prompt() {
     local s=$?
     printf '\033]133;A\007'
     case "$PS1" in *'133;B'*) ;; *) PS1="$PS1"'\[\033]133;B\007\]' ;; esac
+    # A continuation prompt says so: a run whose line is incomplete (an open quote) is told.
+    case "$PS2" in *'133;A;k=s'*) ;; *) PS2='\[\033]133;A;k=s\007\]'"$PS2" ;; esac
     return $s
 }
 # The D mark comes first (what the user's hooks print is not the command's output), the A mark
@@ -406,6 +416,7 @@ if [[ -o interactive ]]; then
             printf '%s%*s\r%*s\r' "${(%)m}" $((COLUMNS - w)) '' $w ''
         fi
         printf '\033]133;A\007'
+        [[ $PS2 == *'133;A;k=s'* ]] || PS2=$'%{\e]133;A;k=s\a%}'$PS2
     }
     __tmuxish_preexec() { __tmuxish_ran=1; printf '\033]133;C\007'; }
     typeset -ga precmd_functions preexec_functions

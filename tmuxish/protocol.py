@@ -60,7 +60,8 @@ screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``lo
     run            target, command (str: the line the shell reads), timeout (seconds),
                    input (bin: typed once the command started)
                                 -> [OUTPUT, data] frames with what the command printed, then
-                                   {exit_code, duration, session, timed_out?, session_exited?}
+                                   {exit_code, duration, session, timed_out?, session_exited?,
+                                    incomplete?}
     watch          target, since (output position)  -> as attach; initial is the output after
                                                        since; the connection is an attachment
     prompt         target, within (seconds)  -> true once the shell is at its prompt (OSC 133);

@@ -300,6 +300,13 @@ def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: An
     return stream_run(conn, args, raw, lambda: Connection.open(path), req_id)
 
 
+#: What `run` says of a command line the shell found incomplete (it exits 2, as ``sh -c`` does).
+INCOMPLETE = (
+    "the command line is incomplete (an open quote, bracket or here-document?); the shell "
+    "ran nothing"
+)
+
+
 def stream_run(
     conn: Connection,
     args: dict[str, Any],
@@ -338,6 +345,8 @@ def stream_run(
         text = timeout_text(result.get("session", args["target"]), args.get("timeout"))
         sys.stderr.write(f"tmuxish: {text}\n")
         return 124  # as timeout(1)
+    if result.get("incomplete"):
+        sys.stderr.write(f"tmuxish: {INCOMPLETE}\n")
     if result.get("session_exited"):
         sys.stderr.write("tmuxish: the session ended during the command\n")
     code = result.get("exit_code")

@@ -39,6 +39,17 @@ def test_run_exit_codes_and_output(cli: Cli, tmp_path: Path, shell: str) -> None
     assert cli.run("run", "-t", t, "--", "true").stdout == ""
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_run_of_an_incomplete_line_exits_2(cli: Cli, tmp_path: Path, shell: str) -> None:
+    t = str(session(cli, shell, tmp_path))
+    bad = cli.run("run", "-t", t, "--timeout", "15", "--", "echo 'open quote", check=False)
+    assert bad.returncode == 2 and bad.stdout.count("\n") <= 1
+    # bash and zsh: tmuxish says so; dash: the shell's own syntax error, in the output.
+    said = bad.stderr if shell != "dash" else bad.stdout
+    assert "incomplete" in said or "Unterminated" in said, bad
+    assert cli.run("run", "-t", t, "--", "echo next").stdout == "next\n"
+
+
 @pytest.mark.parametrize("shell", ["bash", "dash"])
 def test_run_timeout_keeps_the_session_and_busy_is_refused(
     cli: Cli, tmp_path: Path, shell: str

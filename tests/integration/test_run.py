@@ -87,6 +87,36 @@ def test_output_that_looks_like_marks_prompt_and_command(
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_an_incomplete_line_is_refused_not_left_for_the_next_run(
+    client: SyncClient, home: Path, shell: str
+) -> None:
+    s = start(client, shell, home)
+    # An open quote, an `if` without `fi`, an open arithmetic: the shell would wait for more
+    # (bash and zsh: a continuation prompt) or drop the rest of the typed line (dash: a syntax
+    # error in eval). Either way the run ends with 2, as `sh -c` does, and nothing runs.
+    for line in ("echo 'open; touch made-1", "if true; then touch made-2", "echo $((1+"):
+        result = s.run(line, timeout=15)
+        assert result.exit_code == 2, (line, result)
+        assert result.incomplete == (shell != "dash")
+        # The next run is not appended to the cancelled line: it runs on its own.
+        assert s.run("echo next", timeout=15).output == b"next\n"
+    assert not list(home.glob("made-*"))
+    # A line that holds no command at all (bash, dash: a comment) ends at the next prompt.
+    if shell != "zsh":  # zsh without interactive_comments runs a command named '#'
+        assert s.run("# only a comment", timeout=15).exit_code == 0
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_long_command_line_arrives_whole(client: SyncClient, home: Path, shell: str) -> None:
+    s = start(client, shell, home)
+    # dash reads in canonical mode, where a terminal line stops at 4095 bytes: cut there, the
+    # command would run truncated or never end. Quotes make the typed text longer still.
+    words = " ".join(f"'w{i}'" for i in range(2000))
+    result = s.run(f"for w in {words}; do echo $w; done | wc -l; echo end", timeout=30)
+    assert (result.exit_code, result.output) == (0, b"2000\nend\n")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_interrupted_command_is_130(client: SyncClient, home: Path, shell: str) -> None:
     s = start(client, shell, home)
     started = threading.Event()
