@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 CANCEL_WAIT = 2.0
 #: How often the Ctrl-C is sent again meanwhile.
 CANCEL_RETRY = 0.25
+#: The longest line (in bytes) typed whole into a terminal in canonical mode: the kernel keeps
+#: 4095 bytes of a line and drops the rest. A longer command for an integrated shell waits for
+#: its line editor (non-canonical mode) to read, or is typed in pieces with the wrapper.
+LINE_SAFE = 4000
+#: How long, and how often, a long line waits for the line editor (see ``_editor_reads``).
+EDITOR_WAIT = 1.0
+EDITOR_POLL = 0.005
 #: Output a run may queue for a client that does not read before the run is cut off.
 STREAM_CAP = 64 * 1024 * 1024
 
@@ -252,6 +259,12 @@ class ShellRequests:
                     "session": session.id,
                 }
             self._check_idle(session)
+        if (
+            integrated
+            and len(command.encode("utf-8", "surrogateescape")) > LINE_SAFE
+            and not await _editor_reads(session, deadline)
+        ):
+            integrated = False  # typed whole into line mode, it would be cut: in pieces instead
         token = None if integrated else secrets.token_hex(8)
         run = CommandRun(conn, session, token, stdin)
         tracker.run = run
@@ -290,7 +303,7 @@ class ShellRequests:
 
     @staticmethod
     def _check_idle(session: Session) -> None:
-        if session.shell.busy:
+        if session.shell.busy or session.job_in_foreground():
             raise SessionBusy(
                 f"session {session.id} is still running a command; wait for it to finish, "
                 f"interrupt it ('tmuxish send {session.id} C-c'), or run in another session"
@@ -345,6 +358,21 @@ class ShellRequests:
             return {"written": result, "since": pos}
 
         return send_marked
+
+
+async def _editor_reads(session: Session, deadline: float | None) -> bool:
+    """Wait (up to ``EDITOR_WAIT`` or ``deadline``) until the shell's line editor reads the
+    terminal, which it does in non-canonical mode: a shell just back at its prompt may not have
+    started it yet, and a line typed meanwhile lands in canonical mode. False if it does not."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + EDITOR_WAIT
+    if deadline is not None:
+        until = min(until, deadline)
+    while session.line_mode():
+        if loop.time() >= until or not session.running:
+            return False
+        await asyncio.sleep(EDITOR_POLL)
+    return True
 
 
 async def _until_idle(session: Session, prompt: bool, timeout: float | None) -> bool:

@@ -283,6 +283,10 @@ class ContainerSession(Session):
         item["container"] = self.spec.state()
         return item
 
+    def job_in_foreground(self) -> bool:
+        # The pid is the runtime's view of the init, which need not be the shell at the prompt.
+        return False
+
     def kill(self, sig: int = signal.SIGHUP) -> None:
         if not self.running:
             raise SessionExited(f"session {self.id} has already exited")

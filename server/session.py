@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import signal
+import termios
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -169,6 +170,28 @@ class Session:
     def exit_text(self) -> str:
         """How the end is told to users: "code 3", or "exit code unknown"."""
         return "exit code unknown" if self.exit_code is None else f"code {self.exit_code}"
+
+    def job_in_foreground(self) -> bool:
+        """A process group other than the program's own holds the terminal: an interactive
+        shell is running a command, whoever typed it (a shell at its prompt takes the terminal
+        back). Known without any shell integration; False when it cannot be told."""
+        if self.pid is None or self.fd is None or not self.running:
+            return False
+        try:
+            return os.tcgetpgrp(self.fd) not in (self.pid, -1, 0)
+        except OSError:
+            return False
+
+    def line_mode(self) -> bool:
+        """The terminal is in canonical mode: its program reads whole lines, and of a line
+        longer than 4095 bytes the kernel keeps only the start (a shell's line editor turns
+        this off while it reads)."""
+        if self.fd is None:
+            return False
+        try:
+            return bool(termios.tcgetattr(self.fd)[3] & termios.ICANON)
+        except termios.error:
+            return False
 
     @property
     def terminals(self) -> int:

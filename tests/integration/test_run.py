@@ -160,6 +160,25 @@ def test_busy_timeout_and_session_kept(client: SyncClient, home: Path, shell: st
     assert s.run("echo yes", timeout=10).output == b"yes\n"
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_command_someone_typed_makes_run_refuse(
+    client: SyncClient, home: Path, shell: str
+) -> None:
+    s = start(client, shell, home)
+    assert s.run("true").exit_code == 0
+    # Typed at the prompt by someone else: no run's marks around it, and it reads the terminal
+    # (the run's line would be its input). dash has no integration: the terminal's foreground
+    # process group tells.
+    client.send(s, "cat\r")
+    assert s.pid is not None
+    wait_for(lambda: child_named(s.pid, "cat"), what="cat to run")
+    with pytest.raises(SessionBusy, match="still running a command"):
+        s.run("echo no", timeout=5)
+    client.send(s, "\x04")  # end of file: cat ends
+    wait_for(lambda: not child_named(s.pid, "cat"), what="cat to end")
+    assert s.run("echo yes", timeout=10).output == b"yes\n"
+
+
 @pytest.mark.parametrize("shell", ["bash", "dash"])
 def test_ten_megabytes_in_order(client: SyncClient, home: Path, shell: str) -> None:
     s = start(client, shell, home)
