@@ -30,7 +30,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tmuxish import protocol
@@ -45,11 +45,13 @@ if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
     from tmuxish.server.session import Session
 
-#: How long a run whose line was incomplete waits for the shell's prompt after its Ctrl-C (the
-#: next run's line must not reach the terminal before the Ctrl-C flushed its input).
+#: How long a run whose line was incomplete waits for the shell to prompt anew after its Ctrl-C
+#: (see ``LineCancel``): the next run's line must not reach the terminal before the Ctrl-C.
 CANCEL_WAIT = 2.0
-#: How often the Ctrl-C is sent again meanwhile.
+#: Ctrl-C again this long after the last one if the shell has not prompted anew (and is quiet).
 CANCEL_RETRY = 0.25
+#: Quiet: no output for this long. Done once the shell has prompted and then been quiet.
+CANCEL_SETTLE = 0.1
 #: The longest line (in bytes) typed whole into a terminal in canonical mode: the kernel keeps
 #: 4095 bytes of a line and drops the rest. A longer command for an integrated shell waits for
 #: its line editor (non-canonical mode) to read, or is typed in pieces with the wrapper.
@@ -113,6 +115,52 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+class LineCancel:
+    """Takes an integrated shell from a continuation prompt back to its primary prompt with
+    Ctrl-C, then calls ``done``.
+
+    A shell may leave a SIGINT pending when it lands outside its blocking read (bash after
+    echoing ^C, zsh between drawing the prompt and reading): it acts on it only at the next
+    key, which would be the next run's. A second SIGINT, which finds it blocked in that read,
+    is acted on: so Ctrl-C goes again while the shell neither prompts anew nor prints. Each
+    Ctrl-C the shell acts on draws one more prompt, which a later run would take for its own
+    (and the SIGINT flushes what was typed by then): so this ends only once the shell has
+    prompted and then been quiet for a moment. ``done`` is called by ``CANCEL_WAIT`` whatever
+    happens.
+    """
+
+    def __init__(self, session: Session, done: Callable[[], None]) -> None:
+        self.session = session
+        self._done = done
+        self._loop = asyncio.get_running_loop()
+        now = self._loop.time()
+        self._deadline = now + CANCEL_WAIT
+        self._kicked = now
+        self._last_heard = now
+        self._prompted = False
+        session.write_input(b"\x03")
+        self._timer = self._loop.call_later(CANCEL_SETTLE, self._tick)
+
+    def heard(self, prompt: bool) -> None:
+        """The shell printed something (a primary prompt mark if ``prompt``)."""
+        self._last_heard = self._loop.time()
+        self._prompted = self._prompted or prompt
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        quiet = now - self._last_heard >= CANCEL_SETTLE
+        if (self._prompted and quiet) or now >= self._deadline or not self.session.running:
+            self._done()
+            return
+        if not self._prompted and quiet and now - self._kicked >= CANCEL_RETRY:
+            self.session.write_input(b"\x03")
+            self._kicked = now
+        self._timer = self._loop.call_later(CANCEL_SETTLE / 2, self._tick)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
 class CommandRun:
     """A session client that passes on only the output between its C and D marks."""
 
@@ -130,8 +178,8 @@ class CommandRun:
         self.started = False
         self._t0 = 0.0
         self._scanner = MarkScanner()
-        #: An incomplete line was cancelled; the run ends at the shell's next prompt.
-        self.cancelling = False
+        #: The shell found the line incomplete; the run ends once it is back at a prompt.
+        self.cancel: LineCancel | None = None
         self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     def _ours(self, mark: Mark) -> bool:
@@ -141,11 +189,13 @@ class CommandRun:
         if self.result.done():
             return
         for piece in self._scanner.feed(data):
-            if isinstance(piece, Mark):
+            if self.result.done():
+                return
+            if self.cancel is not None:
+                self.cancel.heard(isinstance(piece, Mark) and piece.kind == "A")
+            elif isinstance(piece, Mark):
                 if not self.started and piece.kind == "A" and self.token is None:
                     self._prompt_first(piece)
-                    if self.result.done():
-                        return
                 elif not self.started and piece.kind == "C" and self._ours(piece):
                     self.started = True
                     self._t0 = time.monotonic()
@@ -163,30 +213,19 @@ class CommandRun:
     def _prompt_first(self, mark: Mark) -> None:
         """An integrated shell prompted before the command started. A continuation prompt: the
         line is incomplete (an open quote, ``if`` without ``fi``, a here-document), so it is
-        cancelled with Ctrl-C rather than left for the next run to complete by accident. A new
-        primary prompt: the line held no command (a comment), or it was cancelled."""
+        cancelled rather than left for the next run to complete by accident. A new primary
+        prompt: the line held no command (a comment)."""
         if mark.continuation:
-            if not self.cancelling:
-                self.cancelling = True
-                self._cancel(time.monotonic() + CANCEL_WAIT)
-        elif self.cancelling:
-            self._done({"exit_code": 2, "incomplete": True})
+            self.cancel = LineCancel(self.session, self._incomplete)
         else:
             self._done({"exit_code": 0})
 
-    def _cancel(self, deadline: float) -> None:
-        """Ctrl-C until the shell prompts anew: zsh misses a SIGINT that comes between drawing
-        its secondary prompt and reading (it acts on it only at the next key, which would be
-        the next run's). Answered at ``deadline`` even if the shell never prompts again."""
-        if self.result.done():
-            return
-        if time.monotonic() >= deadline:
-            self._done({"exit_code": 2, "incomplete": True})
-            return
-        self.session.write_input(b"\x03")
-        asyncio.get_running_loop().call_later(CANCEL_RETRY, self._cancel, deadline)
+    def _incomplete(self) -> None:
+        self._done({"exit_code": 2, "incomplete": True})
 
     def _done(self, result: dict[str, Any]) -> None:
+        if self.cancel is not None:
+            self.cancel.stop()
         if not self.result.done():
             result["duration"] = round(time.monotonic() - self._t0, 6) if self.started else 0.0
             self.result.set_result(result)

@@ -359,7 +359,9 @@ class ShellTracker:
                 self.pending_token = None
             if self.state == "running":
                 self._finished(mark.status)
-            self.state = "prompt" if self.integrated else "unknown"
+            # At its prompt once the shell draws it (A): what it prints between (the user's
+            # prompt hooks) comes first, and a run started then would take that A for its own.
+            self.state = "unknown"
         self._wake()
 
     def _finished(self, status: int | None) -> None:
