@@ -168,10 +168,15 @@ class CommandRun:
     attached_in_alt = False
     counted = False  # not a CLIENT in `ls`, no client-attached event
 
-    def __init__(self, conn: Connection, session: Session, token: str | None, stdin: bytes) -> None:
+    def __init__(
+        self, conn: Connection, session: Session, token: str | None, stdin: bytes, typed: bool
+    ) -> None:
         self.conn = conn
         self.session = session
+        #: The C and D marks that are this run's carry it (None: any).
         self.token = token
+        #: The line was typed as is to an integrated shell (not wrapped).
+        self.typed = typed
         self.stdin = stdin
         self.behind = False
         self.size = ClientSize(0, 0, 0.0, True)
@@ -192,23 +197,30 @@ class CommandRun:
             if self.result.done():
                 return
             if self.cancel is not None:
-                self.cancel.heard(isinstance(piece, Mark) and piece.kind == "A")
+                self.cancel.heard(
+                    isinstance(piece, Mark) and piece.kind == "A" and self._ours(piece)
+                )
+            elif isinstance(piece, Mark) and not self._ours(piece):
+                if self.started:
+                    self._forward(piece.raw)  # the command's output, marks of its own and all
             elif isinstance(piece, Mark):
-                if not self.started and piece.kind == "A" and self.token is None:
+                if not self.started and piece.kind == "A" and self.typed:
                     self._prompt_first(piece)
-                elif not self.started and piece.kind == "C" and self._ours(piece):
+                elif not self.started and piece.kind == "C":
                     self.started = True
                     self._t0 = time.monotonic()
                     if self.stdin:
                         self.session.write_input(self.stdin)
-                elif self.started and piece.kind == "D" and self._ours(piece):
+                elif self.started and piece.kind == "D":
                     self._done({"exit_code": piece.status})
                     return
             elif self.started and piece:
-                backlog = self.conn.write_stream(protocol.output_header(len(piece)), piece)
-                if backlog > STREAM_CAP:
-                    self._fail(TmuxishError("run: the client stopped reading its output"))
-                    return
+                self._forward(piece)
+
+    def _forward(self, data: bytes) -> None:
+        backlog = self.conn.write_stream(protocol.output_header(len(data)), data)
+        if backlog > STREAM_CAP:
+            self._fail(TmuxishError("run: the client stopped reading its output"))
 
     def _prompt_first(self, mark: Mark) -> None:
         """An integrated shell prompted before the command started. A continuation prompt: the
@@ -304,19 +316,19 @@ class ShellRequests:
             and not await _editor_reads(session, deadline)
         ):
             integrated = False  # typed whole into line mode, it would be cut: in pieces instead
-        token = None if integrated else secrets.token_hex(8)
-        run = CommandRun(conn, session, token, stdin)
+        wrap_token = None if integrated else secrets.token_hex(8)
+        run = CommandRun(conn, session, wrap_token or tracker.mark_token, stdin, integrated)
         tracker.run = run
         session.clients.append(run)
         conn.writing_watchers.append(run.writing)
         session.client_behind_changed()
         try:
-            if token is None:
+            if wrap_token is None:
                 line = command + "\r"
             else:
-                tracker.pending_token = token
+                tracker.pending_token = wrap_token
                 saved = traps_file(self.server, session, self._traps_cleaned)
-                line = fallback_line(command, token, saved)
+                line = fallback_line(command, wrap_token, saved)
             session.write_input(line.encode("utf-8", "surrogateescape"))
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:

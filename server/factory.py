@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import time
 from datetime import datetime
@@ -118,13 +119,17 @@ class SessionFactory:
         registry.check_name(name)
         sid = registry.next_id
         env = {**env, "TMUXISH": f"{server.socket_path},{sid}"}
+        token = secrets.token_hex(8)
         argv, env, shell = shellhook.integrate(
-            command, env, shellhook.integration_dir(str(server.socket_path))
+            command, env, shellhook.integration_dir(str(server.socket_path)), token
         )
         pid, fd = pty.spawn(argv, cwd, env, cols, rows, umask)
         extra = {"shell_integration": shell} if shell else None
         try:
-            return self._build(Session, sid, name, command, pid, fd, cols, rows, policy, extra)
+            session = self._build(Session, sid, name, command, pid, fd, cols, rows, policy, extra)
+            if shell:
+                session.shell.mark_token = token
+            return session
         except OSError as exc:
             # Out of descriptors (pidfd) or memory: end the program we just started.
             log.warning("session for %r not started: %s", command, exc)

@@ -33,6 +33,8 @@ RING_KEEP = 120.0
 class Mark(NamedTuple):
     kind: str
     params: tuple[str, ...]
+    #: The mark as it came, terminator included (a mark that is not ours is passed on as is).
+    raw: bytes = b""
 
     def param(self, key: str) -> str | None:
         """The value of a ``key=value`` parameter."""
@@ -58,9 +60,9 @@ class Mark(NamedTuple):
             return None
 
 
-def parse_mark(body: bytes) -> Mark:
+def parse_mark(body: bytes, raw: bytes = b"") -> Mark:
     parts = body.decode("ascii", "replace").split(";")
-    return Mark(parts[0][:1], tuple(parts[1:]))
+    return Mark(parts[0][:1], tuple(parts[1:]), raw)
 
 
 class MarkScanner:
@@ -110,10 +112,10 @@ class MarkScanner:
                 start = body_start
                 continue
             if bel >= 0 and (st < 0 or bel < st):
-                out.append(parse_mark(data[body_start:bel]))
+                out.append(parse_mark(data[body_start:bel], data[i : bel + 1]))
                 start = bel + 1
             else:
-                out.append(parse_mark(data[body_start:st]))
+                out.append(parse_mark(data[body_start:st], data[i : st + 2]))
                 start = st + 2
 
 
@@ -243,6 +245,9 @@ class ShellTracker:
         self._started = 0.0
         #: A fallback run whose end marker has not come yet (its token).
         self.pending_token: str | None = None
+        #: The token the integration puts in its marks; other marks (in a program's output)
+        #: are not this shell's. None: a shell without it takes any.
+        self.mark_token: str | None = None
         #: The run streaming this session's command output now, if any.
         self.run: object | None = None
         self._waiters: list[tuple[Callable[[], None], bool]] = []
@@ -255,6 +260,7 @@ class ShellTracker:
             "integrated": self.integrated,
             "state": self.state,
             "pending_token": self.pending_token,
+            "mark_token": self.mark_token,
             "title": self.title,
         }
 
@@ -266,6 +272,8 @@ class ShellTracker:
         self.state = state if state in ("unknown", "prompt", "continued", "running") else "unknown"
         token = saved.get("pending_token")
         self.pending_token = token if isinstance(token, str) else None
+        mark_token = saved.get("mark_token")
+        self.mark_token = mark_token if isinstance(mark_token, str) else None
         title = saved.get("title")
         self.title = title if isinstance(title, str) else ""
 
@@ -341,6 +349,8 @@ class ShellTracker:
 
     def _mark(self, mark: Mark) -> None:
         kind = mark.kind
+        if not self.owns(mark):
+            return
         if kind == "A" and mark.continuation:
             self.state = "continued"  # not at a prompt: a run's line would join that one
         elif kind == "A":
@@ -364,6 +374,13 @@ class ShellTracker:
             self.state = "unknown"
         self._wake()
 
+    def owns(self, mark: Mark) -> bool:
+        """A mark is this shell's (or a fallback run's), not one in a program's output."""
+        token = mark.param("tmuxish")
+        if self.mark_token is None:
+            return True
+        return token is not None and token in (self.mark_token, self.pending_token)
+
     def _finished(self, status: int | None) -> None:
         duration = round(time.monotonic() - self._started, 6)
         self.notify("command-finished", {"exit_code": status, "duration": duration})
@@ -372,20 +389,26 @@ class ShellTracker:
 # -- the integration files ------------------------------------------------------------------------
 
 BASH_RC = r"""# tmuxish shell integration for bash: the user's usual start-up, then OSC 133 marks.
+# The marks carry the session's token: a program's output that has marks of its own (a nested
+# shell's, a file's) cannot end a run or a command.
+__tmuxish_mark=${TMUXISH_MARK-}; unset TMUXISH_MARK
 if [ -r /etc/bash.bashrc ]; then . /etc/bash.bashrc; fi
 if [ -r ~/.bashrc ]; then . ~/.bashrc; fi
 __tmuxish_end() {
     local s=$?
-    if [ -n "$__tmuxish_ran" ]; then printf '\033]133;D;%s\007' "$s"; fi
+    if [ -n "$__tmuxish_ran" ]; then
+        printf '\033]133;D;%s;tmuxish=%s\007' "$s" "$__tmuxish_mark"
+    fi
     __tmuxish_ran=
     return $s
 }
 __tmuxish_prompt() {
     local s=$?
-    printf '\033]133;A\007'
-    case "$PS1" in *'133;B'*) ;; *) PS1="$PS1"'\[\033]133;B\007\]' ;; esac
+    printf '\033]133;A;tmuxish=%s\007' "$__tmuxish_mark"
+    local t="tmuxish=$__tmuxish_mark"
+    case "$PS1" in *'133;B'*) ;; *) PS1="$PS1"'\[\033]133;B;'"$t"'\007\]' ;; esac
     # A continuation prompt says so: a run whose line is incomplete (an open quote) is told.
-    case "$PS2" in *'133;A;k=s'*) ;; *) PS2='\[\033]133;A;k=s\007\]'"$PS2" ;; esac
+    case "$PS2" in *'133;A;k=s'*) ;; *) PS2='\[\033]133;A;k=s;'"$t"'\007\]'"$PS2" ;; esac
     return $s
 }
 # The D mark comes first (what the user's hooks print is not the command's output), the A mark
@@ -396,12 +419,13 @@ if (( BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1) )
 else
     PROMPT_COMMAND="__tmuxish_end"$'\n'"${PROMPT_COMMAND:+$PROMPT_COMMAND$'\n'}__tmuxish_prompt"
 fi
-PS0="${PS0}"'${__tmuxish_ran:$((__tmuxish_ran=1)):0}\033]133;C\007'
+PS0="${PS0}"'${__tmuxish_ran:$((__tmuxish_ran=1)):0}\033]133;C;tmuxish=${__tmuxish_mark}\007'
 """
 
 ZSH_ENV = r"""# tmuxish shell integration for zsh: ZDOTDIR back, the user's files, OSC 133 marks.
 if [[ -n ${TMUXISH_ZDOTDIR+x} ]]; then ZDOTDIR=$TMUXISH_ZDOTDIR; else unset ZDOTDIR; fi
 unset TMUXISH_ZDOTDIR
+__tmuxish_mark=${TMUXISH_MARK-}; unset TMUXISH_MARK  # see the bash integration
 [[ -r ${ZDOTDIR:-$HOME}/.zshenv ]] && . ${ZDOTDIR:-$HOME}/.zshenv
 if [[ -o interactive ]]; then
     # zsh prints PROMPT_SP (the partial-line mark) before precmd, so it would land inside the
@@ -409,7 +433,7 @@ if [[ -o interactive ]]; then
     if [[ -o prompt_sp ]]; then unsetopt prompt_sp; __tmuxish_sp=1; fi
     __tmuxish_precmd() {
         local s=$?
-        [[ -n $__tmuxish_ran ]] && printf '\033]133;D;%s\007' $s
+        [[ -n $__tmuxish_ran ]] && printf '\033]133;D;%s;tmuxish=%s\007' $s $__tmuxish_mark
         __tmuxish_ran=
         if [[ -o prompt_sp ]]; then unsetopt prompt_sp; __tmuxish_sp=1; fi
         if [[ -n $__tmuxish_sp && -o prompt_cr ]]; then
@@ -417,10 +441,10 @@ if [[ -o interactive ]]; then
             local w=${#${(%)${m//\%[BbSsUu]/}}}
             printf '%s%*s\r%*s\r' "${(%)m}" $((COLUMNS - w)) '' $w ''
         fi
-        printf '\033]133;A\007'
-        [[ $PS2 == *'133;A;k=s'* ]] || PS2=$'%{\e]133;A;k=s\a%}'$PS2
+        printf '\033]133;A;tmuxish=%s\007' $__tmuxish_mark
+        [[ $PS2 == *'133;A;k=s'* ]] || PS2=$'%{\e]133;A;k=s;tmuxish='$__tmuxish_mark$'\a%}'$PS2
     }
-    __tmuxish_preexec() { __tmuxish_ran=1; printf '\033]133;C\007'; }
+    __tmuxish_preexec() { __tmuxish_ran=1; printf '\033]133;C;tmuxish=%s\007' $__tmuxish_mark; }
     typeset -ga precmd_functions preexec_functions
     precmd_functions=(__tmuxish_precmd $precmd_functions)
     preexec_functions+=(__tmuxish_preexec)
@@ -444,10 +468,11 @@ def write_files(directory: str) -> None:
 
 
 def integrate(
-    command: list[str], env: dict[str, str], directory: str
+    command: list[str], env: dict[str, str], directory: str, token: str
 ) -> tuple[list[str], dict[str, str], str | None]:
     """``command`` and ``env`` with the integration for an interactive bash or zsh started
-    without arguments (or with just ``-i``); which shell got it, or None."""
+    without arguments (or with just ``-i``); which shell got it, or None. ``token`` goes into
+    the shell's C and D marks (see ``ShellTracker.mark_token``)."""
     if not command or any(a not in ("-i",) for a in command[1:]):
         return command, env, None
     shell = os.path.basename(command[0])
@@ -455,10 +480,10 @@ def integrate(
         if shell == "bash":
             write_files(directory)
             rc = os.path.join(directory, "bashrc")
-            return [command[0], "--rcfile", rc, "-i"], env, "bash"
+            return [command[0], "--rcfile", rc, "-i"], {**env, "TMUXISH_MARK": token}, "bash"
         if shell == "zsh":
             write_files(directory)
-            env = dict(env)
+            env = {**env, "TMUXISH_MARK": token}
             if "ZDOTDIR" in env:
                 env["TMUXISH_ZDOTDIR"] = env["ZDOTDIR"]
             env["ZDOTDIR"] = os.path.join(directory, "zsh")

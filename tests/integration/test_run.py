@@ -117,6 +117,20 @@ def test_a_long_command_line_arrives_whole(client: SyncClient, home: Path, shell
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_output_with_real_marks_does_not_end_the_run(
+    client: SyncClient, home: Path, shell: str
+) -> None:
+    s = start(client, shell, home)
+    # Real ESC bytes this time: the marks a nested shell with its own integration prints, or a
+    # file that holds some. They are the command's output, not the end of it.
+    marks = r"\033]133;D;0\007\033]133;A\007\033]133;A;k=s\007\033]133;C\007"
+    result = s.run(f"printf '{marks}x\\n'; sleep 0.2; echo after; (exit 5)", timeout=15)
+    assert result.exit_code == 5
+    assert result.output.endswith(b"x\nafter\n") and result.output.count(b"\x1b]133;") == 4
+    assert s.run("echo next", timeout=15).output == b"next\n"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_interrupted_command_is_130(client: SyncClient, home: Path, shell: str) -> None:
     s = start(client, shell, home)
     started = threading.Event()

@@ -25,7 +25,7 @@ def pieces(scanner: MarkScanner, chunks: list[bytes]) -> list[Any]:
     for chunk in chunks:
         for piece in scanner.feed(chunk):
             if isinstance(piece, Mark):
-                out.append(piece)
+                out.append(piece._replace(raw=b""))  # compared by meaning; raw: see raws()
             elif out and isinstance(out[-1], bytes):
                 out[-1] += piece
             else:
@@ -49,12 +49,27 @@ def test_marks_and_text_in_order() -> None:
     ]
     assert got[7].status == 3 and got[7].param("tmuxish") == "ab12"
     assert got[5].status is None
+    assert raws([STREAM]) == RAW_MARKS
+
+
+RAW_MARKS = [
+    b"\x1b]133;A\x07",
+    b"\x1b]133;B\x1b\\",
+    b"\x1b]133;C;tmuxish=ab12\x07",
+    b"\x1b]133;D;3;tmuxish=ab12\x07",
+]
+
+
+def raws(chunks: list[bytes]) -> list[bytes]:
+    scanner = MarkScanner()
+    return [p.raw for chunk in chunks for p in scanner.feed(chunk) if isinstance(p, Mark)]
 
 
 def test_every_split_point_gives_the_same_pieces() -> None:
     whole = pieces(MarkScanner(), [STREAM])
     for cut in range(1, len(STREAM)):
         assert pieces(MarkScanner(), [STREAM[:cut], STREAM[cut:]]) == whole, cut
+        assert raws([STREAM[:cut], STREAM[cut:]]) == RAW_MARKS, cut
     one_by_one = pieces(MarkScanner(), [bytes([b]) for b in STREAM])
     assert one_by_one == whole
 
@@ -130,13 +145,31 @@ def test_output_is_kept_only_while_a_mark_is_out(monkeypatch: Any) -> None:
 
 def test_integration_only_for_a_plain_bash_or_zsh(tmp_path: Any) -> None:
     d = str(tmp_path / "shell")
-    argv, env, shell = integrate(["/bin/bash"], {"A": "1"}, d)
+    argv, env, shell = integrate(["/bin/bash"], {"A": "1"}, d, "t0k")
     assert shell == "bash" and argv[1:] == ["--rcfile", f"{d}/bashrc", "-i"]
-    argv, env, shell = integrate(["zsh"], {"ZDOTDIR": "/mine"}, d)
+    assert env == {"A": "1", "TMUXISH_MARK": "t0k"}
+    argv, env, shell = integrate(["zsh"], {"ZDOTDIR": "/mine"}, d, "t0k")
     assert shell == "zsh" and argv == ["zsh"]
     assert env["ZDOTDIR"] == f"{d}/zsh" and env["TMUXISH_ZDOTDIR"] == "/mine"
+    assert env["TMUXISH_MARK"] == "t0k"
     for command in (["bash", "-c", "x"], ["bash", "script.sh"], ["dash"], ["sh"]):
-        assert integrate(command, {}, d) == (command, {}, None)
+        assert integrate(command, {}, d, "t0k") == (command, {}, None)
+
+
+def test_marks_without_the_shells_token_are_a_programs() -> None:
+    t = ShellTracker()
+    t.mark_token = "t0k"
+    finished: list[dict[str, Any]] = []
+    t.listener = lambda kind, data: finished.append(data) if kind == "command-finished" else None
+    t.feed(b"\x1b]133;A;tmuxish=t0k\x07\x1b]133;B;tmuxish=t0k\x07")
+    assert t.at_prompt
+    t.feed(b"\x1b]133;C;tmuxish=t0k\x07")
+    assert t.state == "running"
+    # What the command prints: a nested shell's marks, or a file that has some.
+    t.feed(b"\x1b]133;D;0\x07\x1b]133;A\x07\x1b]133;B\x07\x1b]133;D;3;tmuxish=other\x07")
+    assert t.state == "running" and t.busy and finished == []
+    t.feed(b"\x1b]133;D;7;tmuxish=t0k\x07\x1b]133;A;tmuxish=t0k\x07")
+    assert t.at_prompt and [f["exit_code"] for f in finished] == [7]
 
 
 OSC_STREAM = (
