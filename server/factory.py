@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tmuxish.errors import TmuxishError
-from tmuxish.server import pty, shellhook
+from tmuxish.server import pty, shellrc
 from tmuxish.server.containers import ConsoleSession, ContainerSession, ContainerSpec, InitWatch
 from tmuxish.server.handlers import make_screen
 from tmuxish.server.session import Session
@@ -120,8 +120,8 @@ class SessionFactory:
         sid = registry.next_id
         env = {**env, "TMUXISH": f"{server.socket_path},{sid}"}
         token = secrets.token_hex(8)
-        argv, env, shell = shellhook.integrate(
-            command, env, shellhook.integration_dir(str(server.socket_path)), token
+        argv, env, shell = shellrc.integrate(
+            command, env, shellrc.integration_dir(str(server.socket_path)), token
         )
         pid, fd = pty.spawn(argv, cwd, env, cols, rows, umask)
         extra = {"shell_integration": shell} if shell else None

@@ -10,8 +10,8 @@ from tmuxish.server.shellhook import (
     Mark,
     MarkScanner,
     ShellTracker,
-    integrate,
 )
+from tmuxish.server.shellrc import integrate
 
 STREAM = (
     b"prompt$ \x1b]133;A\x07$ \x1b]133;B\x1b\\echo hi\r\n\x1b]133;C;tmuxish=ab12\x07hi\r\n"
