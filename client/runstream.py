@@ -9,6 +9,8 @@ imports it, so no re, dataclasses or typing at run time (issue 15: `run` starts 
 
 from __future__ import annotations
 
+import time
+
 from tmuxish import protocol
 from tmuxish.client import core
 
@@ -120,10 +122,20 @@ def converse(
     conn.sock.settimeout(None)  # the server keeps the deadline
     if req_id is None:
         req_id = conn.send_request("run", args)
-    reader = RunReader(req_id, sink, raw)
+    return follow(conn, RunReader(req_id, sink, raw))
+
+
+def follow(conn: Connection, reader: RunReader, within: float | None = None) -> dict[str, Any]:
+    """Read ``reader``'s conversation on ``conn`` to its result; TimeoutError if it has not
+    come ``within`` seconds (None: the server keeps the deadline)."""
+    deadline = None if within is None else time.monotonic() + within
     while True:
         if not conn.pending:
+            if deadline is not None:
+                conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
             conn.read_more()
         result = reader.take(conn.pending.popleft())
         if result is not None:
             return result
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("no result in time")

@@ -300,6 +300,9 @@ def _converse_run(conn: Connection, req_id: int, path: str, line: Line, args: An
     return stream_run(conn, args, raw, lambda: Connection.open(path), req_id)
 
 
+#: How long `run` waits, after passing on a Ctrl-C, for the command to end.
+INTERRUPT_WAIT = 3.0
+
 #: What `run` says of a command line the shell found incomplete (it exits 2, as ``sh -c`` does).
 INCOMPLETE = (
     "the command line is incomplete (an open quote, bracket or here-document?); the shell "
@@ -317,8 +320,11 @@ def stream_run(
     """`tmuxish run` (the fast path and the full CLI's cmd_run): the command's output to stdout
     as it comes, then its exit status; 124 on timeout, 125 if unknown, and 130 on Ctrl-C,
     which also goes to the session (through ``reconnect``): the user interrupts the command,
-    not just the waiting for it. ``req_id``: the request went with the greeting."""
-    from tmuxish.client.runstream import converse, timeout_text
+    not just the waiting for it: its result is awaited a moment (``INTERRUPT_WAIT``), so the
+    shell is free for the next run once this exits. ``req_id``: the request went with the
+    greeting. Output closed early (``| head``): 141, as for a command killed by SIGPIPE; the
+    server interrupts the command when the connection goes, as ssh's remote command ends."""
+    from tmuxish.client.runstream import RunReader, follow, timeout_text
     from tmuxish.errors import TmuxishError
 
     out = sys.stdout.buffer
@@ -327,8 +333,13 @@ def stream_run(
         out.write(data)
         out.flush()
 
+    reader = None
     try:
-        result = converse(conn, args, write, raw, req_id)
+        conn.sock.settimeout(None)  # the server keeps the deadline
+        if req_id is None:
+            req_id = conn.send_request("run", args)
+        reader = RunReader(req_id, write, raw)
+        result = follow(conn, reader)
     except KeyboardInterrupt:
         try:
             with reconnect() as other:
@@ -338,9 +349,21 @@ def stream_run(
                 other.request("send", target=target, mark=True, data=b"\x03")
         except TmuxishError as exc:
             return _report(exc)
-        return 130
+        try:
+            if reader is None:
+                return 130
+            result = follow(conn, reader, INTERRUPT_WAIT)
+        except (KeyboardInterrupt, TimeoutError, TmuxishError):
+            return 130  # a command that ignores SIGINT, or a second Ctrl-C
     except TmuxishError as exc:
         return _report(exc)
+    except OSError as exc:  # only writing stdout raises a bare one
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if isinstance(exc, BrokenPipeError):
+            return 141
+        sys.stderr.write(f"tmuxish: cannot write the command's output: {exc.strerror}\n")
+        return 1
     if result.get("timed_out"):
         text = timeout_text(result.get("session", args["target"]), args.get("timeout"))
         sys.stderr.write(f"tmuxish: {text}\n")

@@ -158,6 +158,34 @@ def test_ctrl_c_on_run_interrupts_the_command_in_the_session(cli: Cli, tmp_path:
     assert after.stdout == "free\n"
 
 
+def test_run_whose_output_is_closed_or_full(cli: Cli, tmp_path: Path) -> None:
+    sid = str(session(cli, "bash", tmp_path))
+    # `| head -1`: 141, as for a command killed by SIGPIPE; no traceback; the command ends.
+    ended = tmp_path / "ended"
+    run = cli.argv("run", "-t", sid, "--", f"seq 1 10000000; echo done > {ended}")
+    piped = subprocess.run(
+        ["bash", "-c", '"$@" | head -1; echo "${PIPESTATUS[0]}"', "bash", *run],
+        env=cli.env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert piped.stdout == b"1\n141\n" and piped.stderr == b"", piped
+    with open("/dev/full", "wb") as full:
+        cp = subprocess.run(
+            cli.argv("run", "-t", sid, "--", "seq 1 100000"),
+            env=cli.env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    assert cp.returncode == 1
+    assert cp.stderr.decode().splitlines() == [
+        "tmuxish: cannot write the command's output: No space left on device"
+    ]
+    assert cli.run("run", "-t", sid, "--", "echo", "free").stdout == "free\n"
+    assert not ended.exists()  # interrupted, as ssh's remote command is
+
+
 @pytest.mark.parametrize("shell", ["dash", "bash --posix", "busybox sh"])
 def test_run_leaves_the_users_int_trap_alone(cli: Cli, tmp_path: Path, shell: str) -> None:
     """Failed before: the wrapper for shells without the OSC 133 integration ended with

@@ -343,16 +343,16 @@ def test_the_session_we_run_inside_is_the_full_clis(
 def test_run_asks_what_the_full_cli_asks(
     argv: list[str], no_config: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`run` streams, so the pin is on the conversation both paths share (runstream)."""
-    from tmuxish.client import commands, runstream
+    """`run` streams, so the pin is on the conversation both paths share (quick.stream_run)."""
+    from tmuxish.client import commands
 
     asked: list[tuple[dict[str, Any], bool]] = []
 
-    def converse(conn: Any, args: dict[str, Any], sink: Any, raw: bool = False, *_: Any) -> Any:
+    def stream_run(conn: Any, args: dict[str, Any], raw: bool, *_: Any) -> int:
         asked.append((args, raw))
-        return {"exit_code": 0, "duration": 0.1}
+        return 0
 
-    monkeypatch.setattr(runstream, "converse", converse)
+    monkeypatch.setattr(quick, "stream_run", stream_run)
     monkeypatch.setattr(commands, "_connect", lambda *args, **kwargs: FakeConnection())
     commands.dispatch(build_parser().parse_args(argv))
     parsed = quick.parse(argv)
