@@ -474,7 +474,8 @@ class Client:
 
     async def wait_for_prompt(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until the session's shell shows its prompt (from its OSC 133 marks: bash and
-        zsh started by tmuxish have them); for other shells, until no ``run`` is pending."""
+        zsh started by tmuxish have them); for other shells, until no ``run`` is pending and no
+        command holds the terminal."""
         channel = await self._connect(False)
         args = {"target": target_id(target), "within": timeout}
         try:

@@ -466,7 +466,8 @@ class SyncClient:
 
     def wait_for_prompt(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until the session's shell shows its prompt (from its OSC 133 marks: bash and
-        zsh started by tmuxish have them); for other shells, until no ``run`` is pending."""
+        zsh started by tmuxish have them); for other shells, until no ``run`` is pending and no
+        command holds the terminal."""
         try:
             # The server gives up at the timeout; the client waits a little longer for that.
             shown = self.request("prompt", target=target, timeout=timeout + 5.0, within=timeout)

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from tmuxish.server.daemon import Server
     from tmuxish.server.session import Session
 
+#: How often ``prompt`` looks whether a job still holds the terminal of a shell without marks.
+JOB_POLL = 0.02
 #: Output a run may queue for a client that does not read before the run is cut off.
 STREAM_CAP = 64 * 1024 * 1024
 
@@ -257,7 +259,17 @@ class ShellRequests:
         if not session.running:
             raise SessionExited(f"session {session.id} has exited ({session.exit_text})")
         within = _number(args, "within")
-        return await _until_idle(session, bool(session.extra.get("shell_integration")), within)
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        integrated = bool(session.extra.get("shell_integration"))
+        if not await _until_idle(session, integrated, within):
+            return False
+        # Without marks, a command someone typed shows only as a job holding the terminal.
+        while session.job_in_foreground():
+            if (deadline is not None and loop.time() >= deadline) or not session.running:
+                return False
+            await asyncio.sleep(JOB_POLL)
+        return True
 
     def watch(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         session = self._session(args)

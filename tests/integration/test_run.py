@@ -193,6 +193,21 @@ def test_a_command_someone_typed_makes_run_refuse(
     assert s.run("echo yes", timeout=10).output == b"yes\n"
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_wait_for_prompt_waits_for_a_typed_command(
+    client: SyncClient, home: Path, shell: str
+) -> None:
+    s = start(client, shell, home)
+    s.wait_for_prompt(timeout=10)
+    flag = home / "finished"
+    client.send(s, f"sleep 1; touch {flag}\r")
+    assert s.pid is not None
+    wait_for(lambda: child_named(s.pid, "sleep"), what="sleep to run")
+    # dash has no marks: the job that holds the terminal tells that it is not at its prompt.
+    s.wait_for_prompt(timeout=10)
+    assert flag.exists()
+
+
 @pytest.mark.parametrize("shell", ["bash", "dash"])
 def test_ten_megabytes_in_order(client: SyncClient, home: Path, shell: str) -> None:
     s = start(client, shell, home)
