@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from typing import Any
 
 import install
 import measure
+import procs
 import report
 import systems
 from measure import Config
@@ -70,9 +72,9 @@ def compile_tmuxish(python: str) -> str:
         "    print(os.path.dirname(m.__file__))"
     )
     try:
-        cp = systems.run([python, "-c", code], systems.client_env(), timeout=30)
+        cp = procs.run([python, "-c", code], systems.client_env(), timeout=30)
         dirs = cp.stdout.decode().split()
-        systems.run([python, "-m", "compileall", "-q", *dirs], systems.client_env(), timeout=120)
+        procs.run([python, "-m", "compileall", "-q", *dirs], systems.client_env(), timeout=120)
     except Exception as e:
         return f"tmuxish bytecode: NOT compiled ({e})"
     return "tmuxish bytecode: compiled with compileall before the run, as pip install does"
@@ -216,25 +218,23 @@ class Bench:
                             self.res["throughput"][kind][n][rep] = self.attempt(
                                 n,
                                 f"throughput-{kind} {tag}",
-                                lambda n=n, p=path, s=size, e=expected: measure.throughput(
-                                    n, p, s, e, cfg
-                                ),
+                                functools.partial(measure.throughput, n, path, size, expected, cfg),
                             )
                 if "latency" in self.groups:
                     for n in order:
                         self.res["latency"][n][rep] = self.attempt(
-                            n, f"latency {tag}", lambda n=n: measure.key_latency(n, cfg)
+                            n, f"latency {tag}", functools.partial(measure.key_latency, n, cfg)
                         )
                 attachable = [n for n in order if n != "raw"]
                 if "attach" in self.groups:
                     for n in attachable:
                         self.res["attach"][n][rep] = self.attempt(
-                            n, f"attach {tag}", lambda n=n: measure.attach_detach(n, cfg)
+                            n, f"attach {tag}", functools.partial(measure.attach_detach, n, cfg)
                         )
                 if "cli" in self.groups:
                     for n in attachable:
                         self.res["cli"][n][rep] = self.attempt(
-                            n, f"cli {tag}", lambda n=n: measure.cli_cost(n, cfg)
+                            n, f"cli {tag}", functools.partial(measure.cli_cost, n, cfg)
                         )
             files.clear()
             attachable = [n for n in self.names if n != "raw"]
@@ -242,20 +242,20 @@ class Bench:
                 mem = self.res["memory"]
                 for n in attachable:
                     mem["idle"][n] = self.attempt(
-                        n, "memory-idle", lambda n=n: measure.memory_idle(n, cfg, log)
+                        n, "memory-idle", functools.partial(measure.memory_idle, n, cfg, log)
                     )
                 for n in attachable:
                     mem["history"][n] = self.attempt(
-                        n, "memory-history", lambda n=n: measure.memory_history(n, cfg)
+                        n, "memory-history", functools.partial(measure.memory_history, n, cfg)
                     )
                 for n in attachable:
                     mem["flood"][n] = self.attempt(
-                        n, "memory-flood", lambda n=n: measure.memory_flood(n, cfg)
+                        n, "memory-flood", functools.partial(measure.memory_flood, n, cfg)
                     )
             if "repaint" in self.groups:
                 for n in attachable:
                     self.res["repaint"][n] = self.attempt(
-                        n, "repaint", lambda n=n: measure.repaint(n, cfg)
+                        n, "repaint", functools.partial(measure.repaint, n, cfg)
                     )
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from procs import (
     CommandFailed,
@@ -199,7 +200,7 @@ def wait_raw_mode(term: Terminal, timeout_s: float = 5.0) -> None:
 # -- 1. throughput -------------------------------------------------------------------------
 
 
-def throughput(name: str, path: str, payload: int, expected: bytes, cfg: Config) -> dict:
+def throughput(name: str, path: str, payload: int, expected: bytes, cfg: Config) -> dict[str, Any]:
     """cat `path` through an attached client; MB/s of payload, bytes delivered, exactness."""
     with workload(name, throughput_script(path, cfg), cfg) as term:
         type_until(term, b"\r", _m("READY", cfg).encode(), 30)
@@ -233,7 +234,7 @@ def throughput(name: str, path: str, payload: int, expected: bytes, cfg: Config)
 # -- 2. key echo latency ---------------------------------------------------------------------
 
 
-def key_latency(name: str, cfg: Config) -> dict:
+def key_latency(name: str, cfg: Config) -> dict[str, Any]:
     alphabet = b"abcdefghijklmnopqrstuvwxyz"
     with workload(name, latency_script(cfg), cfg) as term:
         type_until(term, b"\r", _m("READY", cfg).encode(), 30)
@@ -277,7 +278,7 @@ def key_latency(name: str, cfg: Config) -> dict:
 # -- 3. attach / detach ------------------------------------------------------------------------
 
 
-def attach_detach(name: str, cfg: Config) -> dict:
+def attach_detach(name: str, cfg: Config) -> dict[str, Any]:
     marker = _m("MARK", cfg).encode()
     attach: list[int] = []
     detach: list[int] = []
@@ -333,7 +334,7 @@ CLI_OPS = ("ls", "kill", "send", "run", "capture", "wait", "attach")
 SHELL_SCRIPT = "exec bash --norc --noprofile"
 
 
-def cli_cost(name: str, cfg: Config) -> dict:
+def cli_cost(name: str, cfg: Config) -> dict[str, Any]:
     """ls/kill/send/run/capture/wait/attach wall times and per-session `new` cost, with
     `python3 -c pass` timed in the same block (interleaved) as the baseline."""
     py_argv = [cfg.python, "-c", "pass"]
@@ -405,7 +406,7 @@ def cli_cost(name: str, cfg: Config) -> dict:
                 raise CommandFailed(f"created {cfg.create_n} sessions via the API; fewer listed")
     py_med = _median(py)
     bare_med = _median(bare)
-    out: dict = {"py_ms": py_med / 1e6, "py_bare_ms": bare_med / 1e6, "errors": errors}
+    out: dict[str, Any] = {"py_ms": py_med / 1e6, "py_bare_ms": bare_med / 1e6, "errors": errors}
     for op, xs in ops.items():
         out[f"{op}_ms"] = _median(xs) / 1e6 if xs else None
         out[f"{op}_x"] = _median(xs) / py_med if xs else None
@@ -422,10 +423,10 @@ def cli_cost(name: str, cfg: Config) -> dict:
 # -- 5. memory ----------------------------------------------------------------------------------
 
 
-def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None) -> dict:
+def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Server RSS/PSS (summed over the system's server processes) with N idle sessions, and the
     memfds they hold (tmuxish's keeper: session records and screen snapshots, in no RSS)."""
-    out: dict = {}
+    out: dict[Any, Any] = {}  # keyed by session count
     with make(name, cfg.cols, cfg.rows) as system:
         have = 0
         for count in cfg.mem_counts:
@@ -456,7 +457,7 @@ def memory_idle(name: str, cfg: Config, log: Callable[[str], None] | None = None
     return out
 
 
-def memory_history(name: str, cfg: Config) -> dict:
+def memory_history(name: str, cfg: Config) -> dict[str, Any]:
     """Server memory per session holding `hist_lines` lines of history (tmux history-limit and
     screen -h raised to that; tmuxish and dtach use their defaults)."""
     with make(name, cfg.cols, cfg.rows, history=cfg.hist_lines) as system:
@@ -476,7 +477,7 @@ def memory_history(name: str, cfg: Config) -> dict:
     }
 
 
-def memory_flood(name: str, cfg: Config) -> dict:
+def memory_flood(name: str, cfg: Config) -> dict[str, Any]:
     """Peak server RSS while a session prints flood_bytes with no client attached."""
     with make(name, cfg.cols, cfg.rows) as system:
         done = os.path.join(system.dir, "flood.done")
@@ -505,7 +506,7 @@ def memory_flood(name: str, cfg: Config) -> dict:
 # -- 6. re-attach repaint ---------------------------------------------------------------------
 
 
-def repaint(name: str, cfg: Config) -> dict:
+def repaint(name: str, cfg: Config) -> dict[str, Any]:
     tok = f"p{cfg.token}"
     shown = f"SHOWN_{tok}".encode()
     with make(name, cfg.cols, cfg.rows) as system:

@@ -102,6 +102,10 @@ class System:
     # The Python API, if the system has one (tmuxish).
     has_api = False
 
+    def api_new_sessions(self, python: str, script: str, n: int) -> None:
+        """Create ``n`` sessions through the system's Python API (only if ``has_api``)."""
+        raise NotImplementedError
+
     def __init__(self, cols: int = 80, rows: int = 24, history: int | None = None) -> None:
         if self.binary is not None and shutil.which(self.binary) is None:
             raise Unavailable(f"{self.binary} is not installed")
