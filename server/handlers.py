@@ -177,7 +177,7 @@ class Handlers:
         self, conn: Connection, args: dict[str, Any]
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
-        if args.get("target") in (None, "") and not session.running:
+        if args.get("target") is None and not session.running:
             # No target means the most recently used running session (as tmux does).
             raise SessionNotFound("no running sessions")
         if not session.screen_settled:

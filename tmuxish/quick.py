@@ -154,10 +154,13 @@ def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, Line] | Non
 
 
 def target_arg(value: str | None) -> str | int | None:
-    """A TARGET from the command line as the server takes it: an id if all digits."""
+    """A TARGET from the command line as the server takes it: an id if all ASCII digits.
+
+    Too many digits for the wire's 64-bit integers stay a string: the server then says there
+    is no such session, as for any other id it does not have."""
     if value is None:
         return None
-    return int(value) if value.isdigit() else value
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
 
 
 def with_final_newline(text: str) -> str:
