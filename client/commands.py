@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tmuxish import config
+from tmuxish import config, protocol
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
@@ -108,6 +108,13 @@ def _new_size(args: argparse.Namespace, settings: config.Settings) -> tuple[int,
     return cols, rows
 
 
+def _check_log_max(value: int | None) -> None:
+    if value is not None and not 4096 <= value <= protocol.MAX_LOG_BYTES:
+        raise UsageError(
+            f"--log-max must be from 4096 to {protocol.MAX_LOG_BYTES} bytes, not {value}"
+        )
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
@@ -120,8 +127,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         if existing is not None:
             with _connect(args, start=False, terminal=True) as conn:
                 return _attach(conn, str(existing), settings, False, None, args)
-    if args.log_max is not None and args.log_max < 4096:
-        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
+    _check_log_max(args.log_max)
     argv: list[str] | None = list(args.command_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -229,6 +235,10 @@ def _attach(
     from tmuxish.client.attach import attach
     from tmuxish.keys import parse_detach_keys
 
+    if history is not None and not -1 <= history <= protocol.MAX_HISTORY_LINES:
+        raise UsageError(
+            f"--history must be from -1 to {protocol.MAX_HISTORY_LINES} lines, not {history}"
+        )
     if not os.isatty(0):
         conn.request("get", target=target_arg(target))  # a wrong target is the better error
         raise UsageError("attach needs a terminal on standard input")
@@ -614,8 +624,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     """`log TARGET FILE` starts a running session's log; `log --off TARGET` stops it."""
     if args.off == (args.file is not None):
         raise UsageError("give either FILE (start logging) or --off (stop)")
-    if args.log_max is not None and args.log_max < 4096:
-        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
+    _check_log_max(args.log_max)
     path = args.file
     if path is not None and _host(args) is None:
         path = os.path.abspath(path)

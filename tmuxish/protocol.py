@@ -157,6 +157,10 @@ MAX_FRAME: Final = 64 * 1024 * 1024
 MAX_CLIENT_FRAME: Final = 8 * 1024 * 1024
 MAX_ARRAY: Final = 4096
 MAX_MAP: Final = 1024
+#: The most lines of history an attach writes first, and a session keeps.
+MAX_HISTORY_LINES: Final = 1_000_000
+#: The largest --log-max.
+MAX_LOG_BYTES: Final = 1 << 40
 
 if TYPE_CHECKING:
     Message = list[Any]

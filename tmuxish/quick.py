@@ -241,7 +241,7 @@ def _wait(line: Line) -> Request:
 def _size(value: str | None, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or int(value) <= 0:
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 10000):
         raise Unusual  # argparse or `new` has the words for it
     return int(value)
 

@@ -45,3 +45,45 @@ def test_a_bad_target_names_no_session(cli: Cli, command: str, target: str) -> N
     err = one_line_error(both(cli, *args))
     assert "no session" in err, err
     assert cli.session(sid)["status"] == "running"
+
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("new", "-d", "-x", HUGE, "--", "true"), "-x"),
+        (("new", "-d", "-y", "10001", "--", "true"), "-y"),
+        (("new", "-d", "-x", "\u00b2", "--", "true"), "-x"),
+        (("new", "-d", "--log", "/tmp/x", "--log-max", HUGE, "--", "true"), "--log-max"),
+        (("log", "--log-max", HUGE, "web", "/tmp/x"), "--log-max"),
+        (("attach", "--history", HUGE, "web"), "--history"),
+        (("attach", "--history", "2000000", "web"), "--history"),
+        (("attach", "--history", "-5", "web"), "--history"),
+    ],
+)
+def test_numbers_out_of_range_name_the_option(cli: Cli, args: tuple[str, ...], named: str) -> None:
+    """Numbers too big for the wire or out of the documented range: the option the user typed
+    and a usage exit, as for `-x 0`; nothing is started."""
+    sid = cli.new("sleep", "1000", name="web")
+    proc = both(cli, *args)
+    assert proc.returncode == 2 and named in one_line_error(proc), proc
+    assert [s["id"] for s in cli.sessions()] == [sid]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TMUXISH_DEFAULT_SIZE", f"{HUGE}x24"),
+        ("TMUXISH_DEFAULT_SIZE", "80x10001"),
+        ("TMUXISH_DEFAULT_SIZE", "\u0668\u0660x24"),
+        ("TMUXISH_HISTORY_LINES", HUGE),
+        ("TMUXISH_HISTORY_LIMIT", HUGE),
+    ],
+)
+def test_settings_out_of_range_are_config_errors(cli: Cli, variable: str, value: str) -> None:
+    cli.env[variable] = value
+    proc = both(cli, "new", "-d", "--", "true")
+    assert proc.returncode == 2 and variable in one_line_error(proc), proc
+    assert cli.server_pid() is None
