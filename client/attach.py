@@ -123,6 +123,9 @@ class Relay:
         #: The server socket's path (local connections), to tell a crash from a stop.
         self.server_path = ""
         self.crashed = False
+        #: The terminal took none of the output left at the end for TERM_PATIENCE: what is
+        #: still to be written then is not waited for again.
+        self.terminal_stuck = False
         #: How it ended, once it has (also without an event loop: ``watch``).
         self.result: AttachResult | None = None
 
@@ -178,7 +181,7 @@ class Relay:
         if self._termbox:
             loop.remove_writer(fd)
             with contextlib.suppress(OSError):
-                write_within(fd, self._termbox, TERM_PATIENCE)
+                self.terminal_stuck = not write_within(fd, self._termbox, TERM_PATIENCE)
             self._termbox.clear()
         os.close(fd)
 
@@ -434,7 +437,8 @@ def attach(
     inside: int | None = None,
     reconnect: Callable[[bool], Connection],
 ) -> AttachResult:
-    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss.
+    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss; the
+    ending line (``result.message``) is written to the terminal here.
 
     ``reconnect(direct)`` connects again after a server upgrade (``direct``: pass the terminal).
     """
@@ -517,7 +521,14 @@ def _attach_loop(
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0
             cols, rows = user_size()
+        patience = 0.0 if relay.terminal_stuck else TERM_PATIENCE
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
-            write_patiently(1, relay.closing_reset() + b"\r\n", TERM_PATIENCE)
+            if not write_patiently(1, relay.closing_reset() + b"\r\n", patience):
+                patience = 0.0  # stuck: the line goes only if it fits at once
+    # The ending line, after raw mode (its newline is the terminal's again), and never through
+    # sys.stdout: a blocking write to a terminal stopped with ^S at that moment would keep the
+    # client from exiting until someone pressed ^Q.
+    with contextlib.suppress(OSError):
+        write_patiently(1, f"{result.message}\n".encode(errors="replace"), patience)
     return result

@@ -252,7 +252,6 @@ def _attach(
         inside=_inside(args),
         reconnect=lambda direct: _reconnect(args, direct),
     )
-    _out(result.message + "\n")
     return result.status
 
 

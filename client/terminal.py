@@ -84,15 +84,15 @@ def write_within(fd: int, data: bytes | bytearray | memoryview, patience: float)
     return True
 
 
-def write_patiently(fd: int, data: bytes, patience: float) -> None:
+def write_patiently(fd: int, data: bytes, patience: float) -> bool:
     """Write ``data`` to what ``fd`` writes to, giving up if it takes none for ``patience``
     seconds (a terminal stopped with ^S must not keep a client from exiting); a blocking
-    write where no non-blocking twin can be opened."""
+    write where no non-blocking twin can be opened. False if it gave up."""
     twin = nonblocking_twin(fd)
     if twin is None:
         write_all(fd, data)
-        return
+        return True
     try:
-        write_within(twin, data, patience)
+        return write_within(twin, data, patience)
     finally:
         os.close(twin)

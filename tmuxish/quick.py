@@ -536,7 +536,6 @@ def _attach(conn: Connection, path: str, line: Line, config: dict[str, Any]) -> 
             )
     except TmuxishError as exc:
         return _report(exc)
-    sys.stdout.write(result.message + "\n")
     return result.status
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import Cli
+from helpers import Cli, wait_for
 
 #: The full CLI alone, without the fast path in front of it.
 FULL = [sys.executable, "-P", "-c", "import sys; from tmuxish.cli import main; sys.exit(main())"]
@@ -87,3 +87,30 @@ def test_settings_out_of_range_are_config_errors(cli: Cli, variable: str, value:
     proc = both(cli, "new", "-d", "--", "true")
     assert proc.returncode == 2 and variable in one_line_error(proc), proc
     assert cli.server_pid() is None
+
+
+@pytest.mark.parametrize("mode", ["direct", "relay"])
+def test_detach_onto_a_stuck_terminal_exits_anyway(cli: Cli, mode: str) -> None:
+    """The user's terminal takes nothing more (stopped with ^S, a full pipe, a dead ssh) when
+    they detach: the client still exits, giving up what the terminal will not take after
+    attach.TERM_PATIENCE, the ending line included; the session goes on."""
+    if mode == "relay":
+        cli.env["TMUXISH_ATTACH_MODE"] = "relay"
+    sid = cli.new("sh", "-c", "yes stuck-terminal; sleep 1000", name="flood")
+    child = cli.spawn("attach", "flood")
+    child.expect_exact("stuck-terminal")
+    # From here on nobody reads the terminal: `yes` fills it and keeps it full.
+    wait_for(lambda: _unread(child.child_fd) >= 4095, 20, "the client's terminal to fill")
+    child.send(b"\x10\x11")
+    wait_for(lambda: not child.isalive(), 5 * 2 + 10, "the client to exit")
+    assert child.exitstatus == 0
+    assert cli.session(sid)["status"] == "running"
+
+
+def _unread(master: int) -> int:
+    """Bytes waiting on a pty's master side: 4095 at most, once the terminal is full."""
+    import fcntl
+    import struct
+    import termios
+
+    return int(struct.unpack("i", fcntl.ioctl(master, termios.FIONREAD, b"\0" * 4))[0])
