@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import select
+import stat
 import struct
 import termios
 import tty
@@ -58,9 +59,13 @@ def nonblocking_twin(fd: int) -> int | None:
     """A second, non-blocking descriptor of what ``fd`` writes to (the user's terminal), or None.
 
     Opened anew through /proc, not dup()ed: O_NONBLOCK lives on the open file description, which
-    fd 0/1 share with the user's shell, so it must not be set there.
+    fd 0/1 share with the user's shell, so it must not be set there. None for a regular file
+    (`attach > FILE`): a new description would write from offset 0 over what fd 1 wrote, and a
+    file never stalls a write the way a stopped terminal does.
     """
     try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         return os.open(
             f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         )

@@ -114,3 +114,26 @@ def _unread(master: int) -> int:
     import termios
 
     return int(struct.unpack("i", fcntl.ioctl(master, termios.FIONREAD, b"\0" * 4))[0])
+
+
+def test_attach_with_output_to_a_file_keeps_everything(cli: Cli) -> None:
+    """`tmuxish attach web > FILE` (as `docker attach web > FILE`): the repaint, the output
+    and the ending line follow each other in FILE; none is written over another."""
+    import shlex
+
+    import pexpect
+
+    cli.new("sh", "-c", "echo first-line; read x; echo second-line; sleep 1000", name="f")
+    wait_for(lambda: "first-line" in cli.run("capture", "f").stdout)
+    out = cli.socket_path.parent / "out.txt"
+    command = shlex.join(cli.argv("attach", "f")) + f" > {shlex.quote(str(out))}"
+    child = pexpect.spawn("sh", ["-c", command], env=cli.env, timeout=10)
+    cli.children.append(child)
+    wait_for(lambda: cli.session(1)["clients"] == 1, 10, "the client to attach")
+    child.send(b"go\r")
+    wait_for(lambda: b"second-line" in out.read_bytes(), 10, "the output in the file")
+    child.send(b"\x10\x11")
+    child.expect(pexpect.EOF)
+    data = out.read_bytes()
+    assert b"first-line" in data and data.index(b"first-line") < data.index(b"second-line")
+    assert data.endswith(b"[detached from session f (1)]\n"), data
