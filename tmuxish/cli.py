@@ -5,6 +5,7 @@ Kept light on imports: `ls`, `kill`, `send` and `capture` must start about as fa
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -502,6 +503,10 @@ def report(exc: BaseException) -> int:
         sys.stderr.write(f"tmuxish: {exc}\n")
         return exc.exit_status
     if isinstance(exc, BrokenPipeError):
+        # A reader that went away (`tmuxish ls | head -1`) wants no more: silence, as after
+        # SIGPIPE. A stdout closed from the start (`>&-`) is the caller's mistake: say so.
+        if exc.errno == errno.EBADF:
+            sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
         return 1
     sys.stderr.write(
         f"tmuxish: internal error: {type(exc).__name__}: {exc} "

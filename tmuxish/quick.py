@@ -406,17 +406,57 @@ def entry() -> None:
     Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
     which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
     """
-    code = run(sys.argv[1:])
-    if code is None:
-        from tmuxish.cli import main
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        _stand_in_for_closed_std_fds()
+    try:
+        code = run(sys.argv[1:])
+        if code is None:
+            from tmuxish.cli import main
 
-        code = main()
+            code = main()
+    except KeyboardInterrupt:
+        code = 130  # as the full CLI: Ctrl-C while waiting for the server is no error
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 1
+    except BrokenPipeError as exc:
+        code = code or _report(exc)
     os._exit(code)
+
+
+def _stand_in_for_closed_std_fds() -> None:
+    """/dev/null on whichever of fds 0-2 the caller closed (`tmuxish ls >&-`), as OpenSSH's
+    sanitise_stdfd does: else the first socket or terminal opened takes that number, and
+    output meant for the user goes into it. Python leaves such a stream None; output to a
+    closed stdout becomes a BrokenPipeError saying so (``tmuxish.cli.report``), as `ls >&-`
+    is an error for ls(1) too, while commands that print nothing run as usual."""
+    import errno
+    import io
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+    class Closed(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise BrokenPipeError(errno.EBADF, "standard output is closed")
+
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for the whole process
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(Closed()), write_through=True)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - for the whole process
 
 
 def run(argv: Sequence[str]) -> int | None:
@@ -487,8 +527,8 @@ def run(argv: Sequence[str]) -> int | None:
             return _report(exc)
     try:
         return spec.show(result) if spec.show is not None else 0
-    except BrokenPipeError:
-        return 1  # `tmuxish ls | head -1`: as the full CLI does
+    except BrokenPipeError as exc:
+        return _report(exc)  # `tmuxish ls | head -1`: as the full CLI does
 
 
 def inside_session(socket_path: str) -> int | None:

@@ -137,3 +137,75 @@ def test_attach_with_output_to_a_file_keeps_everything(cli: Cli) -> None:
     data = out.read_bytes()
     assert b"first-line" in data and data.index(b"first-line") < data.index(b"second-line")
     assert data.endswith(b"[detached from session f (1)]\n"), data
+
+
+def _closed(cli: Cli, fd: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI with ``fd`` closed, as `tmuxish ARGS >&-` does."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {fd}>&-', "sh", *cli.argv(*args)],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls",),
+        ("ls", "--json"),
+        ("capture", "web"),
+        ("capture", "-e", "web"),
+        ("new", "-d", "--", "true"),
+        ("--help",),
+        ("--version",),
+    ],
+)
+def test_output_to_a_closed_stdout_is_one_line_error(cli: Cli, args: tuple[str, ...]) -> None:
+    """`tmuxish ls >&-`: as ls(1) says "write error", one line and exit 1, never a
+    traceback; the fast path's commands and the full CLI's alike."""
+    cli.new("sleep", "1000", name="web")
+    proc = _closed(cli, 1, *args)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "tmuxish: cannot write output: standard output is closed\n",
+    ), proc
+
+
+def test_commands_without_output_run_with_stdout_or_stderr_closed(cli: Cli) -> None:
+    sid = cli.new("sh", name="web")
+    assert _closed(cli, 1, "send", "web", "echo one-$((1+1))", "Enter").returncode == 0
+    wait_for(lambda: "one-2" in cli.run("capture", "web").stdout)
+    assert _closed(cli, 2, "kill", "nosuch").returncode == 1
+    assert _closed(cli, 0, "kill", "web").returncode == 0
+    assert cli.run("wait", str(sid), check=False).returncode == 129
+
+
+def test_ctrl_c_while_waiting_exits_130_without_a_traceback(cli: Cli) -> None:
+    """Ctrl-C during `wait` (the fast path's) or `run`: exit 130 as the shell's own ^C
+    would, one line at most, and the session goes on."""
+    import signal
+
+    sid = cli.new("sh", name="web")
+    for args in (("wait", "web"), ("run", "-t", "web", "--", "sleep", "1000")):
+        proc = subprocess.Popen(cli.argv(*args), env=cli.env, stderr=subprocess.PIPE, text=True)
+        pid = proc.pid
+        wait_for(lambda: _connected(pid), 10, "the client to wait on the server")  # noqa: B023
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+    assert cli.session(sid)["status"] == "running"
+
+
+def _connected(pid: int) -> bool:
+    """The process holds a unix socket (it has connected to the server)."""
+    import os
+
+    try:
+        return any(
+            os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+            for fd in os.listdir(f"/proc/{pid}/fd")
+        )
+    except OSError:
+        return False
