@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from tmuxish.errors import UsageError
+from tmuxish.errors import StaleSocket, TmuxishError, UsageError
 
 DEFAULT_NAME = "default"
 #: sun_path is 108 bytes on Linux including the terminating NUL.
@@ -45,6 +45,18 @@ def socket_location(
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise UsageError(f"socket path too long for a unix socket ({len(path)} bytes): {path}")
     return path
+
+
+def refused(path: str) -> TmuxishError:
+    """What a connection refused on ``path`` means: a socket nobody listens on is stale (a new
+    server may replace it); a file, directory or FIFO there is the user's, not a server's."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFSOCK  # gone meanwhile: as stale as it gets
+    if not stat.S_ISSOCK(mode):
+        return UsageError(f"{path} is not a socket")
+    return StaleSocket(f"no server running on {path}: the server is gone, its socket is stale")
 
 
 def is_default_dir(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> bool:

@@ -209,3 +209,26 @@ def _connected(pid: int) -> bool:
         )
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("kind", ["file", "directory", "fifo"])
+@pytest.mark.parametrize("args", [("ls",), ("new", "-d", "--", "true"), ("kill", "1")])
+def test_s_on_something_not_a_socket_is_refused_at_once(
+    cli: Cli, kind: str, args: tuple[str, ...]
+) -> None:
+    """-S naming a file, directory or FIFO (a typo, a swapped argument): not "the socket is
+    stale" and ten seconds waiting for a server that cannot listen there; the thing is left
+    as it was, with no .lock or .log beside it."""
+    import os
+
+    path = cli.socket_path
+    if kind == "file":
+        path.write_text("precious\n")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    proc = both(cli, *args)
+    assert proc.returncode == 2 and one_line_error(proc) == f"tmuxish: {path} is not a socket\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert kind != "file" or path.read_text() == "precious\n"
