@@ -449,6 +449,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
+    if args.timeout is not None and not args.timeout >= 0:  # nan too
+        raise UsageError(f"--timeout must be a number of seconds from 0 up, not {args.timeout}")
     stdin = sys.stdin.buffer.read() if args.stdin else None
     request = run_args(target_arg(args.target), argv, args.timeout, stdin)
     with _connect(args, False) as conn:

@@ -290,6 +290,8 @@ def _run(line: Line) -> Request:
             timeout = float(line.options["--timeout"])
         except ValueError:
             raise Unusual from None  # argparse has the words for it
+        if not timeout >= 0:  # nan too
+            raise Unusual  # cmd_run has them
     try:
         return "run", run_args(target_arg(line.options.get("-t")), line.args, timeout, None)
     except UsageError:

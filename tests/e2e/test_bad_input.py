@@ -232,3 +232,13 @@ def test_s_on_something_not_a_socket_is_refused_at_once(
     assert proc.returncode == 2 and one_line_error(proc) == f"tmuxish: {path} is not a socket\n"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
     assert kind != "file" or path.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "-inf"])
+def test_run_timeout_out_of_range_names_the_option(cli: Cli, timeout: str) -> None:
+    """`run --timeout nan` ran the command and then said it was "still running after nans"
+    (exit 124); -1 was the server's "timeout must be ..." with exit 1."""
+    cli.new("sh", name="web")
+    proc = both(cli, "run", "-t", "web", "--timeout", timeout, "--", "echo", "ran")
+    assert proc.returncode == 2 and "--timeout" in one_line_error(proc), proc
+    assert "ran" not in proc.stdout
