@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="name",
         help="session name (an exited session holding it gives it up)",
     )
-    n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
+    n.add_argument("-c", dest="cwd", metavar="DIR", type=given, help="working directory")
     n.add_argument(
         "-x",
         dest="cols",
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log",
         dest="log",
         metavar="FILE",
+        type=given,
         help="append the session's raw output to FILE (capped, one rotation)",
     )
     n.add_argument(
@@ -131,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         "container id (default: the session name, else tmuxish-<id>)",
     )
     n.add_argument(
-        "--bundle", dest="bundle", metavar="DIR", help="OCI bundle for --runtime (config.json)"
+        "--bundle",
+        dest="bundle",
+        metavar="DIR",
+        type=given,
+        help="OCI bundle for --runtime (config.json)",
     )
     n.add_argument(
         "command_argv",
@@ -231,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
         "listen for PTY masters from OCI runtimes (--console-socket); print the socket path",
         'runc run -d --console-socket "$(tmuxish console-socket --name web)" -b DIR web',
     )
-    cs.add_argument("--name", dest="name", help="name of the session made (default: console)")
+    cs.add_argument(
+        "--name", dest="name", type=given, help="name of the session made (default: console)"
+    )
     cs.add_argument(
         "--persist",
         action="store_true",
@@ -265,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
+
+
+def given(value: str) -> str:
+    """A FILE, DIR or NAME option's value: an empty one (`--log "$LOG"` with LOG unset) is a
+    mistake to report, not "none" or the current directory."""
+    if not value:
+        import argparse
+
+        raise argparse.ArgumentTypeError("needs a value, not an empty string")
+    return value
 
 
 TARGET_HELP = "session id or name"
@@ -343,7 +360,9 @@ def add_session_commands(cmd: Any, new: argparse.ArgumentParser) -> None:
         help="rotate the log past this size (default 64 MiB)",
     )
     lo.add_argument("target", help=TARGET_HELP)
-    lo.add_argument("file", nargs="?", metavar="FILE", help="file to append the output to")
+    lo.add_argument(
+        "file", nargs="?", metavar="FILE", type=given, help="file to append the output to"
+    )
 
 
 def _unknown_command(message: str, sub: Any) -> str | None:
@@ -366,6 +385,7 @@ def _record_options(n: argparse.ArgumentParser) -> None:
         "--record",
         dest="record",
         metavar="FILE",
+        type=given,
         help="record the session to FILE for asciinema (replaced if it exists)",
     )
     n.add_argument(
@@ -399,7 +419,13 @@ def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
         help="end the session's recording; the file is complete when this returns",
     )
     rc.add_argument("target", help="session id or name")
-    rc.add_argument("file", nargs="?", metavar="FILE", help="the recording (replaced if it exists)")
+    rc.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        type=given,
+        help="the recording (replaced if it exists)",
+    )
 
 
 def web_parser(w: argparse.ArgumentParser) -> None:
@@ -410,8 +436,12 @@ def web_parser(w: argparse.ArgumentParser) -> None:
         help="address to serve on (default 127.0.0.1:7683; anything else needs TLS)",
     )
     w.add_argument("--read-only", dest="readonly", action="store_true", help="tabs cannot type")
-    w.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
-    w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
+    w.add_argument(
+        "--tls-cert", dest="tls_cert", metavar="FILE", type=given, help="TLS certificate (PEM)"
+    )
+    w.add_argument(
+        "--tls-key", dest="tls_key", metavar="FILE", type=given, help="TLS private key (PEM)"
+    )
     w.add_argument(
         "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
     )

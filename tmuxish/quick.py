@@ -251,6 +251,8 @@ def _new(line: Line) -> Request:
     from tmuxish.sockets import current_umask
 
     opts = line.options
+    if any(opts.get(flag) == "" for flag in ("-s", "-c")):
+        raise Unusual  # the full CLI's words for an empty value
     config = settings()
     argv = list(line.args)
     if not argv:

@@ -242,3 +242,25 @@ def test_run_timeout_out_of_range_names_the_option(cli: Cli, timeout: str) -> No
     proc = both(cli, "run", "-t", "web", "--timeout", timeout, "--", "echo", "ran")
     assert proc.returncode == 2 and "--timeout" in one_line_error(proc), proc
     assert "ran" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("new", "-d", "-c", "", "--", "true"), "-c"),
+        (("new", "-d", "--log", "", "--", "true"), "--log"),
+        (("new", "-d", "--record", "", "--", "true"), "--record"),
+        (("log", "web", ""), "FILE"),
+        (("record", "web", ""), "FILE"),
+        (("console-socket", "--name", ""), "--name"),
+    ],
+)
+def test_an_empty_file_dir_or_name_is_a_usage_error(
+    cli: Cli, args: tuple[str, ...], named: str
+) -> None:
+    """`--log "$LOG"` with LOG unset: said, not taken as "no log" (or the current directory
+    for -c, or "console" for --name) with the session started anyway."""
+    sid = cli.new("sleep", "1000", name="web")
+    proc = both(cli, *args)
+    assert proc.returncode == 2 and f"argument {named}: " in one_line_error(proc), proc
+    assert [s["id"] for s in cli.sessions()] == [sid]
