@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from helpers import Cli, wait_for
+from helpers import TMUXISH, Cli, wait_for
 
 #: The full CLI alone, without the fast path in front of it.
 FULL = [sys.executable, "-P", "-c", "import sys; from tmuxish.cli import main; sys.exit(main())"]
@@ -264,3 +265,25 @@ def test_an_empty_file_dir_or_name_is_a_usage_error(
     proc = both(cli, *args)
     assert proc.returncode == 2 and f"argument {named}: " in one_line_error(proc), proc
     assert [s["id"] for s in cli.sessions()] == [sid]
+
+
+@pytest.mark.parametrize("kind", ["file", "sysfs"])
+def test_a_default_socket_directory_that_cannot_be_made_is_one_line(
+    cli: Cli, sock_dir: Path, kind: str
+) -> None:
+    """$XDG_RUNTIME_DIR/tmuxish is a file (or cannot be created): said in one line, as a
+    directory of the wrong mode or owner is, not "internal error: FileExistsError"."""
+    runtime = sock_dir / "runtime"
+    runtime.mkdir()
+    if kind == "file":
+        (runtime / "tmuxish").write_text("")
+        said = f"socket directory {runtime / 'tmuxish'} is not a directory"
+    else:
+        runtime = Path("/sys/kernel")  # even root cannot make a directory in sysfs
+        said = f"cannot create socket directory {runtime / 'tmuxish'}: Operation not permitted"
+    env = {**cli.env, "XDG_RUNTIME_DIR": str(runtime)}
+    for args in (("ls",), ("new", "-d", "--", "true"), ("kill", "1")):
+        proc = subprocess.run(
+            [*TMUXISH, *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert proc.returncode == 1 and said in one_line_error(proc), proc
