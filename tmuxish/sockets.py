@@ -28,9 +28,12 @@ def socket_location(
     """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then the
     server of the session we run inside ($TMUXISH), then the default."""
     env = dict(os.environ) if env is None else env
+    if socket_path == "":
+        # `-S "$SOCK"` with SOCK unset must not mean the default server.
+        raise UsageError("-S needs a socket path, not an empty string")
     if socket_path:
         path = socket_path
-    elif socket_name:
+    elif socket_name is not None:
         if "/" in socket_name or socket_name in ("", ".", ".."):
             raise UsageError(f"invalid socket name {socket_name!r}")
         path = os.path.join(socket_directory(env), socket_name)
@@ -43,7 +46,9 @@ def socket_location(
         path = os.path.join(socket_directory(env), DEFAULT_NAME)
     path = os.path.abspath(path)
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise UsageError(f"socket path too long for a unix socket ({len(path)} bytes): {path}")
+        raise UsageError(
+            f"socket path too long for a unix socket ({len(os.fsencode(path))} bytes): {path}"
+        )
     return path
 
 

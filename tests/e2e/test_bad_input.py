@@ -287,3 +287,21 @@ def test_a_default_socket_directory_that_cannot_be_made_is_one_line(
             [*TMUXISH, *args], capture_output=True, text=True, env=env, timeout=30
         )
         assert proc.returncode == 1 and said in one_line_error(proc), proc
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [("-S", "-S needs a socket path"), ("-L", "invalid socket name ''")],
+)
+@pytest.mark.parametrize("args", [("ls",), ("new", "-d", "--", "true"), ("kill", "1")])
+def test_an_empty_socket_option_is_not_the_default_server(
+    cli: Cli, sock_dir: Path, option: str, said: str, args: tuple[str, ...]
+) -> None:
+    """`tmuxish -S "$SOCK" kill 1` with SOCK unset must not reach (or start) the default
+    server and act on its sessions."""
+    env = {**cli.env, "XDG_RUNTIME_DIR": str(sock_dir)}
+    proc = subprocess.run(
+        [*TMUXISH, option, "", *args], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 2 and said in one_line_error(proc), proc
+    assert not (sock_dir / "tmuxish").exists()
