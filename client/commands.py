@@ -116,6 +116,10 @@ def _check_log_max(value: int | None) -> None:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    if not args.detached and not os.isatty(0):
+        # Before anything is started, as tmux's "not a terminal": the session would be left
+        # running, unseen, by a command that failed.
+        raise UsageError("new needs a terminal on standard input to attach (-d: start detached)")
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})

@@ -305,3 +305,20 @@ def test_an_empty_socket_option_is_not_the_default_server(
     )
     assert proc.returncode == 2 and said in one_line_error(proc), proc
     assert not (sock_dir / "tmuxish").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("new", "--", "sleep", "1000"),
+        ("new", "-s", "fresh", "--", "sleep", "1000"),
+        ("new", "-A", "-s", "fresh", "--", "sleep", "1000"),
+    ],
+)
+def test_new_without_a_terminal_starts_nothing(cli: Cli, args: tuple[str, ...]) -> None:
+    """`new` (which attaches) with stdin not a terminal fails as tmux's "not a terminal"
+    does: before the session is made, not after, leaving it running unseen."""
+    sid = cli.new("sleep", "1000", name="web")
+    proc = cli.run(*args, check=False)
+    assert proc.returncode == 2 and "needs a terminal" in one_line_error(proc), proc
+    assert [s["id"] for s in cli.sessions()] == [sid]
