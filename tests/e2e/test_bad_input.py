@@ -322,3 +322,17 @@ def test_new_without_a_terminal_starts_nothing(cli: Cli, args: tuple[str, ...]) 
     proc = cli.run(*args, check=False)
     assert proc.returncode == 2 and "needs a terminal" in one_line_error(proc), proc
     assert [s["id"] for s in cli.sessions()] == [sid]
+
+
+@pytest.mark.parametrize("command", ["record", "log"])
+def test_a_fifo_nobody_reads_is_named_as_such(cli: Cli, command: str) -> None:
+    """`record web FIFO` said "No such device or address" (ENXIO from the non-blocking
+    open); `log` already said what it is."""
+    import os
+
+    cli.new("sh", name="web")
+    fifo = cli.socket_path.parent / "fifo"
+    os.mkfifo(fifo)
+    proc = both(cli, command, "web", str(fifo))
+    assert "it is a FIFO that nobody reads" in one_line_error(proc), proc
+    assert cli.session(1)["status"] == "running"
