@@ -336,3 +336,24 @@ def test_a_fifo_nobody_reads_is_named_as_such(cli: Cli, command: str) -> None:
     proc = both(cli, command, "web", str(fifo))
     assert "it is a FIFO that nobody reads" in one_line_error(proc), proc
     assert cli.session(1)["status"] == "running"
+
+
+@pytest.mark.parametrize("extra", [(), ("--raw",), ("--stdin",)])
+def test_run_into_a_closed_pipe_stops_quietly(cli: Cli, extra: tuple[str, ...]) -> None:
+    """`tmuxish run -- yes | head -1`: exit 1 without a word, as a broken pipe is for
+    `tmuxish ls | head -1`; the command is interrupted and the shell takes the next run.
+    (--raw is the fast path's too; --stdin only the full CLI's.)"""
+    cli.new("sh", name="sh")
+    proc = subprocess.Popen(
+        cli.argv("run", "-t", "sh", *extra, "--", "yes"),
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().rstrip(b"\r\n") == b"y"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=20)
+    assert (proc.returncode, err) == (1, b""), err
+    after = cli.run("run", "-t", "sh", "--timeout", "20", "--", "echo", "after")
+    assert after.stdout == "after\n"
