@@ -541,9 +541,10 @@ def inside_session(socket_path: str) -> int | None:
     """The session id we run inside, if it belongs to the server on ``socket_path``
     (TMUXISH=socket,id in the environment)."""
     path, _, sid = os.environ.get("TMUXISH", "").rpartition(",")
-    if sid.isdigit() and path and os.path.abspath(path) == socket_path:
-        return int(sid)
-    return None
+    sid_arg = target_arg(sid)
+    if isinstance(sid_arg, int) and path and os.path.abspath(path) == socket_path:
+        return sid_arg
+    return None  # not a session id of ours: as outside any session
 
 
 def _open_with_terminal(path: str) -> Connection | None:

@@ -357,3 +357,18 @@ def test_run_into_a_closed_pipe_stops_quietly(cli: Cli, extra: tuple[str, ...]) 
     assert (proc.returncode, err) == (1, b""), err
     after = cli.run("run", "-t", "sh", "--timeout", "20", "--", "echo", "after")
     assert after.stdout == "after\n"
+
+
+@pytest.mark.parametrize("sid", ["99999999999999999999", "\u0661", "\u00b2", "x"])
+@pytest.mark.parametrize("command", ["kill", "wait"])
+def test_a_garbled_tmuxish_variable_is_outside_any_session(
+    cli: Cli, sid: str, command: str
+) -> None:
+    """$TMUXISH=SOCKET,ID with an ID that is no id of ours: as outside a session (`kill`
+    needs a TARGET), not session 1 (an Arabic-Indic one is a digit to str.isdigit) or an
+    internal error."""
+    web = cli.new("sleep", "1000", name="web")
+    cli.env["TMUXISH"] = f"{cli.socket_path},{sid}"
+    proc = cli.run(command, check=False)
+    assert proc.returncode == 2 and "needs a TARGET" in one_line_error(proc), proc
+    assert cli.session(web)["status"] == "running"
