@@ -455,7 +455,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
     if args.timeout is not None and not args.timeout >= 0:  # nan too
         raise UsageError(f"--timeout must be a number of seconds from 0 up, not {args.timeout}")
-    stdin = sys.stdin.buffer.read() if args.stdin else None
+    stdin = sys.stdin.buffer.read(protocol.MAX_RUN_INPUT + 1) if args.stdin else None
+    if stdin is not None and len(stdin) > protocol.MAX_RUN_INPUT:
+        # The server would cut the connection at the frame limit: "lost connection" says
+        # nothing of why.
+        raise UsageError(
+            f"--stdin takes at most {protocol.MAX_RUN_INPUT} bytes; put more in a file the "
+            "command reads"
+        )
     request = run_args(target_arg(args.target), argv, args.timeout, stdin)
     with _connect(args, False) as conn:
         return stream_run(conn, request, args.raw, lambda: _connect(args, False))

@@ -161,6 +161,9 @@ MAX_MAP: Final = 1024
 MAX_HISTORY_LINES: Final = 1_000_000
 #: The largest --log-max.
 MAX_LOG_BYTES: Final = 1 << 40
+#: The most `run --stdin` input one request carries: its frame, with the command line, must stay
+#: within MAX_CLIENT_FRAME.
+MAX_RUN_INPUT: Final = MAX_CLIENT_FRAME - 1024 * 1024
 
 if TYPE_CHECKING:
     Message = list[Any]

@@ -372,3 +372,20 @@ def test_a_garbled_tmuxish_variable_is_outside_any_session(
     proc = cli.run(command, check=False)
     assert proc.returncode == 2 and "needs a TARGET" in one_line_error(proc), proc
     assert cli.session(web)["status"] == "running"
+
+
+def test_run_stdin_too_big_for_one_request_says_so(cli: Cli) -> None:
+    """`run --stdin` with more input than a request may carry: the limit, not "lost connection
+    to the server: Broken pipe"; nothing is typed, and the shell takes the next run."""
+    cli.new("sh", name="sh")
+    proc = subprocess.run(
+        cli.argv("run", "--stdin", "-t", "sh", "--", "wc", "-c"),
+        input=b"a" * (8 * 1024 * 1024 + 1),  # past the server's frame limit
+        capture_output=True,
+        env=cli.env,
+        timeout=30,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "--stdin takes at most" in err and err.count("\n") == 1, err
+    after = cli.run("run", "-t", "sh", "--timeout", "20", "--", "echo", "after")
+    assert after.stdout == "after\n"
