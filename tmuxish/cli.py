@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]
             # One line and exit status 2, like every other tmuxish error.
-            message = _unknown_command(message, sub) or message
+            from tmuxish.text import printable
+
+            message = printable(_unknown_command(message, sub) or message)
             sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
             sys.exit(2)
 
@@ -529,8 +531,11 @@ def run_server(args: argparse.Namespace) -> int:
 
 def report(exc: BaseException) -> int:
     """Tell the user what went wrong, in one line; the exit status that goes with it."""
+    from tmuxish.text import printable
+
     if isinstance(exc, TmuxishError):
-        sys.stderr.write(f"tmuxish: {exc}\n")
+        # A program name, path or target may hold a newline or an escape sequence.
+        sys.stderr.write(f"tmuxish: {printable(str(exc))}\n")
         return exc.exit_status
     if isinstance(exc, BrokenPipeError):
         # A reader that went away (`tmuxish ls | head -1`) wants no more: silence, as after
@@ -539,7 +544,7 @@ def report(exc: BaseException) -> int:
             sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
         return 1
     sys.stderr.write(
-        f"tmuxish: internal error: {type(exc).__name__}: {exc} "
+        f"tmuxish: internal error: {type(exc).__name__}: {printable(str(exc))} "
         "(set TMUXISH_DEBUG=1 for a traceback)\n"
     )
     return 1

@@ -389,3 +389,19 @@ def test_run_stdin_too_big_for_one_request_says_so(cli: Cli) -> None:
     assert proc.returncode == 2 and "--stdin takes at most" in err and err.count("\n") == 1, err
     after = cli.run("run", "-t", "sh", "--timeout", "20", "--", "echo", "after")
     assert after.stdout == "after\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("new", "-d", "--", "no\nsuch\x1b]0;title\x07program"),
+        ("new", "-d", "-c", "/no/such\ndir", "--", "true"),
+        ("bo\ngus",),
+    ],
+)
+def test_control_characters_in_an_error_are_shown_not_sent(cli: Cli, args: tuple[str, ...]) -> None:
+    """A program name or path with a newline made a two-line error, and an escape sequence in
+    one reached the user's terminal (retitling it here), as ls must not do either."""
+    cli.new("sleep", "1000", name="web")
+    err = one_line_error(both(cli, *args))
+    assert "\x1b" not in err and "\x07" not in err
