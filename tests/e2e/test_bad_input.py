@@ -405,3 +405,26 @@ def test_control_characters_in_an_error_are_shown_not_sent(cli: Cli, args: tuple
     cli.new("sleep", "1000", name="web")
     err = one_line_error(both(cli, *args))
     assert "\x1b" not in err and "\x07" not in err
+
+
+@pytest.mark.parametrize(
+    ("setup", "said", "status"),
+    [
+        ("#!/no/such/interpreter\n", "the interpreter its #! line names was not found", 127),
+        ("cwd-file", "not a directory: ", 1),
+    ],
+)
+def test_a_program_that_cannot_start_is_told_apart(
+    cli: Cli, setup: str, said: str, status: int
+) -> None:
+    """ "program not found: ./script" for a script that is there (its interpreter is not), and
+    "directory not found" for -c naming a file, send the user to look for the wrong thing."""
+    script = cli.socket_path.parent / "script"
+    script.write_text(setup if setup.startswith("#!") else "#!/bin/sh\n")
+    script.chmod(0o755)
+    if setup == "cwd-file":
+        args: tuple[str, ...] = ("new", "-d", "-c", str(script), "--", "true")
+    else:
+        args = ("new", "-d", "--", str(script))
+    proc = both(cli, *args)
+    assert proc.returncode == status and said in one_line_error(proc), proc
