@@ -199,6 +199,17 @@ def test_ctrl_c_while_waiting_exits_130_without_a_traceback(cli: Cli) -> None:
     assert cli.session(sid)["status"] == "running"
 
 
+def _has_fd(pid: int, target: str) -> bool:
+    import os
+
+    try:
+        return any(
+            os.readlink(f"/proc/{pid}/fd/{fd}") == target for fd in os.listdir(f"/proc/{pid}/fd")
+        )
+    except OSError:
+        return False
+
+
 def _connected(pid: int) -> bool:
     """The process holds a unix socket (it has connected to the server)."""
     import os
@@ -428,3 +439,34 @@ def test_a_program_that_cannot_start_is_told_apart(
         args = ("new", "-d", "--", str(script))
     proc = both(cli, *args)
     assert proc.returncode == status and said in one_line_error(proc), proc
+
+
+@pytest.mark.parametrize("when", ["raw mode on", "event loop running"])
+@pytest.mark.parametrize("mode", ["direct", "relay"])
+def test_sigterm_to_an_attached_client_restores_the_terminal(
+    cli: Cli, mode: str, when: str
+) -> None:
+    """`kill CLIENT` or `timeout 60 tmuxish attach web`: the client detached and restored the
+    terminal first (SIGTERM's default left the user's shell in raw mode, without echo); it
+    exits as a SIGTERM would (143) and the session goes on."""
+    import os
+    import signal
+    import termios
+
+    if mode == "relay":
+        cli.env["TMUXISH_ATTACH_MODE"] = "relay"
+    sid = cli.new("sh", "-c", "echo ready; exec sleep 1000", name="web")
+    child = cli.spawn("attach", "web")
+    child.expect_exact("ready")
+    wait_for(lambda: not termios.tcgetattr(child.child_fd)[3] & termios.ECHO, 10, "raw mode")
+    if when == "event loop running":
+        wait_for(lambda: _has_fd(child.pid, "anon_inode:[eventpoll]"), 10, "the event loop")
+    os.kill(child.pid, signal.SIGTERM)
+    # On the relay's loop it detaches by name; a moment earlier, before the loop runs, it
+    # cannot name the session yet.
+    child.expect(r"\[detached( from session web \(1\))?: terminated\]")
+    wait_for(lambda: not child.isalive(), 10, "the client to exit")
+    assert child.exitstatus == 143
+    lflag = termios.tcgetattr(child.child_fd)[3]
+    assert lflag & termios.ECHO and lflag & termios.ICANON
+    assert cli.session(sid)["status"] == "running"
