@@ -470,3 +470,24 @@ def test_sigterm_to_an_attached_client_restores_the_terminal(
     lflag = termios.tcgetattr(child.child_fd)[3]
     assert lflag & termios.ECHO and lflag & termios.ICANON
     assert cli.session(sid)["status"] == "running"
+
+
+def test_sigterm_to_the_chooser_restores_the_terminal(cli: Cli) -> None:
+    """The chooser, like attach: SIGTERM leaves the full-screen application first (raw mode
+    off, alternate screen left) and exits 143; the sessions are untouched."""
+    import os
+    import signal
+    import termios
+
+    cli.new("sh", name="one")
+    cli.new("sh", name="two")
+    child = cli.spawn("choose")
+    child.expect_exact("two")
+    wait_for(lambda: not termios.tcgetattr(child.child_fd)[3] & termios.ECHO, 10, "raw mode")
+    os.kill(child.pid, signal.SIGTERM)
+    child.expect_exact("\x1b[?1049l")
+    wait_for(lambda: not child.isalive(), 10, "the chooser to exit")
+    assert child.exitstatus == 143
+    lflag = termios.tcgetattr(child.child_fd)[3]
+    assert lflag & termios.ECHO and lflag & termios.ICANON
+    assert [s["status"] for s in cli.sessions()] == ["running", "running"]
