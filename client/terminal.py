@@ -12,14 +12,17 @@ import termios
 import tty
 from collections.abc import Iterator
 
+from tmuxish import protocol
+
 
 def get_size(fd: int) -> tuple[int, int]:
-    """(cols, rows) of the terminal on ``fd``, or (0, 0) if it is not a terminal."""
+    """(cols, rows) of the terminal on ``fd``, or (0, 0) if it is not a terminal; a side past
+    protocol.MAX_SIDE is taken as that (the server refuses more, as a request or a RESIZE)."""
     try:
         rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     except OSError:
         return 0, 0
-    return cols, rows
+    return min(cols, protocol.MAX_SIDE), min(rows, protocol.MAX_SIDE)
 
 
 def user_size() -> tuple[int, int]:

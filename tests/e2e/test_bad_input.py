@@ -491,3 +491,22 @@ def test_sigterm_to_the_chooser_restores_the_terminal(cli: Cli) -> None:
     lflag = termios.tcgetattr(child.child_fd)[3]
     assert lflag & termios.ECHO and lflag & termios.ICANON
     assert [s["status"] for s in cli.sessions()] == ["running", "running"]
+
+
+@pytest.mark.parametrize("mode", ["direct", "relay"])
+def test_a_terminal_wider_than_the_server_takes_is_clamped(cli: Cli, mode: str) -> None:
+    """A terminal of 30000x20000 (a huge window, a broken TIOCGWINSZ): attach takes the most
+    the server allows, as a window resize does, instead of failing with "cols must be an
+    integer from 0 to 10000"; growing to it while attached keeps the client attached."""
+    if mode == "relay":
+        cli.env["TMUXISH_ATTACH_MODE"] = "relay"
+    sid = cli.new("sh", name="web")
+    child = cli.spawn("attach", "web", rows=20000, cols=30000)
+    wait_for(lambda: cli.session(sid)["cols"] == 10000, 10, "the clamped size")
+    child.setwinsize(24, 80)
+    wait_for(lambda: cli.session(sid)["cols"] == 80, 10, "the terminal's own size")
+    child.setwinsize(20000, 30000)
+    wait_for(lambda: cli.session(sid)["cols"] == 10000, 10, "the clamped size again")
+    assert child.isalive() and cli.session(sid)["clients"] == 1
+    child.send(b"\x10\x11")
+    child.expect_exact("[detached from session web (1)]")
