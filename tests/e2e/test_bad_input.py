@@ -510,3 +510,22 @@ def test_a_terminal_wider_than_the_server_takes_is_clamped(cli: Cli, mode: str) 
     assert child.isalive() and cli.session(sid)["clients"] == 1
     child.send(b"\x10\x11")
     child.expect_exact("[detached from session web (1)]")
+
+
+@pytest.mark.parametrize("kind", ["directory", "device"])
+def test_logs_refuses_what_is_not_a_log_file(cli: Cli, kind: str) -> None:
+    """Something else in the log file's place: "internal error: IsADirectoryError" for a
+    directory, and a device (/dev/zero) was read forever."""
+    import os
+
+    log = cli.socket_path.parent / "web.log"
+    sid = int(cli.run("new", "-d", "-s", "web", "--log", str(log), "--", "sh").stdout)
+    log.unlink()
+    if kind == "directory":
+        log.mkdir()
+    else:
+        os.symlink("/dev/zero", log)
+    for args in (("logs", "web"), ("logs", "-f", "web")):
+        proc = cli.run(*args, check=False, timeout=10)
+        assert "not a regular file" in one_line_error(proc), proc
+    assert cli.session(sid)["status"] == "running"
