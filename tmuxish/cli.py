@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     import argparse  # here, not at the top: `ls`, `kill`, `send`, `capture` skip it (tmuxish.quick)
 
     class _Parser(argparse.ArgumentParser):
+        def _print_message(self, message: str, file: Any = None) -> None:
+            # argparse's own swallows write errors: `tmuxish --help > /dev/full` exited 0.
+            if message:
+                (file or sys.stderr).write(message)
+
         def error(self, message: str) -> None:  # type: ignore[override]
             # One line and exit status 2, like every other tmuxish error.
             from tmuxish.text import printable
@@ -480,7 +485,10 @@ def add_run_parser(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except OSError as exc:  # --help or --version written to `> /dev/full`
+        return report(exc)
     if args.command is None:
         if not (os.isatty(0) and os.isatty(1)):
             build_parser().print_help()
@@ -491,7 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except Exception as exc:
-        expected = isinstance(exc, (TmuxishError, BrokenPipeError))
+        expected = isinstance(exc, (TmuxishError, BrokenPipeError)) or (
+            isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS
+        )
         if os.environ.get("TMUXISH_DEBUG") and not expected:
             raise
         return report(exc)
@@ -529,6 +539,11 @@ def run_server(args: argparse.Namespace) -> int:
     return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
 
 
+#: What a write to a full disk or a failing device raises (anything else that reaches report
+#: unwrapped is an internal error).
+_OUTPUT_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+
+
 def report(exc: BaseException) -> int:
     """Tell the user what went wrong, in one line; the exit status that goes with it."""
     from tmuxish.text import printable
@@ -542,6 +557,10 @@ def report(exc: BaseException) -> int:
         # SIGPIPE. A stdout closed from the start (`>&-`) is the caller's mistake: say so.
         if exc.errno == errno.EBADF:
             sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
+        return 1
+    if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+        # The client writes no file but standard output: `tmuxish ls > /dev/full`.
+        sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
         return 1
     sys.stderr.write(
         f"tmuxish: internal error: {type(exc).__name__}: {printable(str(exc))} "

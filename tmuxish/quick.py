@@ -427,7 +427,7 @@ def entry() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError as exc:
+    except OSError as exc:  # BrokenPipeError, ENOSPC (`> /dev/full`), EIO
         code = code or _report(exc)
     os._exit(code)
 
@@ -533,8 +533,8 @@ def run(argv: Sequence[str]) -> int | None:
             return _report(exc)
     try:
         return spec.show(result) if spec.show is not None else 0
-    except BrokenPipeError as exc:
-        return _report(exc)  # `tmuxish ls | head -1`: as the full CLI does
+    except OSError as exc:  # `tmuxish ls | head -1`, `> /dev/full`: as the full CLI does
+        return _report(exc)
 
 
 def inside_session(socket_path: str) -> int | None:

@@ -529,3 +529,23 @@ def test_logs_refuses_what_is_not_a_log_file(cli: Cli, kind: str) -> None:
         proc = cli.run(*args, check=False, timeout=10)
         assert "not a regular file" in one_line_error(proc), proc
     assert cli.session(sid)["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("ls",), ("ls", "--json"), ("capture", "web"), ("new", "-d", "--", "true"), ("--help",)],
+)
+def test_output_to_a_full_disk_is_one_line_error(cli: Cli, args: tuple[str, ...]) -> None:
+    """`tmuxish ls > /dev/full`: "cannot write output: No space left on device" and exit 1, as
+    ls(1) says "write error"; it was a traceback on the fast path, "internal error" on the
+    full CLI, and `--help` exited 0 (argparse drops write errors)."""
+    cli.new("sleep", "1000", name="web")
+    with open("/dev/full", "wb") as full:
+        for argv in (cli.argv(*args), [*FULL, "-S", str(cli.socket_path), *args]):
+            proc = subprocess.run(
+                argv, stdout=full, stderr=subprocess.PIPE, text=True, env=cli.env, timeout=30
+            )
+            assert (proc.returncode, proc.stderr) == (
+                1,
+                "tmuxish: cannot write output: No space left on device\n",
+            ), (argv, proc)
