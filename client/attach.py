@@ -123,6 +123,9 @@ class Relay:
         #: The server socket's path (local connections), to tell a crash from a stop.
         self.server_path = ""
         self.crashed = False
+        #: The terminal took none of the output left at the end for TERM_PATIENCE: what is
+        #: still to be written then is not waited for again.
+        self.terminal_stuck = False
         #: How it ended, once it has (also without an event loop: ``watch``).
         self.result: AttachResult | None = None
 
@@ -151,8 +154,11 @@ class Relay:
                 on_detach=self._detach,
                 on_gone=self._stdin_gone,
             )
+        on_term = signal.getsignal(signal.SIGTERM)
         with contextlib.suppress(ValueError, RuntimeError):
             loop.add_signal_handler(signal.SIGWINCH, self._on_winch)
+            # On the loop, SIGTERM detaches properly; outside it attach() has its own handler.
+            loop.add_signal_handler(signal.SIGTERM, self._terminated)
         # A resize between measuring the terminal for the attach request and installing the
         # handler would otherwise be lost (in direct mode output is already on screen by then).
         if get_size(self.stdout_fd) != self.attached_size:
@@ -168,6 +174,8 @@ class Relay:
                 loop.remove_writer(self.sock.fileno())
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGWINCH)
+                loop.remove_signal_handler(signal.SIGTERM)  # which leaves it at SIG_DFL
+                signal.signal(signal.SIGTERM, on_term)
             self._close_terminal(loop)
 
     def _close_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -178,7 +186,7 @@ class Relay:
         if self._termbox:
             loop.remove_writer(fd)
             with contextlib.suppress(OSError):
-                write_within(fd, self._termbox, TERM_PATIENCE)
+                self.terminal_stuck = not write_within(fd, self._termbox, TERM_PATIENCE)
             self._termbox.clear()
         os.close(fd)
 
@@ -339,6 +347,12 @@ class Relay:
         # The server confirms with DETACHED; do not hang if it is gone.
         self._loop.call_later(2.0, self._finish, f"[detached from {self.label}]", 0)
 
+    def _terminated(self) -> None:
+        """SIGTERM: detach at once, without waiting for the server to confirm; the terminal
+        is restored on the way out, and the status is a signal's, as the shell would show."""
+        self._send(protocol.detach())
+        self._finish(f"[detached from {self.label}: terminated]", 128 + signal.SIGTERM)
+
     def _on_winch(self) -> None:
         cols, rows = get_size(self.stdout_fd)
         if cols and rows:
@@ -434,7 +448,8 @@ def attach(
     inside: int | None = None,
     reconnect: Callable[[bool], Connection],
 ) -> AttachResult:
-    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss.
+    """Attach the terminal on fds 0/1 to ``target`` until detach, exit or server loss; the
+    ending line (``result.message``) is written to the terminal here.
 
     ``reconnect(direct)`` connects again after a server upgrade (``direct``: pass the terminal).
     """
@@ -445,6 +460,10 @@ def attach(
     # The event loop may make fd 0/1 non-blocking; that flag lives on the terminal's open file
     # description, shared with the user's shell, so put it back however the relay ends.
     blocking = {fd: os.get_blocking(fd) for fd in (0, 1)}
+    # `kill CLIENT`, `timeout 60 tmuxish attach`: SIGTERM's default would end the process in
+    # raw mode, leaving the user's shell without echo. Off the event loop it unwinds through
+    # raw_mode's restore; on it the relay detaches (Relay._terminated).
+    on_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _attach_loop(
             conn,
@@ -459,10 +478,24 @@ def attach(
             detach_timeout,
             reconnect,
         )
+    except Terminated:
+        with contextlib.suppress(OSError):
+            # Without the relay, what the program turned on is not known: the defaults.
+            write_patiently(1, protocol.SANE_MODES + b"\r\n[detached: terminated]\n", 0.0)
+        return AttachResult("[detached: terminated]", 128 + signal.SIGTERM)
     finally:
+        signal.signal(signal.SIGTERM, on_term)
         for fd, was in blocking.items():
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, was)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside the relay's event loop (see attach)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _attach_loop(
@@ -517,7 +550,14 @@ def _attach_loop(
             # Same session, fresh repaint; history is already in the terminal's scrollback.
             target, history = str(session_id), 0
             cols, rows = user_size()
+        patience = 0.0 if relay.terminal_stuck else TERM_PATIENCE
         with contextlib.suppress(OSError):
             # Leave the user's terminal sane: undo modes the program turned on.
-            write_patiently(1, relay.closing_reset() + b"\r\n", TERM_PATIENCE)
+            if not write_patiently(1, relay.closing_reset() + b"\r\n", patience):
+                patience = 0.0  # stuck: the line goes only if it fits at once
+    # The ending line, after raw mode (its newline is the terminal's again), and never through
+    # sys.stdout: a blocking write to a terminal stopped with ^S at that moment would keep the
+    # client from exiting until someone pressed ^Q.
+    with contextlib.suppress(OSError):
+        write_patiently(1, f"{result.message}\n".encode(errors="replace"), patience)
     return result

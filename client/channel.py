@@ -15,10 +15,10 @@ from tmuxish.errors import (
     ServerGone,
     ServerNotRunning,
     ServerUpgrading,
-    StaleSocket,
     TmuxishError,
 )
 from tmuxish.paths import ensure_private_dir, is_default_dir
+from tmuxish.sockets import refused
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,9 +72,7 @@ async def open_stream(path: Path, timeout: float | None) -> Stream:
     except FileNotFoundError as exc:
         raise ServerNotRunning(f"no server running on {path}") from exc
     except ConnectionRefusedError as exc:
-        raise StaleSocket(
-            f"no server running on {path}: the server is gone, its socket is stale"
-        ) from exc
+        raise refused(str(path)) from exc
     except PermissionError as exc:
         raise PermissionDenied(f"cannot connect to {path}: permission denied") from exc
     except TimeoutError as exc:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -695,6 +697,12 @@ def choose(state: ChooserState) -> Choice | None:
     def pre_run() -> None:
         state.load_preview()
         app.create_background_task(refresher())
+        # `kill CHOOSER`: SIGTERM's default would leave the user's terminal in raw mode on
+        # the alternate screen; exiting the application restores it first.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, lambda: app.exit(exception=SystemExit(128 + signal.SIGTERM))
+            )
 
     return app.run(pre_run=pre_run)
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tmuxish import config
+from tmuxish import config, protocol
 from tmuxish.client.autostart import connect
 from tmuxish.client.connection import Connection
 from tmuxish.client.listing import format_table
@@ -108,7 +108,18 @@ def _new_size(args: argparse.Namespace, settings: config.Settings) -> tuple[int,
     return cols, rows
 
 
+def _check_log_max(value: int | None) -> None:
+    if value is not None and not 4096 <= value <= protocol.MAX_LOG_BYTES:
+        raise UsageError(
+            f"--log-max must be from 4096 to {protocol.MAX_LOG_BYTES} bytes, not {value}"
+        )
+
+
 def cmd_new(args: argparse.Namespace) -> int:
+    if not args.detached and not os.isatty(0):
+        # Before anything is started, as tmux's "not a terminal": the session would be left
+        # running, unseen, by a command that failed.
+        raise UsageError("new needs a terminal on standard input to attach (-d: start detached)")
     if args.runtime is not None or args.bundle is not None:
         return _new_container(args)
     settings = config.load({"detach_keys": args.detach_keys, "window_size": args.window_size})
@@ -120,8 +131,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         if existing is not None:
             with _connect(args, start=False, terminal=True) as conn:
                 return _attach(conn, str(existing), settings, False, None, args)
-    if args.log_max is not None and args.log_max < 4096:
-        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
+    _check_log_max(args.log_max)
     argv: list[str] | None = list(args.command_argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -229,6 +239,10 @@ def _attach(
     from tmuxish.client.attach import attach
     from tmuxish.keys import parse_detach_keys
 
+    if history is not None and not -1 <= history <= protocol.MAX_HISTORY_LINES:
+        raise UsageError(
+            f"--history must be from -1 to {protocol.MAX_HISTORY_LINES} lines, not {history}"
+        )
     if not os.isatty(0):
         conn.request("get", target=target_arg(target))  # a wrong target is the better error
         raise UsageError("attach needs a terminal on standard input")
@@ -242,7 +256,6 @@ def _attach(
         inside=_inside(args),
         reconnect=lambda direct: _reconnect(args, direct),
     )
-    _out(result.message + "\n")
     return result.status
 
 
@@ -440,7 +453,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("run needs a command: tmuxish run [-t TARGET] -- COMMAND...")
-    stdin = sys.stdin.buffer.read() if args.stdin else None
+    if args.timeout is not None and not args.timeout >= 0:  # nan too
+        raise UsageError(f"--timeout must be a number of seconds from 0 up, not {args.timeout}")
+    stdin = sys.stdin.buffer.read(protocol.MAX_RUN_INPUT + 1) if args.stdin else None
+    if stdin is not None and len(stdin) > protocol.MAX_RUN_INPUT:
+        # The server would cut the connection at the frame limit: "lost connection" says
+        # nothing of why.
+        raise UsageError(
+            f"--stdin takes at most {protocol.MAX_RUN_INPUT} bytes; put more in a file the "
+            "command reads"
+        )
     request = run_args(target_arg(args.target), argv, args.timeout, stdin)
     with _connect(args, False) as conn:
         return stream_run(conn, request, args.raw, lambda: _connect(args, False))
@@ -614,8 +636,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     """`log TARGET FILE` starts a running session's log; `log --off TARGET` stops it."""
     if args.off == (args.file is not None):
         raise UsageError("give either FILE (start logging) or --off (stop)")
-    if args.log_max is not None and args.log_max < 4096:
-        raise UsageError(f"--log-max must be at least 4096 bytes, not {args.log_max}")
+    _check_log_max(args.log_max)
     path = args.file
     if path is not None and _host(args) is None:
         path = os.path.abspath(path)

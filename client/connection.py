@@ -13,7 +13,8 @@ import sys
 from tmuxish import protocol
 from tmuxish.client import core
 from tmuxish.client.core import server_messages
-from tmuxish.errors import PermissionDenied, ServerNotRunning, StaleSocket, TmuxishError
+from tmuxish.errors import PermissionDenied, ServerNotRunning, TmuxishError
+from tmuxish.sockets import refused
 
 #: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
 TYPE_CHECKING = False
@@ -66,9 +67,7 @@ class Connection:
             raise ServerNotRunning(f"no server running on {path}") from exc
         except ConnectionRefusedError as exc:
             sock.close()
-            raise StaleSocket(
-                f"no server running on {path}: the server is gone, its socket is stale"
-            ) from exc
+            raise refused(str(path)) from exc
         except PermissionError as exc:
             sock.close()
             raise PermissionDenied(f"cannot connect to {path}: permission denied") from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tmuxish.text import printable
+
 #: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
 TYPE_CHECKING = False
 
@@ -40,16 +42,6 @@ def quote(arg: str) -> str:
     if arg and all(ch in _SAFE for ch in arg):
         return arg
     return "'" + arg.replace("'", "'\"'\"'") + "'"
-
-
-#: C0 controls, DEL and C1 controls: written raw they would drive the user's terminal
-#: (clear it, retitle it, answer queries into its input) from a session's command line.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character shown as ``\\xNN``."""
-    return text.translate(_CONTROLS)
 
 
 def format_table(sessions: list[dict[str, Any]]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from typing import Any, BinaryIO, Protocol
 
@@ -31,12 +32,19 @@ def _copy(fd: int, out: BinaryIO) -> None:
 
 
 def _open(path: str) -> int | None:
+    """The log file ``path`` opened for reading; None if there is none. What the server writes
+    is a regular file: a directory, FIFO or device in its place (/dev/zero) is refused rather
+    than read as an error or forever."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise TmuxishError(f"cannot read log file {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TmuxishError(f"cannot read log file {path}: not a regular file")
+    return fd
 
 
 def show(conn: Requester, target: str | int | None, *, follow: bool, out: BinaryIO) -> int:

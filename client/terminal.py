@@ -6,19 +6,23 @@ import contextlib
 import fcntl
 import os
 import select
+import stat
 import struct
 import termios
 import tty
 from collections.abc import Iterator
 
+from tmuxish import protocol
+
 
 def get_size(fd: int) -> tuple[int, int]:
-    """(cols, rows) of the terminal on ``fd``, or (0, 0) if it is not a terminal."""
+    """(cols, rows) of the terminal on ``fd``, or (0, 0) if it is not a terminal; a side past
+    protocol.MAX_SIDE is taken as that (the server refuses more, as a request or a RESIZE)."""
     try:
         rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     except OSError:
         return 0, 0
-    return cols, rows
+    return min(cols, protocol.MAX_SIDE), min(rows, protocol.MAX_SIDE)
 
 
 def user_size() -> tuple[int, int]:
@@ -58,9 +62,13 @@ def nonblocking_twin(fd: int) -> int | None:
     """A second, non-blocking descriptor of what ``fd`` writes to (the user's terminal), or None.
 
     Opened anew through /proc, not dup()ed: O_NONBLOCK lives on the open file description, which
-    fd 0/1 share with the user's shell, so it must not be set there.
+    fd 0/1 share with the user's shell, so it must not be set there. None for a regular file
+    (`attach > FILE`): a new description would write from offset 0 over what fd 1 wrote, and a
+    file never stalls a write the way a stopped terminal does.
     """
     try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         return os.open(
             f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         )
@@ -84,15 +92,15 @@ def write_within(fd: int, data: bytes | bytearray | memoryview, patience: float)
     return True
 
 
-def write_patiently(fd: int, data: bytes, patience: float) -> None:
+def write_patiently(fd: int, data: bytes, patience: float) -> bool:
     """Write ``data`` to what ``fd`` writes to, giving up if it takes none for ``patience``
     seconds (a terminal stopped with ^S must not keep a client from exiting); a blocking
-    write where no non-blocking twin can be opened."""
+    write where no non-blocking twin can be opened. False if it gave up."""
     twin = nonblocking_twin(fd)
     if twin is None:
         write_all(fd, data)
-        return
+        return True
     try:
-        write_within(twin, data, patience)
+        return write_within(twin, data, patience)
     finally:
         os.close(twin)

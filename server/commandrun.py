@@ -161,7 +161,7 @@ def _number(args: dict[str, Any], key: str) -> float | None:
     value = args.get(key)
     if value is None:
         return None
-    if type(value) not in (int, float) or value < 0:
+    if type(value) not in (int, float) or not value >= 0:  # nan too
         raise BadRequest(f"{key} must be a non-negative number")
     return float(value)
 

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from tmuxish import protocol
 from tmuxish.errors import (
     BadRequest,
     ExitCodeUnknown,
@@ -167,7 +168,7 @@ class Handlers:
         path = _str_or_none(args, "log")
         if not path:
             return None
-        log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+        log_max = _int(args, "log_max", DEFAULT_MAX_BYTES, 4096, protocol.MAX_LOG_BYTES)
         try:
             return OutputLog(path, log_max)
         except OSError as exc:
@@ -177,7 +178,7 @@ class Handlers:
         self, conn: Connection, args: dict[str, Any]
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         session = self.server.registry.get(args.get("target"))
-        if args.get("target") in (None, "") and not session.running:
+        if args.get("target") is None and not session.running:
             # No target means the most recently used running session (as tmux does).
             raise SessionNotFound("no running sessions")
         if not session.screen_settled:
@@ -209,7 +210,7 @@ class Handlers:
             )
         cols = _int(args, "cols", 0)
         rows = _int(args, "rows", 0)
-        history = _int(args, "history", 0, 0, 1_000_000)
+        history = _int(args, "history", 0, 0, protocol.MAX_HISTORY_LINES)
         direct = args.get("direct")
         detach_filter = None
         if direct is not None:
@@ -370,7 +371,7 @@ class Handlers:
 
 def start_log(session: Session, path: str, log_max: Any) -> None:
     """Append the session's output to ``path`` from now on (`tmuxish log`)."""
-    limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, 1 << 40)
+    limit = _int({"log_max": log_max}, "log_max", DEFAULT_MAX_BYTES, 4096, protocol.MAX_LOG_BYTES)
     try:
         output_log = OutputLog(path, limit)
     except OSError as exc:

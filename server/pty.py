@@ -45,6 +45,8 @@ def spawn(
     if not argv:
         raise BadRequest("no command given")
     if cwd is not None and not os.path.isdir(cwd):
+        if os.path.exists(cwd):
+            raise BadRequest(f"not a directory: {cwd}")
         raise BadRequest(f"directory not found: {cwd}")
     program = argv[0]
     path = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
@@ -93,7 +95,11 @@ def _spawn_on(
     old_umask = os.umask(umask) if umask is not None else None
     try:
         if cwd:
-            os.chdir(cwd)
+            try:
+                os.chdir(cwd)
+            except OSError as exc:
+                # Not the program's fault: "cannot execute" would send the user the wrong way.
+                raise BadRequest(f"cannot enter directory {cwd}: {exc.strerror or exc}") from exc
         return os.posix_spawn(
             path,
             argv,
@@ -104,6 +110,10 @@ def _spawn_on(
             setsigdef=_DEFAULT_SIGNALS,
         )
     except FileNotFoundError as exc:
+        if os.path.exists(path):  # a script whose #! names a program that is not there
+            raise ProgramNotFound(
+                f"cannot start {program}: the interpreter its #! line names was not found"
+            ) from exc
         raise ProgramNotFound(f"program not found: {program}") from exc
     except PermissionError as exc:
         raise ProgramNotFound(f"cannot execute {program}: permission denied") from exc

@@ -14,6 +14,7 @@ record; the file may then end in a line cut short, which is cut off, and a marke
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -56,7 +57,12 @@ def open_regular(path: str, append: bool = False, readable: bool = False) -> int
     """
     flags = os.O_RDWR if readable else os.O_WRONLY
     flags |= os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-    fd = os.open(path, flags, 0o600)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # else "No such device or address", as for a device
+            raise OSError(exc.errno, "it is a FIFO that nobody reads") from exc
+        raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(0, "not a regular file")

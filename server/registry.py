@@ -93,9 +93,14 @@ class Registry:
             self.on_change("session-renamed", session, {"old_name": old})
 
     def get(self, target: str | int | None) -> Session:
-        if target is None or target == "":
+        if target is None:
             return self.most_recent()
-        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+        # "" is no name (a script's unset variable must not mean "the most recent session"),
+        # and only ASCII digits are an id: superscripts and Arabic-Indic digits
+        # are digits to str.isdigit too.
+        if isinstance(target, int) or (
+            isinstance(target, str) and target.isascii() and target.isdigit()
+        ):
             session = self._sessions.get(int(target))
             if session is None:
                 raise SessionNotFound(f"no session {target}")

@@ -5,6 +5,7 @@ Kept light on imports: `ls`, `kill`, `send` and `capture` must start about as fa
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -33,9 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     import argparse  # here, not at the top: `ls`, `kill`, `send`, `capture` skip it (tmuxish.quick)
 
     class _Parser(argparse.ArgumentParser):
+        def _print_message(self, message: str, file: Any = None) -> None:
+            # argparse's own swallows write errors: `tmuxish --help > /dev/full` exited 0.
+            if message:
+                (file or sys.stderr).write(message)
+
         def error(self, message: str) -> None:  # type: ignore[override]
             # One line and exit status 2, like every other tmuxish error.
-            message = _unknown_command(message, sub) or message
+            from tmuxish.text import printable
+
+            message = printable(_unknown_command(message, sub) or message)
             sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
             sys.exit(2)
 
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="name",
         help="session name (an exited session holding it gives it up)",
     )
-    n.add_argument("-c", dest="cwd", metavar="DIR", help="working directory")
+    n.add_argument("-c", dest="cwd", metavar="DIR", type=given, help="working directory")
     n.add_argument(
         "-x",
         dest="cols",
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log",
         dest="log",
         metavar="FILE",
+        type=given,
         help="append the session's raw output to FILE (capped, one rotation)",
     )
     n.add_argument(
@@ -130,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         "container id (default: the session name, else tmuxish-<id>)",
     )
     n.add_argument(
-        "--bundle", dest="bundle", metavar="DIR", help="OCI bundle for --runtime (config.json)"
+        "--bundle",
+        dest="bundle",
+        metavar="DIR",
+        type=given,
+        help="OCI bundle for --runtime (config.json)",
     )
     n.add_argument(
         "command_argv",
@@ -230,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         "listen for PTY masters from OCI runtimes (--console-socket); print the socket path",
         'runc run -d --console-socket "$(tmuxish console-socket --name web)" -b DIR web',
     )
-    cs.add_argument("--name", dest="name", help="name of the session made (default: console)")
+    cs.add_argument(
+        "--name", dest="name", type=given, help="name of the session made (default: console)"
+    )
     cs.add_argument(
         "--persist",
         action="store_true",
@@ -264,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     # Hidden: what the completion scripts call for session ids and names.
     sub.add_parser("_complete-targets")
     return p
+
+
+def given(value: str) -> str:
+    """A FILE, DIR or NAME option's value: an empty one (`--log "$LOG"` with LOG unset) is a
+    mistake to report, not "none" or the current directory."""
+    if not value:
+        import argparse
+
+        raise argparse.ArgumentTypeError("needs a value, not an empty string")
+    return value
 
 
 TARGET_HELP = "session id or name"
@@ -342,7 +367,9 @@ def add_session_commands(cmd: Any, new: argparse.ArgumentParser) -> None:
         help="rotate the log past this size (default 64 MiB)",
     )
     lo.add_argument("target", help=TARGET_HELP)
-    lo.add_argument("file", nargs="?", metavar="FILE", help="file to append the output to")
+    lo.add_argument(
+        "file", nargs="?", metavar="FILE", type=given, help="file to append the output to"
+    )
 
 
 def _unknown_command(message: str, sub: Any) -> str | None:
@@ -365,6 +392,7 @@ def _record_options(n: argparse.ArgumentParser) -> None:
         "--record",
         dest="record",
         metavar="FILE",
+        type=given,
         help="record the session to FILE for asciinema (replaced if it exists)",
     )
     n.add_argument(
@@ -398,7 +426,13 @@ def _record_command(cmd: Callable[..., argparse.ArgumentParser]) -> None:
         help="end the session's recording; the file is complete when this returns",
     )
     rc.add_argument("target", help="session id or name")
-    rc.add_argument("file", nargs="?", metavar="FILE", help="the recording (replaced if it exists)")
+    rc.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        type=given,
+        help="the recording (replaced if it exists)",
+    )
 
 
 def web_parser(w: argparse.ArgumentParser) -> None:
@@ -409,8 +443,12 @@ def web_parser(w: argparse.ArgumentParser) -> None:
         help="address to serve on (default 127.0.0.1:7683; anything else needs TLS)",
     )
     w.add_argument("--read-only", dest="readonly", action="store_true", help="tabs cannot type")
-    w.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="TLS certificate (PEM)")
-    w.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="TLS private key (PEM)")
+    w.add_argument(
+        "--tls-cert", dest="tls_cert", metavar="FILE", type=given, help="TLS certificate (PEM)"
+    )
+    w.add_argument(
+        "--tls-key", dest="tls_key", metavar="FILE", type=given, help="TLS private key (PEM)"
+    )
     w.add_argument(
         "--allow-new", dest="allow_new", action="store_true", help="let the page start sessions"
     )
@@ -447,7 +485,10 @@ def add_run_parser(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except OSError as exc:  # --help or --version written to `> /dev/full`
+        return report(exc)
     if args.command is None:
         if not (os.isatty(0) and os.isatty(1)):
             build_parser().print_help()
@@ -458,7 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except Exception as exc:
-        expected = isinstance(exc, (TmuxishError, BrokenPipeError))
+        expected = isinstance(exc, (TmuxishError, BrokenPipeError)) or (
+            isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS
+        )
         if os.environ.get("TMUXISH_DEBUG") and not expected:
             raise
         return report(exc)
@@ -496,15 +539,31 @@ def run_server(args: argparse.Namespace) -> int:
     return run(socket_path, foreground=sys.stderr.isatty(), resume_fd=args.resume_fd)
 
 
+#: What a write to a full disk or a failing device raises (anything else that reaches report
+#: unwrapped is an internal error).
+_OUTPUT_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+
+
 def report(exc: BaseException) -> int:
     """Tell the user what went wrong, in one line; the exit status that goes with it."""
+    from tmuxish.text import printable
+
     if isinstance(exc, TmuxishError):
-        sys.stderr.write(f"tmuxish: {exc}\n")
+        # A program name, path or target may hold a newline or an escape sequence.
+        sys.stderr.write(f"tmuxish: {printable(str(exc))}\n")
         return exc.exit_status
     if isinstance(exc, BrokenPipeError):
+        # A reader that went away (`tmuxish ls | head -1`) wants no more: silence, as after
+        # SIGPIPE. A stdout closed from the start (`>&-`) is the caller's mistake: say so.
+        if exc.errno == errno.EBADF:
+            sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
+        return 1
+    if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+        # The client writes no file but standard output: `tmuxish ls > /dev/full`.
+        sys.stderr.write(f"tmuxish: cannot write output: {exc.strerror}\n")
         return 1
     sys.stderr.write(
-        f"tmuxish: internal error: {type(exc).__name__}: {exc} "
+        f"tmuxish: internal error: {type(exc).__name__}: {printable(str(exc))} "
         "(set TMUXISH_DEBUG=1 for a traceback)\n"
     )
     return 1

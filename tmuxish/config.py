@@ -13,14 +13,21 @@ from typing import Any, NamedTuple
 
 from tmuxish.errors import ConfigError
 from tmuxish.keys import DEFAULT_DETACH_KEYS, parse_detach_keys
+from tmuxish.protocol import MAX_HISTORY_LINES
 
 
 def _parse_size(value: Any) -> tuple[int, int]:
     if isinstance(value, str) and "x" in value:
         cols, _, rows = value.partition("x")
-        if cols.isdigit() and rows.isdigit() and int(cols) > 0 and int(rows) > 0:
+        if _digits(cols) and _digits(rows) and 0 < int(cols) <= 10000 and 0 < int(rows) <= 10000:
             return int(cols), int(rows)
-    raise ValueError("must look like COLSxROWS, e.g. 80x24")
+    raise ValueError("must look like COLSxROWS, each from 1 to 10000, e.g. 80x24")
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit also passes Arabic-Indic digits, which int() takes, and
+    superscripts, which it refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _parse_float(value: Any) -> float:
@@ -37,28 +44,28 @@ def _parse_float(value: Any) -> float:
 
 
 def _parse_int(value: Any) -> int:
-    """An integer from -1 up (-1: the option's automatic value)."""
+    """A number of lines from -1 up (-1: the option's automatic value)."""
     if isinstance(value, bool):
         raise ValueError("must be an integer")
-    if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
+    if isinstance(value, str) and _digits(value.strip().removeprefix("-")):
         value = int(value)
     if not isinstance(value, int):
         raise ValueError("must be an integer")
-    if value < -1:
-        raise ValueError("must be -1 or more")
+    if not -1 <= value <= MAX_HISTORY_LINES:
+        raise ValueError(f"must be from -1 to {MAX_HISTORY_LINES}")
     return value
 
 
 def _parse_count(value: Any) -> int:
-    """An integer from 0 up."""
+    """A number of lines from 0 up."""
     if isinstance(value, bool):
         raise ValueError("must be an integer")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _digits(value.strip()):
         value = int(value)
     if not isinstance(value, int):
         raise ValueError("must be an integer")
-    if value < 0:
-        raise ValueError("must be 0 or more")
+    if not 0 <= value <= MAX_HISTORY_LINES:
+        raise ValueError(f"must be from 0 to {MAX_HISTORY_LINES}")
     return value
 
 

@@ -17,10 +17,17 @@ def socket_dir(env: dict[str, str] | None = None) -> Path:
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` mode 0700 if missing; refuse it if it is not ours or others can enter it."""
     try:
-        path.mkdir(mode=0o700, parents=False, exist_ok=True)
-    except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700, parents=False, exist_ok=True)
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass  # something else than a directory: check_private_dir says what
+    except OSError as exc:
+        raise PermissionDenied(
+            f"cannot create socket directory {path}: {exc.strerror or exc}"
+        ) from exc
     check_private_dir(path)
     return path
 

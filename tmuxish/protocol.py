@@ -158,6 +158,15 @@ MAX_FRAME: Final = 64 * 1024 * 1024
 MAX_CLIENT_FRAME: Final = 8 * 1024 * 1024
 MAX_ARRAY: Final = 4096
 MAX_MAP: Final = 1024
+#: The largest window side, in columns or rows, a client may ask for.
+MAX_SIDE: Final = 10000
+#: The most lines of history an attach writes first, and a session keeps.
+MAX_HISTORY_LINES: Final = 1_000_000
+#: The largest --log-max.
+MAX_LOG_BYTES: Final = 1 << 40
+#: The most `run --stdin` input one request carries: its frame, with the command line, must stay
+#: within MAX_CLIENT_FRAME.
+MAX_RUN_INPUT: Final = MAX_CLIENT_FRAME - 1024 * 1024
 
 if TYPE_CHECKING:
     Message = list[Any]
@@ -374,7 +383,7 @@ def validate(obj: Any) -> Message:
         if n != 2 or not isinstance(obj[1], bytes):
             raise ProtocolError("INPUT/OUTPUT carry one bin")
     elif kind == RESIZE:
-        if n != 3 or not all(type(v) is int and 0 <= v <= 10000 for v in obj[1:]):
+        if n != 3 or not all(type(v) is int and 0 <= v <= MAX_SIDE for v in obj[1:]):
             raise ProtocolError("RESIZE carries cols and rows")
     elif kind == REQUEST:
         if n != 4 or type(obj[1]) is not int or not isinstance(obj[2], str):

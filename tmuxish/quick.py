@@ -154,10 +154,13 @@ def parse(argv: Sequence[str]) -> tuple[str | None, str | None, str, Line] | Non
 
 
 def target_arg(value: str | None) -> str | int | None:
-    """A TARGET from the command line as the server takes it: an id if all digits."""
+    """A TARGET from the command line as the server takes it: an id if all ASCII digits.
+
+    Too many digits for the wire's 64-bit integers stay a string: the server then says there
+    is no such session, as for any other id it does not have."""
     if value is None:
         return None
-    return int(value) if value.isdigit() else value
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
 
 
 def with_final_newline(text: str) -> str:
@@ -238,7 +241,7 @@ def _wait(line: Line) -> Request:
 def _size(value: str | None, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or int(value) <= 0:
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 10000):
         raise Unusual  # argparse or `new` has the words for it
     return int(value)
 
@@ -248,6 +251,8 @@ def _new(line: Line) -> Request:
     from tmuxish.sockets import current_umask
 
     opts = line.options
+    if any(opts.get(flag) == "" for flag in ("-s", "-c")):
+        raise Unusual  # the full CLI's words for an empty value
     config = settings()
     argv = list(line.args)
     if not argv:
@@ -287,6 +292,8 @@ def _run(line: Line) -> Request:
             timeout = float(line.options["--timeout"])
         except ValueError:
             raise Unusual from None  # argparse has the words for it
+        if not timeout >= 0:  # nan too
+            raise Unusual  # cmd_run has them
     try:
         return "run", run_args(target_arg(line.options.get("-t")), line.args, timeout, None)
     except UsageError:
@@ -355,15 +362,12 @@ def stream_run(
             result = follow(conn, reader, INTERRUPT_WAIT)
         except (KeyboardInterrupt, TimeoutError, TmuxishError):
             return 130  # a command that ignores SIGINT, or a second Ctrl-C
-    except TmuxishError as exc:
+    except BrokenPipeError:
+        # Our reader went away (`run ... | head -1`): 141, as for a command killed by SIGPIPE.
+        # The connection closes with us, which interrupts the command, as ssh's end does.
+        return 141
+    except (TmuxishError, OSError) as exc:  # a bare OSError: writing stdout (`> /dev/full`)
         return _report(exc)
-    except OSError as exc:  # only writing stdout raises a bare one
-        # Python would complain again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        if isinstance(exc, BrokenPipeError):
-            return 141
-        sys.stderr.write(f"tmuxish: cannot write the command's output: {exc.strerror}\n")
-        return 1
     if result.get("timed_out"):
         text = timeout_text(result.get("session", args["target"]), args.get("timeout"))
         sys.stderr.write(f"tmuxish: {text}\n")
@@ -435,17 +439,57 @@ def entry() -> None:
     Tearing down an interpreter that loaded uvloop and asyncio costs tens of milliseconds,
     which users feel as a slow detach; nothing tmuxish holds needs finalizers at exit.
     """
-    code = run(sys.argv[1:])
-    if code is None:
-        from tmuxish.cli import main
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        _stand_in_for_closed_std_fds()
+    try:
+        code = run(sys.argv[1:])
+        if code is None:
+            from tmuxish.cli import main
 
-        code = main()
+            code = main()
+    except KeyboardInterrupt:
+        code = 130  # as the full CLI: Ctrl-C while waiting for the server is no error
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:
-        code = code or 1
+    except OSError as exc:  # BrokenPipeError, ENOSPC (`> /dev/full`), EIO
+        code = code or _report(exc)
     os._exit(code)
+
+
+def _stand_in_for_closed_std_fds() -> None:
+    """/dev/null on whichever of fds 0-2 the caller closed (`tmuxish ls >&-`), as OpenSSH's
+    sanitise_stdfd does: else the first socket or terminal opened takes that number, and
+    output meant for the user goes into it. Python leaves such a stream None; output to a
+    closed stdout becomes a BrokenPipeError saying so (``tmuxish.cli.report``), as `ls >&-`
+    is an error for ls(1) too, while commands that print nothing run as usual."""
+    import errno
+    import io
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+    class Closed(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise BrokenPipeError(errno.EBADF, "standard output is closed")
+
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - for the whole process
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(Closed()), write_through=True)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - for the whole process
 
 
 def run(argv: Sequence[str]) -> int | None:
@@ -516,17 +560,18 @@ def run(argv: Sequence[str]) -> int | None:
             return _report(exc)
     try:
         return spec.show(result) if spec.show is not None else 0
-    except BrokenPipeError:
-        return 1  # `tmuxish ls | head -1`: as the full CLI does
+    except OSError as exc:  # `tmuxish ls | head -1`, `> /dev/full`: as the full CLI does
+        return _report(exc)
 
 
 def inside_session(socket_path: str) -> int | None:
     """The session id we run inside, if it belongs to the server on ``socket_path``
     (TMUXISH=socket,id in the environment)."""
     path, _, sid = os.environ.get("TMUXISH", "").rpartition(",")
-    if sid.isdigit() and path and os.path.abspath(path) == socket_path:
-        return int(sid)
-    return None
+    sid_arg = target_arg(sid)
+    if isinstance(sid_arg, int) and path and os.path.abspath(path) == socket_path:
+        return sid_arg
+    return None  # not a session id of ours: as outside any session
 
 
 def _open_with_terminal(path: str) -> Connection | None:
@@ -565,7 +610,6 @@ def _attach(conn: Connection, path: str, line: Line, config: dict[str, Any]) -> 
             )
     except TmuxishError as exc:
         return _report(exc)
-    sys.stdout.write(result.message + "\n")
     return result.status
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from tmuxish.errors import UsageError
+from tmuxish.errors import StaleSocket, TmuxishError, UsageError
 
 DEFAULT_NAME = "default"
 #: sun_path is 108 bytes on Linux including the terminating NUL.
@@ -28,9 +28,12 @@ def socket_location(
     """-S PATH wins, then -L NAME in the default directory, then $TMUXISH_SOCKET, then the
     server of the session we run inside ($TMUXISH), then the default."""
     env = dict(os.environ) if env is None else env
+    if socket_path == "":
+        # `-S "$SOCK"` with SOCK unset must not mean the default server.
+        raise UsageError("-S needs a socket path, not an empty string")
     if socket_path:
         path = socket_path
-    elif socket_name:
+    elif socket_name is not None:
         if "/" in socket_name or socket_name in ("", ".", ".."):
             raise UsageError(f"invalid socket name {socket_name!r}")
         path = os.path.join(socket_directory(env), socket_name)
@@ -43,8 +46,22 @@ def socket_location(
         path = os.path.join(socket_directory(env), DEFAULT_NAME)
     path = os.path.abspath(path)
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise UsageError(f"socket path too long for a unix socket ({len(path)} bytes): {path}")
+        raise UsageError(
+            f"socket path too long for a unix socket ({len(os.fsencode(path))} bytes): {path}"
+        )
     return path
+
+
+def refused(path: str) -> TmuxishError:
+    """What a connection refused on ``path`` means: a socket nobody listens on is stale (a new
+    server may replace it); a file, directory or FIFO there is the user's, not a server's."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFSOCK  # gone meanwhile: as stale as it gets
+    if not stat.S_ISSOCK(mode):
+        return UsageError(f"{path} is not a socket")
+    return StaleSocket(f"no server running on {path}: the server is gone, its socket is stale")
 
 
 def is_default_dir(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> bool:

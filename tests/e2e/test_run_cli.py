@@ -180,7 +180,7 @@ def test_run_whose_output_is_closed_or_full(cli: Cli, tmp_path: Path) -> None:
         )
     assert cp.returncode == 1
     assert cp.stderr.decode().splitlines() == [
-        "tmuxish: cannot write the command's output: No space left on device"
+        "tmuxish: cannot write output: No space left on device"
     ]
     assert cli.run("run", "-t", sid, "--", "echo", "free").stdout == "free\n"
     assert not ended.exists()  # interrupted, as ssh's remote command is

@@ -136,9 +136,9 @@ def test_unknown_key(tmp_path: Path) -> None:
         ("default_size", "80", "COLSxROWS"),
         ("window_size", '"biggest"', "latest, smallest, largest"),
         ("history_lines", '"many"', "must be an integer"),
-        ("history_lines", "-2", "-1 or more"),
+        ("history_lines", "-2", "from -1 to 1000000"),
         ("history_lines", "1.5", "must be an integer"),
-        ("history_limit", "-1", "0 or more"),
+        ("history_limit", "-1", "from 0 to 1000000"),
         ("history_limit", '"lots"', "must be an integer"),
     ],
 )

@@ -86,8 +86,8 @@ def no_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ["new", "-d", "sleep", "100"],
         ["new", "-d", "--", "sleep", "100"],
         ["new", "-d", "-s", "web", "-x", "100", "-y", "30", "--", "sh", "-c", "top -d 1"],
-        ["new", "-s", "", "-d", "-c", "/tmp", "-e", "A=1", "-e", "B==2", "sh", "-x", "--", "y"],
-        ["new", "-c", "", "-d", "-s", "build", "make", "-j8"],
+        ["new", "-s", "w", "-d", "-c", "/tmp", "-e", "A=1", "-e", "B==2", "sh", "-x", "--", "y"],
+        ["new", "-c", "/", "-d", "-s", "build", "make", "-j8"],
     ],
 )
 def test_plain_command_lines_take_the_fast_path(
@@ -153,6 +153,9 @@ def test_a_bad_setting_is_the_full_clis_to_report(
         ["new", "-d", "-e", "=1", "sh"],
         ["new", "-d", "-x", "0", "sh"],
         ["new", "-d", "-y", "big", "sh"],
+        ["new", "-d", "-x", "10001", "sh"],
+        ["new", "-d", "-c", "", "sh"],
+        ["new", "-d", "-s", "", "sh"],
     ],
 )
 def test_a_bad_new_line_is_the_full_clis_to_report(argv: list[str], no_config: None) -> None:
