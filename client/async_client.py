@@ -503,21 +503,51 @@ class Client:
 
         args = run_args(target_id(target), command, timeout, input)
         chunks: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         stream = await open_stream(self.socket_path, self.timeout)
         try:
             req_id, frame = core.Requests().frame("run", args)
             reader = RunReader(req_id, output if output is not None else chunks.append, raw)
             await stream.send(frame)
             while True:
-                while not stream.pending:
-                    await stream.read_more()
-                result = reader.take(stream.pending.popleft())
+                try:
+                    while not stream.pending:
+                        await stream.read_more()
+                    result = reader.take(stream.pending.popleft())
+                except ServerGone as exc:
+                    if reader.run_id is None:
+                        raise
+                    # An upgrade or a crash its keeper recovers from: the same command, on the
+                    # next server (as SyncClient.run, see runstream.RunStream).
+                    stream.close()
+                    stream = await self._reopen_after(exc)
+                    left = None if deadline is None else max(0.0, deadline - loop.time())
+                    follow = {"target": reader.session, "id": reader.run_id, "timeout": left}
+                    reader.req_id, frame = core.Requests().frame("run-follow", follow)
+                    await stream.send(frame)
+                    continue
                 if result is not None:
                     break
         finally:
             stream.close()
             await stream.wait_closed()
         return run_result(result, b"".join(chunks), target, timeout)
+
+    async def _reopen_after(self, gone: ServerGone) -> Stream:
+        """A stream to the next server, after ``gone``; ``gone`` itself if the server stopped
+        on purpose (its socket is gone) or does not come back in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPGRADE_TIMEOUT
+        while True:
+            try:
+                return await open_stream(self.socket_path, self.timeout)
+            except ServerNotRunning:
+                raise gone from None
+            except ServerGone:
+                if loop.time() > deadline:
+                    raise gone from None
+            await asyncio.sleep(0.05)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """What happens on the server, as it happens; see ``SyncClient.events``."""

@@ -88,6 +88,10 @@ class RunReader:
         self.req_id = req_id
         self.sink = sink
         self.newlines = Newlines(raw)
+        #: The run's id and session, from the server's "run" event: what ``run-follow`` asks
+        #: for if the server goes away before the answer.
+        self.run_id: str | None = None
+        self.session: int | None = None
 
     def take(self, message: protocol.Message) -> dict[str, Any] | None:
         """The result once ``message`` is the answer; None until then. Raises the error the
@@ -96,6 +100,12 @@ class RunReader:
             data = self.newlines.feed(message[1])
             if data:
                 self.sink(data)
+            return None
+        if message[0] == protocol.EVENT and message[1] == protocol.RUN_EVENT:
+            data = message[2]
+            if isinstance(data, dict):
+                self.run_id = data.get("id")
+                self.session = data.get("session")
             return None
         answer = core.Requests.answer(message)
         if answer is None or answer[0] != self.req_id:
@@ -109,20 +119,87 @@ class RunReader:
         return result
 
 
+#: How long a run waits for the next server after an upgrade or a crash (as attach does).
+RESUME_WAIT = 15.0
+
+
+class RunStream:
+    """One run's conversation, which outlives its connection: when the server goes away for an
+    upgrade or a crash its keeper recovers from, the same command is followed on the next
+    server (``run-follow``), with the output it printed meanwhile. ``conn`` is the connection
+    in use (the caller closes it); ``reopen`` makes a new one."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        reader: RunReader,
+        timeout: float | None,
+        reopen: Callable[[], Connection],
+    ) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.reopen = reopen
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def result(self) -> dict[str, Any]:
+        from tmuxish.errors import ServerGone, ServerNotRunning
+
+        while True:
+            try:
+                return follow(self.conn, self.reader)
+            except ServerGone as exc:
+                if self.reader.run_id is None:
+                    raise  # gone before it said which run: nothing to follow
+                try:
+                    self._resume()
+                except ServerNotRunning:
+                    raise exc from None  # stopped on purpose (no socket), or the keeper died
+
+    def _resume(self) -> None:
+        from tmuxish.errors import ServerGone, ServerNotRunning
+
+        self.conn.close()
+        until = time.monotonic() + RESUME_WAIT
+        while True:
+            try:
+                self.conn = self.reopen()
+                break
+            except ServerNotRunning:
+                raise
+            except ServerGone:  # an upgrade still in progress, or another crash
+                if time.monotonic() > until:
+                    raise
+                time.sleep(0.05)
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        self.conn.sock.settimeout(None)  # the server keeps the deadline
+        args = {"target": self.reader.session, "id": self.reader.run_id, "timeout": left}
+        self.reader.req_id = self.conn.send_request("run-follow", args)
+
+
 def converse(
     conn: Connection,
     args: dict[str, Any],
     sink: Callable[[bytes], object],
     raw: bool = False,
     req_id: int | None = None,
+    reopen: Callable[[], Connection] | None = None,
 ) -> dict[str, Any]:
     """Send ``run`` with ``args`` (unless ``req_id``: it went with the greeting), pass the
     output to ``sink`` as it comes, and return the server's result map
-    (``{exit_code, duration, session, timed_out?, session_exited?}``)."""
+    (``{exit_code, duration, session, timed_out?, session_exited?}``). With ``reopen``, across
+    a server upgrade or crash too (see RunStream)."""
     conn.sock.settimeout(None)  # the server keeps the deadline
     if req_id is None:
         req_id = conn.send_request("run", args)
-    return follow(conn, RunReader(req_id, sink, raw))
+    reader = RunReader(req_id, sink, raw)
+    if reopen is None:
+        return follow(conn, reader)
+    stream = RunStream(conn, reader, args.get("timeout"), reopen)
+    try:
+        return stream.result()
+    finally:
+        if stream.conn is not conn:
+            stream.conn.close()
 
 
 def follow(conn: Connection, reader: RunReader, within: float | None = None) -> dict[str, Any]:

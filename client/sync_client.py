@@ -504,7 +504,8 @@ class SyncClient:
         chunks: list[bytes] = []
         conn = self._open(False)
         try:
-            result = converse(conn, args, output if output is not None else chunks.append, raw)
+            sink = output if output is not None else chunks.append
+            result = converse(conn, args, sink, raw, reopen=lambda: self._open(False))
         finally:
             conn.close()
         return run_result(result, b"".join(chunks), target, timeout)

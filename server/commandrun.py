@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tmuxish import protocol
@@ -71,6 +71,10 @@ class CommandRun:
         self.token = token
         #: The line was typed as is to an integrated shell (not wrapped).
         self.typed = typed
+        #: Followed again on a new server: its C may have gone with the old one.
+        self.resumed = False
+        #: Called when the command starts (the keeper is told soon).
+        self.on_start: Callable[[], None] | None = None
         self.stdin = stdin
         self.behind = False
         self.size = ClientSize(0, 0, 0.0, True)
@@ -80,6 +84,11 @@ class CommandRun:
         #: The shell found the line incomplete; the run ends once it is back at a prompt.
         self.cancel: LineCancel | None = None
         self.result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def begun_at(self, wall: float) -> None:
+        """The command started at wall-clock time ``wall`` (on an earlier server)."""
+        if self.started and wall:
+            self._t0 = time.monotonic() - max(0.0, time.time() - wall)
 
     def _ours(self, mark: Mark) -> bool:
         return self.token is None or mark.param("tmuxish") == self.token
@@ -105,7 +114,9 @@ class CommandRun:
                     self._t0 = time.monotonic()
                     if self.stdin:
                         self.session.write_input(self.stdin)
-                elif self.started and piece.kind == "D":
+                    if self.on_start is not None:
+                        self.on_start()
+                elif (self.started or self.resumed) and piece.kind == "D":
                     self._done({"exit_code": piece.status})
                     return
             elif self.started and piece:
@@ -212,10 +223,13 @@ class ShellRequests:
             integrated = False  # typed whole into line mode, it would be cut: in pieces instead
         wrap_token = None if integrated else secrets.token_hex(8)
         run = CommandRun(conn, session, wrap_token or tracker.mark_token, stdin, integrated)
-        tracker.run = run
-        session.clients.append(run)
-        conn.writing_watchers.append(run.writing)
-        session.client_behind_changed()
+        run_id = secrets.token_hex(8)
+        tracker.runs.begin(run_id, run.token, integrated)
+        conn.send_frame(protocol.run_event(run_id, session.id))
+        # The keeper keeps the ledger too: a crash now must not lose which run this is.
+        self._record(session)
+        run.on_start = lambda: self._record(session)  # and whether its C came
+        self._register(conn, session, run)
         try:
             if wrap_token is None:
                 line = command + "\r"
@@ -224,27 +238,111 @@ class ShellRequests:
                 saved = traps_file(self.server, session, self._traps_cleaned)
                 line = fallback_line(command, wrap_token, saved)
             session.write_input(line.encode("utf-8", "surrogateescape"))
+        except BaseException:
+            self._unregister(conn, session, run)
+            raise
+        return await self._result(conn, session, run, run_id, deadline, timeout)
+
+    async def follow(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        """``run-follow``: the client of a run whose server went away (an upgrade, a crash)
+        follows the same command on this one."""
+        session = self._session(args)
+        run_id = args.get("id")
+        if not isinstance(run_id, str):
+            raise BadRequest("run-follow needs the id of the run")
+        timeout = _number(args, "timeout")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        ledger = session.shell.runs
+        ended = ledger.results.pop(run_id, None)
+        if ended is not None:
+            return {**ended, "session": session.id}
+        current = ledger.current
+        if current is None or current["id"] != run_id:
+            if not session.running:
+                return {
+                    "exit_code": session.exit_code,
+                    "session_exited": True,
+                    "duration": 0.0,
+                    "session": session.id,
+                }
+            raise TmuxishError(
+                f"the server lost track of the command in session {session.id} (it restarted "
+                "before it was told of it); the command may still run there"
+            )
+        if session.shell.run is not None:
+            raise SessionBusy(f"another client follows the command in session {session.id}")
+        run = CommandRun(conn, session, current["token"], b"", current["typed"])
+        if ledger.backlog is not None:
+            # What the command printed since this server took over, then the live output.
+            run.started = ledger.resume_started
+            kept = ledger.take_backlog()
+        else:
+            run.started = current["started"]
+            kept = b""
+        run.resumed = True
+        run.begun_at(current["started_at"])
+        self._register(conn, session, run)
+        if kept:
+            run.send_output(b"", kept)
+        return await self._result(conn, session, run, run_id, deadline, timeout)
+
+    def _record(self, session: Session) -> None:
+        if self.server.keeper is not None:
+            self.server.keeper.record_now(session)
+
+    @staticmethod
+    def _register(conn: Connection, session: Session, run: CommandRun) -> None:
+        session.shell.run = run
+        session.clients.append(run)
+        conn.writing_watchers.append(run.writing)
+        session.client_behind_changed()
+
+    @staticmethod
+    def _unregister(conn: Connection, session: Session, run: CommandRun) -> None:
+        session.shell.run = None
+        if run.writing in conn.writing_watchers:
+            conn.writing_watchers.remove(run.writing)
+        if run in session.clients:
+            # Not session.detach: a run is no attached client (no size, no event).
+            session.clients.remove(run)
+            session.client_behind_changed()
+
+    async def _result(
+        self,
+        conn: Connection,
+        session: Session,
+        run: CommandRun,
+        run_id: str,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        """Wait for ``run`` to end (or ``deadline``), then unregister it."""
+        loop = asyncio.get_running_loop()
+        try:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 result = await asyncio.wait_for(asyncio.shield(run.result), left)
             except TimeoutError:
-                result = {"exit_code": None, "timed_out": True, "duration": timeout}
+                return {
+                    "exit_code": None,
+                    "timed_out": True,
+                    "duration": timeout,
+                    "session": session.id,
+                }
             except asyncio.CancelledError:
                 # The client went away (killed, its output pipe closed): like ssh's remote
-                # command, the command is interrupted rather than left running unwatched.
-                if not run.result.done() and session.running:
+                # command, the command is interrupted rather than left running unwatched. Not
+                # when the server closed the connection for an upgrade: the command goes on,
+                # and the client follows it on the next server.
+                if not run.result.done() and session.running and not conn.upgrading:
                     session.write_input(b"\x03")
                 raise
+            session.shell.runs.end(run_id)
             result["session"] = session.id
             return result
         finally:
-            tracker.run = None
-            if run.writing in conn.writing_watchers:
-                conn.writing_watchers.remove(run.writing)
-            if run in session.clients:
-                # Not session.detach: a run is no attached client (no size, no event).
-                session.clients.remove(run)
-                session.client_behind_changed()
+            self._unregister(conn, session, run)
 
     @staticmethod
     def _check_idle(session: Session) -> None:
@@ -354,6 +452,7 @@ def install(server: Server) -> None:
     server.handlers.update(
         {
             "run": requests.run,
+            "run-follow": requests.follow,
             "prompt": requests.prompt,
             "watch": requests.watch,
             "send": requests.wrap_send(server.handlers["send"]),

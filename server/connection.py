@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long an upgrade waits for the client of a run to read the output it was sent.
+RUN_DRAIN = 10.0
+
 #: Transport write buffer water marks per client: above HIGH the client is "behind".
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
@@ -49,6 +52,8 @@ class Connection(asyncio.Protocol):
         #: The client's protocol version, when it is not ours (see protocol.VERSIONLESS_COMMANDS).
         self.other_version: int | None = None
         self.closed = False
+        #: The server closed this connection for an upgrade (the client comes back).
+        self.upgrading = False
         self.peer_pid = 0
         #: Set while this connection is a session attachment.
         self.attachment: ClientAttachment | None = None
@@ -284,11 +289,19 @@ class Connection(asyncio.Protocol):
 
     def upgrade_notice(self) -> None:
         """The server is re-executing: attached clients reconnect by themselves afterwards."""
+        self.upgrading = True
         if self.attachment is not None:
             self.attachment.end(attachment.UPGRADE)
         else:
             self.send_frame(protocol.upgrade_event())
-            self._close(grace=1.0)
+            # A run's output already read from the PTY exists only in our buffer: its client
+            # gets the time to read it (and then follows the command on the next server).
+            self._close(grace=RUN_DRAIN if self.streaming_run else 1.0)
+
+    @property
+    def streaming_run(self) -> bool:
+        """A ``run`` streams its command's output on this connection."""
+        return bool(self.writing_watchers)
 
     # -- the way out -----------------------------------------------------------------------------
 

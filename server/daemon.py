@@ -21,7 +21,7 @@ from tmuxish.errors import ConfigError, PermissionDenied, TmuxishError
 from tmuxish.eventloop import new_event_loop
 from tmuxish.paths import check_private_dir, is_default_dir, log_path, open_server_log
 from tmuxish.server import limits, listener
-from tmuxish.server.connection import Connection
+from tmuxish.server.connection import RUN_DRAIN, Connection
 from tmuxish.server.containers import ConsoleSocket, ContainerManager, set_child_subreaper
 from tmuxish.server.events import EventHub
 from tmuxish.server.factory import SessionFactory
@@ -213,9 +213,10 @@ class Server:
             self.loop.remove_signal_handler(sig)
         for session in list(self.registry):
             session.suspend()
+        draining = any(conn.streaming_run for conn in self.connections)
         for conn in list(self.connections):
             conn.upgrade_notice()
-        deadline = self.loop.time() + 2.0
+        deadline = self.loop.time() + (RUN_DRAIN if draining else 2.0)
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
         # Let every screen model catch up so the carried-over state is complete.

@@ -273,6 +273,12 @@ class KeeperLink:
             return
         self._state_timer = server.loop.call_later(STATE_DELAY, self.sync)
 
+    def record_now(self, session: Session) -> None:
+        """Send ``session``'s record at once, not with the next coalesced round: what it holds
+        must survive a crash that comes right after (a run that just began)."""
+        if self._server is not None:
+            self.send_record(session)
+
     def sync(self) -> None:
         """Send every record whose session changed since it was sent, and the globals."""
         self._state_timer = None

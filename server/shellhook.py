@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from tmuxish.server.runledger import RunLedger
+
 OSC133 = b"\x1b]133;"
 #: The longest mark accepted, terminator included; anything longer is passed on as text.
 MAX_MARK = 256
@@ -247,6 +249,8 @@ class ShellTracker:
         #: The token the integration puts in its marks; other marks (in a program's output)
         #: are not this shell's. None: a shell without it takes any.
         self.mark_token: str | None = None
+        #: Runs, as a client that comes back after a server upgrade or crash needs them.
+        self.runs = RunLedger()
         #: The run streaming this session's command output now, if any.
         self.run: object | None = None
         self._waiters: list[tuple[Callable[[], None], bool]] = []
@@ -261,6 +265,7 @@ class ShellTracker:
             "pending_token": self.pending_token,
             "mark_token": self.mark_token,
             "title": self.title,
+            "runs": self.runs.snapshot(),
         }
 
     def restore(self, saved: Any) -> None:
@@ -275,9 +280,12 @@ class ShellTracker:
         self.mark_token = mark_token if isinstance(mark_token, str) else None
         title = saved.get("title")
         self.title = title if isinstance(title, str) else ""
+        self.runs.restore(saved.get("runs"))
 
     def feed(self, data: bytes) -> None:
         self.pos += len(data)
+        if self.runs.backlog is not None:
+            self.runs.keep(data)
         if self._keep_until:
             if time.monotonic() < self._keep_until:
                 ring = self._ring
@@ -350,6 +358,7 @@ class ShellTracker:
         kind = mark.kind
         if not self.owns(mark):
             return
+        self.runs.on_mark(mark)
         if kind == "A" and mark.continuation:
             self.state = "continued"  # not at a prompt: a run's line would join that one
         elif kind == "A":

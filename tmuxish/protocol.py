@@ -59,9 +59,13 @@ screen_behind (bool), policy ("latest"|"smallest"|"largest")`` and optional ``lo
     upgrade                           -> {pid, version, sessions}; then the server re-executes
     run            target, command (str: the line the shell reads), timeout (seconds),
                    input (bin: typed once the command started)
-                                -> [OUTPUT, data] frames with what the command printed, then
+                                -> first [EVENT, "run", {id, session}], then [OUTPUT, data]
+                                   frames with what the command printed, then
                                    {exit_code, duration, session, timed_out?, session_exited?,
                                     incomplete?}
+    run-follow     target, id (from the "run" event), timeout    -> as run, without the event:
+                   the same command, on the next server after an upgrade or a crash (the
+                   output it printed while no server ran comes first)
     watch          target, since (output position)  -> as attach; initial is the output after
                                                        since; the connection is an attachment
     prompt         target, within (seconds)  -> true once the shell is at its prompt (OSC 133);
@@ -140,6 +144,7 @@ WINDOW_SIZES: Final = ("latest", "smallest", "largest")
 #: EVENT names.
 RESET_EVENT: Final = "reset"
 UPGRADE_EVENT: Final = "upgrade"
+RUN_EVENT: Final = "run"
 #: The DETACHED reason when the user detached (any other reason ends the client with status 1).
 DETACHED_BY_USER: Final = "detached"
 #: The program ended but its exit code is unknown (a console session): EXITED carries a code,
@@ -274,6 +279,11 @@ def reset_event(data: bytes) -> bytes:
 def reset_written_event() -> bytes:
     """Direct attach: the server has already reset the terminal; the client must not again."""
     return event(RESET_EVENT, {"written": True})
+
+
+def run_event(run_id: str, session: int) -> bytes:
+    """A run's id, for ``run-follow`` if the server goes away before the command ends."""
+    return event(RUN_EVENT, {"id": run_id, "session": session})
 
 
 def upgrade_event() -> bytes:

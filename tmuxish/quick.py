@@ -331,7 +331,7 @@ def stream_run(
     shell is free for the next run once this exits. ``req_id``: the request went with the
     greeting. Output closed early (``| head``): 141, as for a command killed by SIGPIPE; the
     server interrupts the command when the connection goes, as ssh's remote command ends."""
-    from tmuxish.client.runstream import RunReader, follow, timeout_text
+    from tmuxish.client.runstream import RunReader, RunStream, follow, timeout_text
     from tmuxish.errors import TmuxishError
 
     out = sys.stdout.buffer
@@ -341,12 +341,14 @@ def stream_run(
         out.flush()
 
     reader = None
+    stream = None
     try:
         conn.sock.settimeout(None)  # the server keeps the deadline
         if req_id is None:
             req_id = conn.send_request("run", args)
         reader = RunReader(req_id, write, raw)
-        result = follow(conn, reader)
+        stream = RunStream(conn, reader, args.get("timeout"), reconnect)
+        result = stream.result()
     except KeyboardInterrupt:
         try:
             with reconnect() as other:
@@ -359,7 +361,7 @@ def stream_run(
         try:
             if reader is None:
                 return 130
-            result = follow(conn, reader, INTERRUPT_WAIT)
+            result = follow(stream.conn if stream else conn, reader, INTERRUPT_WAIT)
         except (KeyboardInterrupt, TimeoutError, TmuxishError):
             return 130  # a command that ignores SIGINT, or a second Ctrl-C
     except BrokenPipeError:
