@@ -339,9 +339,10 @@ def stream_run(
         except TmuxishError as exc:
             return _report(exc)
         return 130
-    except (TmuxishError, BrokenPipeError) as exc:
-        # BrokenPipeError: our reader went away (`run ... | head -1`); the connection closes
-        # with us, which interrupts the command, as ssh's end does.
+    except (TmuxishError, OSError) as exc:
+        # OSError: our output failed (`run ... | head -1`, `> /dev/full`; the connection's
+        # own errors come as TmuxishError); the connection closes with us, which interrupts
+        # the command, as ssh's end does.
         return _report(exc)
     if result.get("timed_out"):
         text = timeout_text(result.get("session", args["target"]), args.get("timeout"))

@@ -533,13 +533,21 @@ def test_logs_refuses_what_is_not_a_log_file(cli: Cli, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("ls",), ("ls", "--json"), ("capture", "web"), ("new", "-d", "--", "true"), ("--help",)],
+    [
+        ("ls",),
+        ("ls", "--json"),
+        ("capture", "web"),
+        ("new", "-d", "--", "true"),
+        ("--help",),
+        ("run", "-t", "sh", "--", "echo", "hi"),
+    ],
 )
 def test_output_to_a_full_disk_is_one_line_error(cli: Cli, args: tuple[str, ...]) -> None:
     """`tmuxish ls > /dev/full`: "cannot write output: No space left on device" and exit 1, as
     ls(1) says "write error"; it was a traceback on the fast path, "internal error" on the
     full CLI, and `--help` exited 0 (argparse drops write errors)."""
     cli.new("sleep", "1000", name="web")
+    cli.new("sh", name="sh")
     with open("/dev/full", "wb") as full:
         for argv in (cli.argv(*args), [*FULL, "-S", str(cli.socket_path), *args]):
             proc = subprocess.run(
