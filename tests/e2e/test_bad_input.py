@@ -311,11 +311,15 @@ def test_an_empty_socket_option_is_not_the_default_server(
     """`tmuxish -S "$SOCK" kill 1` with SOCK unset must not reach (or start) the default
     server and act on its sessions."""
     env = {**cli.env, "XDG_RUNTIME_DIR": str(sock_dir)}
-    proc = subprocess.run(
-        [*TMUXISH, option, "", *args], capture_output=True, text=True, env=env, timeout=30
-    )
-    assert proc.returncode == 2 and said in one_line_error(proc), proc
-    assert not (sock_dir / "tmuxish").exists()
+    try:
+        proc = subprocess.run(
+            [*TMUXISH, option, "", *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert proc.returncode == 2 and said in one_line_error(proc), proc
+        assert not (sock_dir / "tmuxish").exists()
+    finally:
+        # Were it the default server after all, it must not outlive the test.
+        subprocess.run([*TMUXISH, "kill-server"], capture_output=True, env=env, timeout=30)
 
 
 @pytest.mark.parametrize(
