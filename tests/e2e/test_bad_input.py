@@ -561,3 +561,18 @@ def test_output_to_a_full_disk_is_one_line_error(cli: Cli, args: tuple[str, ...]
                 1,
                 "tmuxish: cannot write output: No space left on device\n",
             ), (argv, proc)
+
+
+@pytest.mark.parametrize("variable", ["TMUXISH_SSH_OPTS", "TMUXISH_REMOTE_COMMAND"])
+def test_unbalanced_quotes_in_an_ssh_setting_are_one_line(cli: Cli, variable: str) -> None:
+    """The README's TMUXISH_SSH_OPTS / TMUXISH_REMOTE_COMMAND with an unbalanced quote was
+    "internal error: ValueError: No closing quotation"; ssh is never started."""
+    env = {**cli.env, variable: "-i '~/.ssh/work key", "PATH": "/nonexistent"}
+    proc = subprocess.run(
+        [*TMUXISH, "-H", "ssh://localhost", "ls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and variable in one_line_error(proc), proc
