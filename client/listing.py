@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tmuxish.text import printable
+from tmuxish.errors import printable
 
 #: Not typing.TYPE_CHECKING: importing typing (and re with it) costs `tmuxish ls` ~15 ms.
 TYPE_CHECKING = False

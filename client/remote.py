@@ -84,7 +84,15 @@ def parse_host(url: str) -> SshHost:
 
 def remote_command(env: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
     value = env.get(REMOTE_COMMAND_ENV, "").strip()
-    return shlex.split(value) if value else ["tmuxish"]
+    return _words(REMOTE_COMMAND_ENV, value) if value else ["tmuxish"]
+
+
+def _words(variable: str, value: str) -> list[str]:
+    """``value`` split as a shell would; a bad one is the user's to fix, said in one line."""
+    try:
+        return shlex.split(value)
+    except ValueError as exc:  # "No closing quotation"
+        raise UsageError(f"env {variable}: cannot be split into words: {exc}") from None
 
 
 def ssh_argv(host: SshHost, remote_argv: list[str], env: dict[str, str] | None = None) -> list[str]:
@@ -99,7 +107,7 @@ def ssh_argv(host: SshHost, remote_argv: list[str], env: dict[str, str] | None =
         argv += ["-p", str(host.port)]
     if host.user:
         argv += ["-l", host.user]
-    argv += shlex.split(environ.get(SSH_OPTS_ENV, ""))
+    argv += _words(SSH_OPTS_ENV, environ.get(SSH_OPTS_ENV, ""))
     # The remote side hands the words to a shell: quote each one.
     argv += ["--", host.host, " ".join(shlex.quote(word) for word in remote_argv)]
     return argv

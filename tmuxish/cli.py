@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         def error(self, message: str) -> None:  # type: ignore[override]
             # One line and exit status 2, like every other tmuxish error.
-            from tmuxish.text import printable
+            from tmuxish.errors import printable
 
             message = printable(_unknown_command(message, sub) or message)
             sys.stderr.write(f"tmuxish: {message} (see '{self.prog} --help')\n")
@@ -546,7 +546,7 @@ _OUTPUT_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 def report(exc: BaseException) -> int:
     """Tell the user what went wrong, in one line; the exit status that goes with it."""
-    from tmuxish.text import printable
+    from tmuxish.errors import printable
 
     if isinstance(exc, TmuxishError):
         # A program name, path or target may hold a newline or an escape sequence.

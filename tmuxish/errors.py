@@ -128,3 +128,15 @@ _BY_CODE: dict[str, type[TmuxishError]] = {
 def from_code(code: str, text: str) -> TmuxishError:
     """Rebuild the error a server sent, so the client raises the same class."""
     return _BY_CODE.get(code, TmuxishError)(text)
+
+
+# Here, not in a module of its own: the fast path's `ls` and every error message use it, and
+# both import this module already (one more import is measurable in `ls`).
+#: C0 controls, DEL and C1 controls: written raw they would drive the user's terminal (clear
+#: it, retitle it, answer queries into its input) or break a one-line message over lines.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as ``\\xNN``."""
+    return text.translate(_CONTROLS)

@@ -311,11 +311,15 @@ def test_an_empty_socket_option_is_not_the_default_server(
     """`tmuxish -S "$SOCK" kill 1` with SOCK unset must not reach (or start) the default
     server and act on its sessions."""
     env = {**cli.env, "XDG_RUNTIME_DIR": str(sock_dir)}
-    proc = subprocess.run(
-        [*TMUXISH, option, "", *args], capture_output=True, text=True, env=env, timeout=30
-    )
-    assert proc.returncode == 2 and said in one_line_error(proc), proc
-    assert not (sock_dir / "tmuxish").exists()
+    try:
+        proc = subprocess.run(
+            [*TMUXISH, option, "", *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert proc.returncode == 2 and said in one_line_error(proc), proc
+        assert not (sock_dir / "tmuxish").exists()
+    finally:
+        # Were it the default server after all, it must not outlive the test.
+        subprocess.run([*TMUXISH, "kill-server"], capture_output=True, env=env, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -533,13 +537,21 @@ def test_logs_refuses_what_is_not_a_log_file(cli: Cli, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("ls",), ("ls", "--json"), ("capture", "web"), ("new", "-d", "--", "true"), ("--help",)],
+    [
+        ("ls",),
+        ("ls", "--json"),
+        ("capture", "web"),
+        ("new", "-d", "--", "true"),
+        ("--help",),
+        ("run", "-t", "sh", "--", "echo", "hi"),
+    ],
 )
 def test_output_to_a_full_disk_is_one_line_error(cli: Cli, args: tuple[str, ...]) -> None:
     """`tmuxish ls > /dev/full`: "cannot write output: No space left on device" and exit 1, as
     ls(1) says "write error"; it was a traceback on the fast path, "internal error" on the
     full CLI, and `--help` exited 0 (argparse drops write errors)."""
     cli.new("sleep", "1000", name="web")
+    cli.new("sh", name="sh")
     with open("/dev/full", "wb") as full:
         for argv in (cli.argv(*args), [*FULL, "-S", str(cli.socket_path), *args]):
             proc = subprocess.run(
@@ -549,3 +561,18 @@ def test_output_to_a_full_disk_is_one_line_error(cli: Cli, args: tuple[str, ...]
                 1,
                 "tmuxish: cannot write output: No space left on device\n",
             ), (argv, proc)
+
+
+@pytest.mark.parametrize("variable", ["TMUXISH_SSH_OPTS", "TMUXISH_REMOTE_COMMAND"])
+def test_unbalanced_quotes_in_an_ssh_setting_are_one_line(cli: Cli, variable: str) -> None:
+    """The README's TMUXISH_SSH_OPTS / TMUXISH_REMOTE_COMMAND with an unbalanced quote was
+    "internal error: ValueError: No closing quotation"; ssh is never started."""
+    env = {**cli.env, variable: "-i '~/.ssh/work key", "PATH": "/nonexistent"}
+    proc = subprocess.run(
+        [*TMUXISH, "-H", "ssh://localhost", "ls"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and variable in one_line_error(proc), proc
