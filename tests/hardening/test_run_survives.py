@@ -32,12 +32,33 @@ def begin(cli: Cli, home: Path, shell: str, command: str) -> subprocess.Popen[by
     )
 
 
-def check_whole(run: subprocess.Popen[bytes], begun: Path, done: Path) -> None:
+EXPECTED = b"".join(b"%d\n" % i for i in range(1, LINES + 1))
+
+
+def at_most_one_gap(out: bytes, expected: bytes) -> bool:
+    """``out`` is ``expected`` with one stretch missing at most (a crash may cost what the
+    dead server had read from the PTY and not yet sent; nothing twice, nothing reordered)."""
+    lo, hi = 0, min(len(out), len(expected))
+    while lo < hi:  # the longest common prefix (a diff of 1 MB would take minutes)
+        mid = (lo + hi + 1) // 2
+        if out[:mid] == expected[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    whole_ends = out.startswith(expected[:64]) and out.endswith(expected[-64:])
+    return whole_ends and len(out) <= len(expected) and expected.endswith(out[lo:])
+
+
+def check_whole(run: subprocess.Popen[bytes], begun: Path, done: Path, crash: bool) -> None:
     out, err = run.communicate(timeout=60)
     assert run.returncode == 3, err
     assert err == b""
-    assert out == b"".join(b"%d\n" % i for i in range(1, LINES + 1)) + b"end\n"
     assert begun.exists() and done.exists()
+    expected = EXPECTED + b"end\n"
+    if crash:
+        assert at_most_one_gap(out, expected), (len(out), out[-40:])
+    else:
+        assert out == expected, "not every line, in order, once"  # no pytest diff of 1 MB
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "dash"])
@@ -58,7 +79,7 @@ def test_run_follows_its_command_to_the_next_server(
             upgrade = subprocess.Popen(cli.argv("server", "upgrade"), env=cli.env)
         else:
             os.kill(old, signal.SIGKILL)
-        check_whole(run, begun, done)
+        check_whole(run, begun, done, how != "upgrade")
         if how == "upgrade":
             assert upgrade.wait(timeout=30) == 0
         assert int(server_info(cli)["pid"]) != old
@@ -127,6 +148,5 @@ def test_the_api_run_follows_its_command_too(kept: Cli, tmp_path: Path, api: str
     runner.join(60)
     assert len(results) == 1, results
     result = results[0]
-    expected = b"".join(b"%d\n" % i for i in range(1, LINES + 1))
     assert getattr(result, "exit_code", None) == 3
-    assert getattr(result, "output", None) == expected
+    assert at_most_one_gap(getattr(result, "output", b""), EXPECTED)
